@@ -1,0 +1,74 @@
+"""Build the Cython kernels: ``-O3``, and OpenMP where the compiler supports it.
+
+OpenMP is detected by compiling and linking a small test program with the same
+compiler that builds the extension. Where that fails (for example Apple clang
+without libomp) the extension is built serial and the build says so; the
+kernels stay correct, only single-threaded. ``SOFTMAX_FAST_OPENMP=0`` forces the
+serial build.
+"""
+
+import os
+import sys
+import tempfile
+import textwrap
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError, LinkError
+
+OPENMP_TEST_PROGRAM = textwrap.dedent(
+    """
+    #include <omp.h>
+    int main(void) {
+        int threads = 0;
+        #pragma omp parallel reduction(+: threads)
+        threads += 1;
+        return threads > 0 ? 0 : 1;
+    }
+    """
+)
+
+
+def openmp_flags(compiler):
+    """``(compile_args, link_args)`` that enable OpenMP with ``compiler``, or ``None``."""
+    if os.environ.get("SOFTMAX_FAST_OPENMP", "1") == "0":
+        return None
+    flags = (["/openmp"], []) if compiler.compiler_type == "msvc" else (["-fopenmp"], ["-fopenmp"])
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "openmp_test.c")
+        with open(source, "w") as f:
+            f.write(OPENMP_TEST_PROGRAM)
+        try:
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=flags[0])
+            compiler.link_executable(objects, "openmp_test", output_dir=tmp, extra_postargs=flags[1])
+        except (CompileError, LinkError) as exc:
+            print(f"softmax_fast: OpenMP test program failed ({exc})", file=sys.stderr)
+            return None
+    return flags
+
+
+class BuildExtWithOpenMP(build_ext):
+    def build_extensions(self):
+        optimize = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        flags = openmp_flags(self.compiler)
+        if flags is None:
+            print(
+                "softmax_fast: WARNING: building the Cython kernels WITHOUT OpenMP; "
+                "they will run on one thread.",
+                file=sys.stderr,
+            )
+            flags = ([], [])
+        for ext in self.extensions:
+            ext.extra_compile_args += optimize + flags[0]
+            ext.extra_link_args += flags[1]
+        super().build_extensions()
+
+
+setup(
+    ext_modules=cythonize(
+        [Extension("softmax_fast.kernels.cython_kernels", ["softmax_fast/kernels/cython_kernels.pyx"])],
+        compiler_directives={"language_level": 3},
+    ),
+    cmdclass={"build_ext": BuildExtWithOpenMP},
+)

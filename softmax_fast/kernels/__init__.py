@@ -1,0 +1,193 @@
+"""Softmax-regression kernels behind one contract, in three backends.
+
+* ``numpy``: :mod:`softmax_fast.kernels.reference`, plain NumPy, the specification;
+* ``numba``: :mod:`softmax_fast.kernels.numba_kernels`, ``@njit(parallel=True)``;
+* ``cython``: :mod:`softmax_fast.kernels.cython_kernels`, ``nogil`` with OpenMP.
+
+``get_backend(name)`` returns a :class:`Backend`, whose methods check their
+arguments once (see :mod:`softmax_fast.kernels._validation`) and then call that
+backend's kernels. Shapes: ``X (n, d)``, ``y (n,)`` integer labels in
+``[0, k)``, ``W (d, k)``, ``b (k,)``; ``W`` and ``b`` are float32 or float64 and
+``X`` has their dtype or is uint8. The effective features are ``X * scale``.
+
+The compiled backends run on ``n_threads`` threads (default
+:func:`get_num_threads`), with results bitwise identical for any thread count.
+"""
+
+import importlib
+
+from . import _validation as check
+
+BACKENDS = ("numpy", "numba", "cython")
+_MODULES = {
+    "numpy": "softmax_fast.kernels.reference",
+    "numba": "softmax_fast.kernels.numba_kernels",
+    "cython": "softmax_fast.kernels.cython_kernels",
+}
+# "auto" takes the first available of these.
+_PREFERENCE = ("cython", "numba", "numpy")
+
+_num_threads = check.default_num_threads()
+_loaded = {}
+
+
+class BackendUnavailableError(ImportError):
+    """A backend exists but cannot be used here (its package is missing or its build failed)."""
+
+
+def set_num_threads(n_threads):
+    """Set the default thread count of the compiled kernels (an integer ``>= 1``)."""
+    global _num_threads
+    _num_threads = check.check_count("n_threads", n_threads)
+
+
+def get_num_threads():
+    """The default thread count of the compiled kernels: the CPUs this process may use unless set."""
+    return _num_threads
+
+
+class Backend:
+    """The kernels of one backend behind the shared argument checks; see :func:`get_backend`."""
+
+    def __init__(self, name, kernels, thread_arguments):
+        #: ``"numpy"``, ``"numba"`` or ``"cython"``.
+        self.name = name
+        self._kernels = kernels
+        self._thread_arguments = thread_arguments
+
+    def __repr__(self):
+        return f"<softmax_fast backend {self.name!r}>"
+
+    def _threads(self, n_threads):
+        """The extra arguments that run a kernel on ``n_threads`` threads (default: :func:`get_num_threads`)."""
+        n_threads = _num_threads if n_threads is None else check.check_count("n_threads", n_threads)
+        return self._thread_arguments(n_threads)
+
+    @staticmethod
+    def _model_inputs(X, W, b, scale, *, in_place):
+        """Checked ``(X, W, b, scale)``, with ``scale`` of ``W``'s dtype so float32 stays float32."""
+        W, b = check.check_weights(W, b, in_place=in_place)
+        X = check.check_features(X, W)
+        return X, W, b, W.dtype.type(check.check_positive("scale", scale))
+
+    def _batch_inputs(self, X, y, W, b, scale, *, in_place):
+        X, W, b, scale = self._model_inputs(X, W, b, scale, in_place=in_place)
+        return X, check.check_labels(y, X.shape[0], W.shape[1]), W, b, scale
+
+    def softmax(self, Z, out=None, *, n_threads=None):
+        """Row-wise, numerically stable softmax of ``Z (n, k)``.
+
+        Written into ``out`` (same shape and dtype, C-contiguous; may be ``Z``
+        itself) or a new array; returns it.
+        """
+        Z = check.check_logits(Z)
+        out = Z.copy() if out is None else check.check_out(out, Z)
+        return self._kernels.softmax(Z, out, *self._threads(n_threads))
+
+    def cross_entropy(self, Z, y, *, n_threads=None):
+        """Mean over rows of ``logsumexp(Z[i]) - Z[i, y[i]]``, a float (summed in float64)."""
+        Z = check.check_logits(Z)
+        y = check.check_labels(y, Z.shape[0], Z.shape[1])
+        return self._kernels.cross_entropy(Z, y, *self._threads(n_threads))
+
+    def loss_and_grad(self, X, y, W, b, scale=1.0, *, n_threads=None):
+        """Mean cross-entropy of the batch and its gradients: ``(loss, dW (d, k), db (k,))``.
+
+        ``dW`` and ``db`` are new arrays of ``W``'s dtype; nothing is modified.
+        """
+        X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=False)
+        return self._kernels.loss_and_grad(X, y, W, b, scale, *self._threads(n_threads))
+
+    def sgd_step(self, X, y, W, b, lr, scale=1.0, *, n_threads=None):
+        """Forward pass, loss, gradient and the update ``W -= lr * dW``, ``b -= lr * db`` on one batch.
+
+        ``W`` and ``b`` are modified in place. Returns ``(loss, n_correct)``:
+        the batch's mean cross-entropy and its number of rows whose argmax is
+        their label, both before the update.
+        """
+        X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=True)
+        lr = W.dtype.type(check.check_positive("lr", lr))
+        return self._kernels.sgd_step(X, y, W, b, lr, scale, *self._threads(n_threads))
+
+    def train_epoch(self, X, y, W, b, lr, batch_size, scale=1.0, *, n_threads=None):
+        """``sgd_step`` on ``X[i:i + batch_size]`` for every batch in order, in place.
+
+        The last batch may be shorter; its gradient is the mean over its own
+        rows. Returns ``(mean_loss, accuracy)``: the mean of the batch losses
+        and the fraction of rows predicted right before their batch's update.
+        """
+        X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=True)
+        lr = W.dtype.type(check.check_positive("lr", lr))
+        batch_size = check.check_count("batch_size", batch_size)
+        return self._kernels.train_epoch(X, y, W, b, lr, batch_size, scale, *self._threads(n_threads))
+
+    def predict_proba(self, X, W, b, scale=1.0, *, n_threads=None):
+        """Class probabilities ``softmax(X * scale @ W + b)``, ``(n, k)`` of ``W``'s dtype."""
+        X, W, b, scale = self._model_inputs(X, W, b, scale, in_place=False)
+        return self._kernels.predict_proba(X, W, b, scale, *self._threads(n_threads))
+
+    def predict(self, X, W, b, scale=1.0, *, n_threads=None):
+        """The most probable class of each row, ``(n,)`` ``np.intp``; ties go to the lowest index."""
+        X, W, b, scale = self._model_inputs(X, W, b, scale, in_place=False)
+        return self._kernels.predict(X, W, b, scale, *self._threads(n_threads))
+
+
+def _serial(n_threads):
+    """The reference runs on one thread and takes no thread count."""
+    return ()
+
+
+def _numba_threads(n_threads):
+    """Numba kernels take their thread count from ``numba.set_num_threads`` (per calling thread)."""
+    import numba
+
+    # It refuses more than the pool that Numba started with; the count never changes results.
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    return ()
+
+
+def _cython_threads(n_threads):
+    """Cython kernels take the thread count as their last argument."""
+    return (n_threads,)
+
+
+_THREAD_ARGUMENTS = {"numpy": _serial, "numba": _numba_threads, "cython": _cython_threads}
+
+
+def _load(name):
+    """Import backend ``name``; returns the :class:`Backend` or the reason it is unavailable (a str)."""
+    if name not in _loaded:
+        try:
+            module = importlib.import_module(_MODULES[name])
+        except ImportError as exc:
+            _loaded[name] = f"{type(exc).__name__}: {exc}"
+        else:
+            _loaded[name] = Backend(name, module, _THREAD_ARGUMENTS[name])
+    return _loaded[name]
+
+
+def backend_status():
+    """``{name: None if usable else the reason it is not}`` for every backend."""
+    return {name: None if isinstance(_load(name), Backend) else _load(name) for name in BACKENDS}
+
+
+def available_backends():
+    """The names of the backends that can be used here, the reference first."""
+    return [name for name, reason in backend_status().items() if reason is None]
+
+
+def get_backend(name="auto"):
+    """The :class:`Backend` called ``name`` (``"numpy"``, ``"numba"``, ``"cython"``, or ``"auto"``).
+
+    ``"auto"`` is the first available of cython, numba and numpy. Raises
+    ``ValueError`` for an unknown name and :class:`BackendUnavailableError`
+    (an ``ImportError``) with the reason when the backend cannot be used here.
+    """
+    if name == "auto":
+        name = next(n for n in _PREFERENCE if isinstance(_load(n), Backend))
+    if name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; expected 'auto' or one of {', '.join(BACKENDS)}")
+    backend = _load(name)
+    if not isinstance(backend, Backend):
+        raise BackendUnavailableError(f"the {name!r} backend is unavailable: {backend}")
+    return backend

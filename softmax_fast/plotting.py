@@ -1,0 +1,69 @@
+"""Figures of a training run: learning curves, weight images and the confusion matrix.
+
+Each function draws one figure with pyplot and returns it; the caller saves it
+and closes it (or shows it). The command line selects the Agg backend unless
+it was asked to show the figures.
+"""
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_curves(history, title):
+    """Loss and accuracy per epoch, train and test, in two panels (the seed's figure, labelled).
+
+    ``history`` is ``SoftmaxRegression.history_``; test curves are drawn where present.
+    """
+    epochs = [record["epoch"] for record in history]
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for axes, metric, label in ((loss_axes, "loss", "cross-entropy loss"), (accuracy_axes, "accuracy", "accuracy")):
+        axes.plot(epochs, [record[f"train_{metric}"] for record in history], "o-", label="train")
+        if history and history[0][f"test_{metric}"] is not None:
+            axes.plot(epochs, [record[f"test_{metric}"] for record in history], "s--", label="test")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(label)
+        axes.set_title(f"{label.capitalize()} per epoch")
+        axes.grid(alpha=0.3)
+        axes.legend()
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    figure.suptitle(title)
+    return figure
+
+
+def plot_weights(coef, classes, image_shape=(28, 28)):
+    """Each class's weight vector ``coef[:, c]`` drawn as an ``image_shape`` image (red +, blue -)."""
+    k = coef.shape[1]
+    columns = min(k, 5)
+    rows = math.ceil(k / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), layout="constrained",
+                                squeeze=False)
+    limit = float(np.abs(coef).max()) or 1.0
+    for index, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if index < k:
+            image = ax.imshow(coef[:, index].reshape(image_shape), cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_title(f"class {classes[index]}")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    figure.suptitle("Learned weights per class")
+    return figure
+
+
+def plot_confusion(matrix, classes, title):
+    """A confusion matrix ``(k, k)`` (rows: true class, columns: predicted), counts written in the cells."""
+    figure, ax = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.6 + 0.6 * len(classes)), layout="constrained")
+    image = ax.imshow(matrix, cmap="Blues")
+    ticks = np.arange(len(classes))
+    ax.set_xticks(ticks, [str(c) for c in classes])
+    ax.set_yticks(ticks, [str(c) for c in classes])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    threshold = matrix.max() / 2
+    for (row, column), count in np.ndenumerate(matrix):
+        ax.text(column, row, str(count), ha="center", va="center", fontsize=7,
+                color="white" if count > threshold else "black")
+    figure.colorbar(image, ax=ax, shrink=0.8, label="test images")
+    return figure
+

@@ -1,0 +1,49 @@
+"""The figures: labelled axes, one panel per metric, one image per class."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+
+from softmax_fast import plotting  # noqa: E402
+
+HISTORY = [
+    {"epoch": e, "train_loss": 1 / e, "train_accuracy": 1 - 0.1 / e, "test_loss": 1.1 / e,
+     "test_accuracy": 1 - 0.12 / e, "seconds": 0.1}
+    for e in range(1, 4)
+]
+
+
+def test_curves_have_two_labelled_panels_with_train_and_test():
+    figure = plotting.plot_curves(HISTORY, "title")
+    loss_axes, accuracy_axes = figure.axes
+    assert (loss_axes.get_xlabel(), loss_axes.get_ylabel()) == ("epoch", "cross-entropy loss")
+    assert (accuracy_axes.get_xlabel(), accuracy_axes.get_ylabel()) == ("epoch", "accuracy")
+    for axes in figure.axes:
+        assert [line.get_label() for line in axes.get_lines()] == ["train", "test"]
+    np.testing.assert_array_equal(loss_axes.get_lines()[1].get_ydata(), [1.1, 0.55, 1.1 / 3])
+
+
+def test_curves_without_test_data_draw_train_only():
+    history = [record | {"test_loss": None, "test_accuracy": None} for record in HISTORY]
+    figure = plotting.plot_curves(history, "title")
+    assert all(len(axes.get_lines()) == 1 for axes in figure.axes)
+
+
+def test_weights_are_one_28x28_image_per_class():
+    coef = np.arange(784 * 10, dtype=np.float32).reshape(784, 10)
+    figure = plotting.plot_weights(coef, np.arange(10))
+    images = [axes.get_images()[0] for axes in figure.axes if axes.get_images()]
+    assert len(images) == 10
+    assert images[3].get_array().shape == (28, 28)
+    np.testing.assert_array_equal(images[3].get_array(), coef[:, 3].reshape(28, 28))
+    assert [axes.get_title() for axes in figure.axes if axes.get_images()][3] == "class 3"
+
+
+def test_confusion_matrix_figure_writes_the_counts():
+    matrix = np.array([[5, 1], [0, 7]])
+    figure = plotting.plot_confusion(matrix, np.array(["cat", "dog"]), "title")
+    axes = figure.axes[0]
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("predicted class", "true class")
+    assert sorted(text.get_text() for text in axes.texts) == ["0", "1", "5", "7"]

@@ -67,7 +67,13 @@ class BuildExtWithOpenMP(build_ext):
 
 setup(
     ext_modules=cythonize(
-        [Extension("softmax_fast.kernels.cython_kernels", ["softmax_fast/kernels/cython_kernels.pyx"])],
+        [
+            Extension(
+                "softmax_fast.kernels.cython_kernels",
+                ["softmax_fast/kernels/cython_kernels.pyx"],
+                depends=["softmax_fast/kernels/hot_loops.h", "softmax_fast/kernels/hot_loops_impl.h"],
+            )
+        ],
         compiler_directives={"language_level": 3},
     ),
     cmdclass={"build_ext": BuildExtWithOpenMP},

@@ -5,11 +5,19 @@ Same contract as :mod:`softmax_fast.kernels.reference`. The ``def`` functions
 are reached only through :mod:`softmax_fast.kernels`, which has already checked
 shapes, dtypes, C order and the label range, so nothing here checks bounds.
 
-The row-level work is done by small ``cdef`` functions on raw pointers and
-sizes; the batch-level routines parallelise so that no sum depends on how work
-is shared among threads (rows in parallel for the forward pass, features in
-parallel for the gradient, every reduction over rows done serially in row
-order): the results are bitwise identical for any ``n_threads``.
+The two matrix loops (logits ``X @ W`` and gradient ``X.T @ G``) are C, in
+``hot_loops.h``, compiled for several instruction sets and chosen at load
+time; the row-level softmax and loss and the batch-level orchestration are
+here. Training runs one OpenMP parallel region per call: in every batch the
+threads share the rows for the forward pass, meet at a barrier, share the
+features for the gradient and update, and meet again. No sum depends on how
+the work is shared (each logit and each gradient entry is computed whole by
+one thread, reductions over rows run serially in row order), so results are
+bitwise identical for any ``n_threads``.
+
+The weights are copied into a scratch ``Wp (d, kp)`` whose class dimension is
+padded with zeros to ``kp``, a multiple of ``SF_BLOCK``, so that the C loops
+work on whole vector registers; they are copied back when a call returns.
 
 Fused types: ``floating`` is the dtype of ``W`` and ``b`` (float32/float64) and
 ``features_t`` the dtype of ``X``; the Python layer only lets ``X`` be uint8 or
@@ -17,7 +25,7 @@ the weights' own dtype through.
 """
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport exp, expf, log, logf
 
 import numpy as np
@@ -30,15 +38,42 @@ ctypedef fused features_t:
 cdef extern from *:
     """
     #ifdef _OPENMP
+    #include <omp.h>
     #define SOFTMAX_FAST_OPENMP 1
+    static inline int sf_team_size(void) { return omp_get_num_threads(); }
+    static inline int sf_thread_number(void) { return omp_get_thread_num(); }
+    /* An orphaned barrier: it binds to the parallel region that calls it. */
+    static inline void sf_barrier(void) { _Pragma("omp barrier") }
     #else
     #define SOFTMAX_FAST_OPENMP 0
+    static inline int sf_team_size(void) { return 1; }
+    static inline int sf_thread_number(void) { return 0; }
+    static inline void sf_barrier(void) {}
     #endif
     """
     int SOFTMAX_FAST_OPENMP
+    int sf_team_size() noexcept nogil
+    int sf_thread_number() noexcept nogil
+    void sf_barrier() noexcept nogil
+
+cdef extern from "hot_loops.h" nogil:
+    const int SF_BLOCK
+    const int SF_TILE
+    const int SF_FEATURE_TILE
+    const int SF_MULTIVERSIONED
+    void sf_widen_f32(const unsigned char *X, Py_ssize_t count, float *F)
+    void sf_widen_f64(const unsigned char *X, Py_ssize_t count, double *F)
+    void sf_logits_f32(const float *X, Py_ssize_t n, Py_ssize_t d, const float *W, Py_ssize_t kp, float *Z)
+    void sf_logits_f64(const double *X, Py_ssize_t n, Py_ssize_t d, const double *W, Py_ssize_t kp, double *Z)
+    void sf_weight_gradient_f32(const float *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
+                                const float *G, Py_ssize_t k, Py_ssize_t kp, float *dWt)
+    void sf_weight_gradient_f64(const double *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
+                                const double *G, Py_ssize_t k, Py_ssize_t kp, double *dWt)
 
 #: Whether this extension was compiled with OpenMP (otherwise every kernel runs on one thread).
 OPENMP_ENABLED = bool(SOFTMAX_FAST_OPENMP)
+#: Whether the matrix loops carry AVX-512 and AVX2 versions chosen at load time (GCC on x86-64 Linux).
+MULTIVERSIONED = bool(SF_MULTIVERSIONED)
 
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -87,103 +122,127 @@ cdef inline floating _softmax_in_place(floating *z, Py_ssize_t k) noexcept nogil
     return row_max + _log(total)
 
 
-cdef inline void _logits_row(const features_t *x, const floating *W, const floating *b,
-                             floating scale, Py_ssize_t d, Py_ssize_t k,
-                             floating *z) noexcept nogil:
-    """``z[:k] = scale * (x[:d] @ W) + b`` for one row; ``W`` is ``(d, k)`` in C order."""
-    cdef Py_ssize_t j, c
-    cdef floating xj
-    for c in range(k):
-        z[c] = 0
-    for j in range(d):
-        xj = <floating> x[j]
-        for c in range(k):
-            z[c] += xj * W[j * k + c]
+cdef inline const floating *_as_weights_type(const features_t *X, Py_ssize_t count,
+                                             floating *scratch) noexcept nogil:
+    """``X[0:count]`` as ``floating``: uint8 widened into ``scratch``, features of the weights' type as they are.
+
+    The pairs the Python layer never passes (float32 weights with float64
+    features and the reverse) are compiled by the fused types and return NULL.
+    """
+    if features_t is uchar:
+        if floating is float:
+            sf_widen_f32(X, count, scratch)
+        else:
+            sf_widen_f64(X, count, scratch)
+        return scratch
+    elif (features_t is float and floating is float) or (features_t is double and floating is double):
+        return <const floating *> X
+    else:
+        return NULL
+
+
+cdef inline void _logits(const floating *X, Py_ssize_t n, Py_ssize_t d, const floating *W,
+                         Py_ssize_t kp, floating *Z) noexcept nogil:
+    """``Z (n, kp) = X (n, d) @ W (d, kp)``."""
+    if floating is float:
+        sf_logits_f32(X, n, d, W, kp, Z)
+    else:
+        sf_logits_f64(X, n, d, W, kp, Z)
+
+
+cdef inline void _weight_gradient(const floating *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
+                                  Py_ssize_t j1, const floating *G, Py_ssize_t k, Py_ssize_t kp,
+                                  floating *dWt) noexcept nogil:
+    """``dWt[:, j] = G.T @ X[:, j]`` for features ``j0 <= j < j1``: the transposed gradient ``(k, d)``."""
+    if floating is float:
+        sf_weight_gradient_f32(X, n, d, j0, j1, G, k, kp, dWt)
+    else:
+        sf_weight_gradient_f64(X, n, d, j0, j1, G, k, kp, dWt)
+
+
+cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule, Py_ssize_t *start,
+                        Py_ssize_t *stop) noexcept nogil:
+    """``[start, stop)``: part ``part`` of ``n_parts`` of ``range(n)``, in whole granules."""
+    cdef Py_ssize_t granules = (n + granule - 1) // granule
+    start[0] = min(n, granules * part // n_parts * granule)
+    stop[0] = min(n, granules * (part + 1) // n_parts * granule)
+
+
+cdef inline bint _finish_row(floating *z, Py_ssize_t k, Py_ssize_t label, const floating *b,
+                             floating scale, floating inv_n, double *loss) noexcept nogil:
+    """Turn ``z``, one row of ``X @ W``, into that row of ``d loss / d Z = (softmax - onehot) / n``.
+
+    Applies ``scale`` and the bias first; stores the row's cross-entropy in
+    ``loss`` and returns whether its argmax is ``label``.
+    """
+    cdef Py_ssize_t c
     for c in range(k):
         z[c] = z[c] * scale + b[c]
-
-
-cdef void _forward_batch(const features_t *X, const Py_ssize_t *y, const floating *W,
-                         const floating *b, floating scale, Py_ssize_t n, Py_ssize_t d,
-                         Py_ssize_t k, floating *G, double *row_loss,
-                         unsigned char *row_correct, int n_threads) noexcept nogil:
-    """Forward pass of one batch, rows in parallel.
-
-    Fills ``G (n, k)`` with ``d loss / d Z = (softmax(Z) - onehot(y)) / n``,
-    ``row_loss (n,)`` with each row's cross-entropy and ``row_correct (n,)``
-    with whether its argmax is its label.
-    """
-    cdef Py_ssize_t i, c
-    cdef floating *z
-    cdef floating target, lse
-    cdef floating inv_n = (<floating> 1) / n
-    for i in prange(n, schedule="static", num_threads=n_threads):
-        z = G + i * k
-        _logits_row(X + i * d, W, b, scale, d, k, z)
-        row_correct[i] = _argmax(z, k) == y[i]
-        target = z[y[i]]
-        lse = _softmax_in_place(z, k)
-        row_loss[i] = lse - target
-        z[y[i]] -= 1
-        for c in range(k):
-            z[c] *= inv_n
-
-
-cdef double _reduce_rows(const floating *G, const double *row_loss,
-                         const unsigned char *row_correct, Py_ssize_t n, Py_ssize_t k,
-                         floating *db, Py_ssize_t *n_correct) noexcept nogil:
-    """Serial, row-ordered sums of a batch: ``db = G.sum(0)``, correct rows; returns the mean loss."""
-    cdef Py_ssize_t i, c
-    cdef double loss_sum = 0
-    n_correct[0] = 0
+    cdef bint correct = _argmax(z, k) == label
+    cdef floating target = z[label]
+    loss[0] = _softmax_in_place(z, k) - target
+    z[label] -= 1
     for c in range(k):
-        db[c] = 0
-    for i in range(n):
-        loss_sum += row_loss[i]
-        n_correct[0] += row_correct[i]
-        for c in range(k):
-            db[c] += G[i * k + c]
-    return loss_sum / n
+        z[c] *= inv_n
+    return correct
 
 
-cdef void _weight_gradient(const features_t *X, const floating *G, floating scale,
-                           Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, floating *dW,
-                           int n_threads) noexcept nogil:
-    """``dW (d, k) = scale * X.T @ G``, features in parallel, each summed over rows in order."""
-    cdef Py_ssize_t i, j, c
-    cdef floating xij
-    cdef floating *row
-    for j in prange(d, schedule="static", num_threads=n_threads):
-        row = dW + j * k
-        for c in range(k):
-            row[c] = 0
-        for i in range(n):
-            xij = <floating> X[i * d + j]
-            for c in range(k):
-                row[c] += xij * G[i * k + c]
-        for c in range(k):
-            row[c] *= scale
+cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d,
+                      Py_ssize_t k, Py_ssize_t kp, floating *W, floating *b, floating lr,
+                      floating scale, Py_ssize_t batch_size, bint update, floating *F, floating *G,
+                      double *row_loss, unsigned char *row_correct, floating *dWt, floating *db,
+                      double *loss_sum, Py_ssize_t *n_correct) noexcept nogil:
+    """One thread's share of SGD over the batches ``X[i:i + batch_size]``, in an OpenMP team.
 
-
-cdef double _sgd_step(const features_t *X, const Py_ssize_t *y, floating *W, floating *b,
-                      floating lr, floating scale, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
-                      floating *G, double *row_loss, unsigned char *row_correct,
-                      floating *dW, floating *db, Py_ssize_t *n_correct,
-                      int n_threads) noexcept nogil:
-    """One fused SGD step on a batch of ``n`` rows; ``W`` and ``b`` in place; returns the loss.
-
-    ``G``, ``row_loss``, ``row_correct``, ``dW`` and ``db`` are scratch of at
-    least ``n * k``, ``n``, ``n``, ``d * k`` and ``k`` elements.
+    ``W (d, kp)`` and ``b (kp,)`` are the padded weights; ``F`` (the batch's
+    widened features, uint8 input only), ``G``, ``row_loss`` and
+    ``row_correct`` have ``min(batch_size, n)`` rows, ``dWt`` is ``(k, d)``
+    and ``db (k,)``. Every thread calls this with the same arguments. With
+    ``update`` false (one batch, for ``loss_and_grad``) the weights stay and
+    ``G.T @ X`` (without ``scale``) is left in ``dWt`` and ``G.sum(0)`` in ``db``.
+    Thread 0 adds each batch's mean loss to ``loss_sum`` and its right
+    predictions to ``n_correct``.
     """
-    cdef Py_ssize_t i
-    _forward_batch(X, y, W, b, scale, n, d, k, G, row_loss, row_correct, n_threads)
-    cdef double loss = _reduce_rows(G, row_loss, row_correct, n, k, db, n_correct)
-    _weight_gradient(X, G, scale, n, d, k, dW, n_threads)
-    for i in range(d * k):
-        W[i] -= lr * dW[i]
-    for i in range(k):
-        b[i] -= lr * db[i]
-    return loss
+    cdef int thread = sf_thread_number(), n_threads = sf_team_size()
+    cdef Py_ssize_t start = 0, rows, first, stop, i, j, c
+    cdef floating inv_n, total
+    cdef double batch_loss
+    cdef const floating *features
+    while start < n:
+        rows = min(batch_size, n - start)
+        inv_n = (<floating> 1) / rows
+        _share(rows, thread, n_threads, SF_TILE, &first, &stop)
+        features = _as_weights_type(X + (start + first) * d, (stop - first) * d, F + first * d) - first * d
+        _logits(features + first * d, stop - first, d, W, kp, G + first * kp)
+        for i in range(first, stop):
+            row_correct[i] = _finish_row(G + i * kp, k, y[start + i], b, scale, inv_n, &row_loss[i])
+        sf_barrier()
+
+        _share(d, thread, n_threads, SF_FEATURE_TILE, &first, &stop)
+        _weight_gradient(features, rows, d, first, stop, G, k, kp, dWt)
+        if update:
+            for c in range(k):
+                for j in range(first, stop):
+                    W[j * kp + c] -= lr * (scale * dWt[c * d + j])
+        if thread == 0:
+            batch_loss = 0
+            for i in range(rows):
+                batch_loss += row_loss[i]
+                n_correct[0] += row_correct[i]
+            loss_sum[0] += batch_loss / rows
+            for c in range(k):
+                total = 0
+                for i in range(rows):
+                    total += G[i * kp + c]
+                db[c] = total
+                if update:
+                    b[c] -= lr * total
+        sf_barrier()
+        start += rows
+
+
+cdef inline Py_ssize_t _padded(Py_ssize_t k) noexcept nogil:
+    return (k + SF_BLOCK - 1) // SF_BLOCK * SF_BLOCK
 
 
 cdef inline object _dtype_of(const floating[::1] b):
@@ -191,32 +250,72 @@ cdef inline object _dtype_of(const floating[::1] b):
     return np.float32 if floating is float else np.float64
 
 
-cdef tuple _train_batches(const features_t[:, ::1] X, const Py_ssize_t[::1] y,
-                          floating[:, ::1] W, floating[::1] b, double lr,
-                          Py_ssize_t batch_size, double scale, int n_threads):
-    """SGD over ``X[i:i + batch_size]`` in order; returns ``(sum of batch losses, n_batches, n_correct)``."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1]
-    cdef Py_ssize_t rows, batch_correct, n_correct = 0, n_batches = 0
-    cdef Py_ssize_t scratch_rows = min(batch_size, n)
+cdef tuple _padded_model(const floating[:, ::1] W, const floating[::1] b):
+    """``W`` and ``b`` copied into zero-padded ``(d, kp)`` and ``(kp,)`` arrays."""
+    cdef Py_ssize_t d = W.shape[0], k = W.shape[1]
+    dtype = _dtype_of(b)
+    W_padded = np.zeros((d, _padded(k)), dtype=dtype)
+    b_padded = np.zeros(_padded(k), dtype=dtype)
+    W_padded[:, :k] = W
+    b_padded[:k] = b
+    return W_padded, b_padded
+
+
+cdef tuple _run_sgd(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const floating[:, ::1] W,
+                    const floating[::1] b, double lr, Py_ssize_t batch_size, double scale,
+                    int n_threads, bint update):
+    """SGD over ``X[i:i + batch_size]`` on all threads, from ``W`` and ``b``, which are not modified.
+
+    Returns ``(loss_sum, n_batches, n_correct, W, b, dWt, db)``: the trained
+    weights (without ``update``: the initial ones) with the padding cut off,
+    and the last batch's unscaled gradients, transposed ``dWt (k, d)``, and ``db (k,)``.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1], kp = _padded(k)
+    cdef Py_ssize_t scratch_rows = min(batch_size, n), n_correct = 0
     cdef double loss_sum = 0
     dtype = _dtype_of(b)
-    cdef floating[:, ::1] G = np.empty((scratch_rows, k), dtype=dtype)
-    cdef floating[:, ::1] dW = np.empty((d, k), dtype=dtype)
+    W_array, b_array = _padded_model(W, b)
+    cdef floating[:, ::1] W_padded = W_array
+    cdef floating[::1] b_padded = b_array
+    # uint8 rows are widened into F batch by batch; other features are read where they are.
+    cdef floating[:, ::1] F = np.empty((scratch_rows if features_t is uchar else 1, d), dtype=dtype)
+    cdef floating[:, ::1] G = np.zeros((scratch_rows, kp), dtype=dtype)
+    cdef floating[:, ::1] dWt = np.empty((k, d), dtype=dtype)
     cdef floating[::1] db = np.empty(k, dtype=dtype)
     cdef double[::1] row_loss = np.empty(scratch_rows, dtype=np.float64)
     cdef unsigned char[::1] row_correct = np.empty(scratch_rows, dtype=np.uint8)
-    cdef Py_ssize_t start = 0
+    with nogil, parallel(num_threads=n_threads):
+        _sgd_worker(&X[0, 0], &y[0], n, d, k, kp, &W_padded[0, 0], &b_padded[0], <floating> lr,
+                    <floating> scale, batch_size, update, &F[0, 0], &G[0, 0], &row_loss[0], &row_correct[0],
+                    &dWt[0, 0], &db[0], &loss_sum, &n_correct)
+    return (loss_sum, (n + batch_size - 1) // batch_size, n_correct, W_array[:, :k], b_array[:k],
+            dWt.base, db.base)
+
+
+cdef tuple _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
+                      double scale, int n_threads):
+    """``(Z, kp)``: ``Z (n, kp)`` holds ``X * scale @ W + b`` in its first ``k`` columns, rows in parallel."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1], kp = _padded(k)
+    cdef Py_ssize_t tile, first, rows, i, c
+    W_array, _ = _padded_model(W, b)
+    cdef floating[:, ::1] W_padded = W_array
+    cdef floating[:, ::1] Z = np.empty((n, kp), dtype=_dtype_of(b))
+    cdef floating typed_scale = <floating> scale
+    # Rows go in tiles of 64; a uint8 tile is widened into its thread's slice of `widened`.
+    cdef Py_ssize_t tile_rows = 64
+    cdef bint widen = features_t is uchar
+    cdef floating[:, :, ::1] widened = np.empty(
+        (n_threads if widen else 1, tile_rows if widen else 1, d if widen else 1), dtype=_dtype_of(b))
     with nogil:
-        while start < n:
-            rows = min(batch_size, n - start)
-            loss_sum += _sgd_step(&X[start, 0], &y[start], &W[0, 0], &b[0], <floating> lr,
-                                  <floating> scale, rows, d, k, &G[0, 0], &row_loss[0],
-                                  &row_correct[0], &dW[0, 0], &db[0], &batch_correct,
-                                  n_threads)
-            n_correct += batch_correct
-            n_batches += 1
-            start += rows
-    return loss_sum, n_batches, n_correct
+        for tile in prange((n + tile_rows - 1) // tile_rows, schedule="static", num_threads=n_threads):
+            first = tile * tile_rows
+            rows = min(tile_rows, n - first)
+            _logits(_as_weights_type(&X[first, 0], rows * d, &widened[threadid() if widen else 0, 0, 0]),
+                    rows, d, &W_padded[0, 0], kp, &Z[first, 0])
+            for i in range(first, first + rows):
+                for c in range(k):
+                    Z[i, c] = Z[i, c] * typed_scale + b[c]
+    return Z.base, kp
 
 
 def softmax(const floating[:, ::1] Z, floating[:, ::1] out, int n_threads):
@@ -242,56 +341,48 @@ def cross_entropy(const floating[:, ::1] Z, const Py_ssize_t[::1] y, int n_threa
 
 
 def loss_and_grad(const features_t[:, ::1] X, const Py_ssize_t[::1] y,
-                  const floating[:, ::1] W, const floating[::1] b, double scale,
-                  int n_threads):
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1], n_correct
-    dtype = _dtype_of(b)
-    cdef floating[:, ::1] G = np.empty((n, k), dtype=dtype)
-    cdef floating[:, ::1] dW = np.empty((d, k), dtype=dtype)
-    cdef floating[::1] db = np.empty(k, dtype=dtype)
-    cdef double[::1] row_loss = np.empty(n, dtype=np.float64)
-    cdef unsigned char[::1] row_correct = np.empty(n, dtype=np.uint8)
-    cdef double loss
-    with nogil:
-        _forward_batch(&X[0, 0], &y[0], &W[0, 0], &b[0], <floating> scale, n, d, k,
-                       &G[0, 0], &row_loss[0], &row_correct[0], n_threads)
-        loss = _reduce_rows(&G[0, 0], &row_loss[0], &row_correct[0], n, k, &db[0], &n_correct)
-        _weight_gradient(&X[0, 0], &G[0, 0], <floating> scale, n, d, k, &dW[0, 0], n_threads)
-    return loss, dW.base, db.base
+                  const floating[:, ::1] W, const floating[::1] b, double scale, int n_threads):
+    loss, _, _, _, _, dWt, db = _run_sgd(X, y, W, b, 0.0, X.shape[0], scale, n_threads, False)
+    return loss, (dWt * _dtype_of(b)(scale)).T.copy(), db
 
 
 def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
              floating[::1] b, double lr, double scale, int n_threads):
-    loss, _, n_correct = _train_batches(X, y, W, b, lr, X.shape[0], scale, n_threads)
+    loss, _, n_correct, W_trained, b_trained, _, _ = _run_sgd(X, y, W, b, lr, X.shape[0], scale,
+                                                              n_threads, True)
+    np.asarray(W)[...] = W_trained
+    np.asarray(b)[...] = b_trained
     return loss, n_correct
 
 
 def train_epoch(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
                 floating[::1] b, double lr, Py_ssize_t batch_size, double scale,
                 int n_threads):
-    loss_sum, n_batches, n_correct = _train_batches(X, y, W, b, lr, batch_size, scale,
-                                                    n_threads)
+    loss_sum, n_batches, n_correct, W_trained, b_trained, _, _ = _run_sgd(
+        X, y, W, b, lr, batch_size, scale, n_threads, True)
+    np.asarray(W)[...] = W_trained
+    np.asarray(b)[...] = b_trained
     return loss_sum / n_batches, n_correct / X.shape[0]
 
 
 def predict_proba(const features_t[:, ::1] X, const floating[:, ::1] W,
                   const floating[::1] b, double scale, int n_threads):
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1], i
-    cdef floating[:, ::1] P = np.empty((n, k), dtype=_dtype_of(b))
+    Z_array, kp = _logits_of(X, W, b, scale, n_threads)
+    cdef floating[:, ::1] Z = Z_array
+    cdef Py_ssize_t n = Z.shape[0], k = W.shape[1], i
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
-            _logits_row(&X[i, 0], &W[0, 0], &b[0], <floating> scale, d, k, &P[i, 0])
-            _softmax_in_place(&P[i, 0], k)
-    return P.base
+            _softmax_in_place(&Z[i, 0], k)
+    return Z_array[:, :k].copy()
 
 
 def predict(const features_t[:, ::1] X, const floating[:, ::1] W,
             const floating[::1] b, double scale, int n_threads):
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1], i
-    cdef floating[:, ::1] Z = np.empty((n, k), dtype=_dtype_of(b))
+    Z_array, _ = _logits_of(X, W, b, scale, n_threads)
+    cdef floating[:, ::1] Z = Z_array
+    cdef Py_ssize_t n = Z.shape[0], k = W.shape[1], i
     cdef Py_ssize_t[::1] labels = np.empty(n, dtype=np.intp)
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
-            _logits_row(&X[i, 0], &W[0, 0], &b[0], <floating> scale, d, k, &Z[i, 0])
             labels[i] = _argmax(&Z[i, 0], k)
     return labels.base

@@ -1,0 +1,82 @@
+/*
+ * The matrix loops of the Cython kernels: the logits X @ W of a block of rows
+ * and the weight gradient G.T @ X of a block of features.
+ *
+ * They are C so that GCC can compile each loop for several instruction sets
+ * and pick one when the extension is loaded (target_clones): a wheel built
+ * here stays portable and still uses AVX-512 or AVX2 where the CPU has them.
+ * Everything else (softmax, loss, threads, updates) stays in Cython.
+ *
+ * The loops read features of the weights' type; uint8 pixels are widened
+ * batch by batch (sf_widen) into a scratch buffer that stays in cache. W is
+ * padded to kp classes, a multiple of SF_BLOCK, so that a row of W is whole
+ * vector registers; its padded columns are zero. The gradient is produced
+ * transposed, (k, d), so that its vectors run along X's rows. Accumulators
+ * stay in registers: fixed trip counts and GCC's vector types see to it.
+ *
+ * Zeros are skipped: features that are zero (MNIST's blank borders) are
+ * passed over a word or a vector at a time. A skipped term is an exact zero,
+ * so skipping never changes a result, and each output is summed in an order
+ * fixed by the data alone (features ascending for a logit, in four
+ * interleaved chains; rows ascending for a gradient), whatever the tiling or
+ * the thread that computes it: results are bitwise independent of the
+ * thread count.
+ *
+ * hot_loops_impl.h is included once per weight type.
+ */
+#ifndef SOFTMAX_FAST_HOT_LOOPS_H
+#define SOFTMAX_FAST_HOT_LOOPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Classes per vector tile: 16 floats fill one AVX-512 register. */
+#define SF_BLOCK 16
+/* Rows per logits tile. */
+#define SF_TILE 4
+/* Features per share of the gradient among threads: whole vectors of floats or doubles. */
+#define SF_FEATURE_TILE 16
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && defined(__linux__)
+#define SF_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define SF_MULTIVERSIONED 1
+#else
+#define SF_MULTIVERSION
+#define SF_MULTIVERSIONED 0
+#endif
+
+/* GCC's and clang's vector types keep a tile's accumulators in registers; other compilers get plain loops. */
+#if defined(__GNUC__)
+#define SF_VECTOR_EXTENSIONS 1
+#else
+#define SF_VECTOR_EXTENSIONS 0
+#endif
+
+/*
+ * The helpers of a multiversioned function must be inlined into each of its
+ * versions: a helper left out of line is compiled for the baseline ISA only.
+ */
+#if defined(__GNUC__)
+#define SF_INLINE static inline __attribute__((always_inline))
+#else
+#define SF_INLINE static inline
+#endif
+
+/* Whether an 8-byte word at p is all zero bits. */
+SF_INLINE int sf_word_is_zero(const void *p)
+{
+    uint64_t word;
+    memcpy(&word, p, sizeof word);
+    return word == 0;
+}
+
+#define SF_T float
+#define SF_NAME(name) name##_f32
+#include "hot_loops_impl.h"
+
+#define SF_T double
+#define SF_NAME(name) name##_f64
+#include "hot_loops_impl.h"
+
+#endif

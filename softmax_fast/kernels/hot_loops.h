@@ -71,6 +71,53 @@ SF_INLINE int sf_word_is_zero(const void *p)
     return word == 0;
 }
 
+/* Features per bit of a row's nonzero mask. */
+#define SF_GROUP 8
+
+/* 64-bit words per row of nonzero masks for d features. */
+SF_INLINE ptrdiff_t sf_mask_words(ptrdiff_t d)
+{
+    return (d + 64 * SF_GROUP - 1) / (64 * SF_GROUP);
+}
+
+/*
+ * masks (n, sf_mask_words(d)) for rows X (n, d) of item_size-byte features:
+ * bit g of a row's masks is set where features SF_GROUP * g to
+ * SF_GROUP * g + SF_GROUP - 1 are not all zero bits. (A -0.0 counts as
+ * nonzero: it is multiplied, and adds nothing.)
+ */
+SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t item_size, uint64_t *masks)
+{
+    const ptrdiff_t words = sf_mask_words(d), full_groups = d / SF_GROUP;
+    const size_t group_bytes = SF_GROUP * item_size, row_bytes = (size_t)d * item_size;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const unsigned char *x = (const unsigned char *)X + (size_t)i * row_bytes;
+        uint64_t *mask = masks + i * words;
+        memset(mask, 0, (size_t)words * sizeof *mask);
+        uint64_t bits = 0;
+        ptrdiff_t g = 0;
+        for (; g < full_groups; g++) {
+            uint64_t any = 0;
+            for (size_t b = 0; b < group_bytes; b += 8) {
+                uint64_t word;
+                memcpy(&word, x + g * group_bytes + b, sizeof word);
+                any |= word;
+            }
+            bits |= (uint64_t)(any != 0) << (g % 64);
+            if (g % 64 == 63) {
+                mask[g / 64] = bits;
+                bits = 0;
+            }
+        }
+        unsigned char tail = 0;
+        for (size_t b = (size_t)g * group_bytes; b < row_bytes; b++)
+            tail |= x[b];
+        bits |= (uint64_t)(tail != 0) << (g % 64);
+        if (g % 64 != 0 || tail != 0)
+            mask[g / 64] |= bits;
+    }
+}
+
 #define SF_T float
 #define SF_NAME(name) name##_f32
 #include "hot_loops_impl.h"

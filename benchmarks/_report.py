@@ -1,0 +1,557 @@
+"""Turn the runner's records into the comparison: derived figures, Markdown tables, targets, JSON, chart.
+
+Derived per timed row (from its median):
+
+* GFLOP/s = the row's FLOP count (its class's ``describe``) / median;
+* % of peak = GFLOP/s / the GEMM peak of the row's dtype at the row's thread count
+  (the best median GFLOP/s of ``bench_machine.Gemm`` over its sizes, in this run);
+* × seed = the seed loop's median / the row's median, for epoch rows; the seed
+  loop is ``bench_epoch.SeedLoop`` in float64 on all threads, the seed as written.
+"""
+
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from . import common
+from ._runner import ROOT
+
+TABLE_ORDER = ("limits", "epochs", "kernels", "peers", "compile", "memory")
+OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+PACKAGES = ("numpy", "numba", "llvmlite", "Cython", "threadpoolctl", "torch", "scikit-learn", "matplotlib",
+            "softmax_fast")
+
+# The issue's targets.
+SPEEDUP_VS_SEED_F32 = 6.0
+SPEEDUP_VS_NUMPY_F32 = 4.0
+PEAK_FRACTION_F32 = 40.0
+SPEEDUP_VS_SEED_F64 = 3.0
+NUMBA_CYTHON_RATIO = 1.5
+PROBE_PEAK_FRACTION = 50.0
+
+
+# -- the machine ------------------------------------------------------------------------------------
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_bytes():
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _versions():
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _git_state():
+    """The commit and whether the kernels' sources differ from it (they are being rewritten)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "softmax_fast"], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=10).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit or None, "softmax_fast_changes": changed}
+
+
+def _blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return threadpool_info()
+
+
+def machine_description(load_before):
+    """CPU, cores, memory, versions, BLAS as threadpoolctl sees it, OpenBLAS variables, load."""
+    from softmax_fast import kernels
+
+    try:
+        import numba
+
+        threading_layer = numba.threading_layer()
+    except Exception:  # noqa: BLE001 - unset until a parallel kernel has run, or Numba missing
+        threading_layer = None
+    return {
+        "cpu_model": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "cpus_usable": common.ALL_THREADS,
+        "memory_bytes": _memory_bytes(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": _versions(),
+        "threadpoolctl": _blas_info(),
+        "openblas_environment": {name: os.environ[name] for name in OPENBLAS_VARIABLES if name in os.environ},
+        "numba_threading_layer": threading_layer,
+        "backend_status": kernels.backend_status(),
+        "git": _git_state(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+# -- derived figures --------------------------------------------------------------------------------
+
+def _ok(record):
+    return record["status"] == "ok"
+
+
+def _median(record):
+    return record["stats"]["median"]
+
+
+def gemm_peaks(records):
+    """``{(dtype, threads): best median GFLOP/s}`` of the GEMM rows."""
+    peaks = {}
+    for r in records:
+        if _ok(r) and r["method"] == "time_matmul":
+            key = (r["info"]["dtype"], r["info"]["threads"])
+            peaks[key] = max(peaks.get(key, 0.0), r["info"]["flops"] / _median(r) / 1e9)
+    return peaks
+
+
+def _seed(records):
+    return next((r for r in records if _ok(r) and r["kind"] == "time" and r["info"].get("seed")), None)
+
+
+def derive(records):
+    """Add ``gflops``, ``pct_peak``, ``gbytes_per_s`` and ``speedup_vs_seed`` to the timed records."""
+    peaks = gemm_peaks(records)
+    seed = _seed(records)
+    for r in records:
+        if not (_ok(r) and r["kind"] == "time"):
+            continue
+        info, median = r["info"], _median(r)
+        if info.get("flops"):
+            r["gflops"] = info["flops"] / median / 1e9
+            peak = peaks.get((info.get("dtype"), info.get("threads")))
+            r["peak_gflops"] = peak
+            r["pct_peak"] = 100 * r["gflops"] / peak if peak else None
+        if info.get("bytes"):
+            r["gbytes_per_s"] = info["bytes"] / median / 1e9
+        if info.get("epoch") and seed is not None:
+            r["speedup_vs_seed"] = _median(seed) / median
+    return peaks
+
+
+# -- targets ----------------------------------------------------------------------------------------
+
+def _rows(records, benchmark, **params):
+    return [r for r in records if _ok(r) and r["benchmark"] == benchmark
+            and all(r["params"].get(k) == v for k, v in params.items())]
+
+
+def _fastest(rows):
+    return min(rows, key=_median) if rows else None
+
+
+def _verdict(value, goal, at_most=False):
+    if value is None:
+        return "n/a"
+    return "pass" if (value <= goal if at_most else value >= goal) else "miss"
+
+
+def _epoch_name(r):
+    p = r["params"]
+    return f"{p['backend']}, {p['input']} X, {p['threads']} thr, {_median(r) * 1e3:.1f} ms"
+
+
+def targets(records):
+    """The issue's targets, each ``{"target", "measured", "value", "goal", "result"}``, from this run."""
+    every = common.ALL_THREADS
+    epoch = "bench_epoch.BackendEpoch.time_epoch"
+    seed = _seed(records)
+    numpy_f32 = next(iter(_rows(records, "bench_epoch.SeedLoop.time_epoch", dtype="float32", threads=every)), None)
+    out = []
+
+    def add(target, value, goal, text, unit="×", at_most=False):
+        out.append({"target": target, "value": value, "goal": goal, "measured": text if value is not None else "n/a",
+                    "goal_text": f"{'≤' if at_most else '≥'} {goal:g}{unit}", "result": _verdict(value, goal, at_most)})
+
+    best = {}
+    for dtype in common.DTYPES:
+        best[dtype] = _fastest([r for r in _rows(records, epoch, dtype=dtype, threads=every)
+                                if r["params"]["backend"] in common.COMPILED_BACKENDS])
+    b32, b64 = best["float32"], best["float64"]
+    value = _median(seed) / _median(b32) if seed and b32 else None
+    add("best float32 compiled epoch (all threads) vs the seed loop", value, SPEEDUP_VS_SEED_F32,
+        f"{value:.2f}× ({_epoch_name(b32)} vs {_median(seed) * 1e3:.1f} ms)" if value else "")
+    value = _median(numpy_f32) / _median(b32) if numpy_f32 and b32 else None
+    add("best float32 compiled epoch (all threads) vs the NumPy float32 loop", value, SPEEDUP_VS_NUMPY_F32,
+        f"{value:.2f}× (vs {_median(numpy_f32) * 1e3:.1f} ms)" if value else "")
+    value = b32.get("pct_peak") if b32 else None
+    add("best float32 compiled epoch (all threads), % of float32 GEMM peak", value, PEAK_FRACTION_F32,
+        f"{value:.1f} % ({b32['gflops']:.1f} of {b32['peak_gflops']:.1f} GFLOP/s)" if value else "", unit=" %")
+    value = _median(seed) / _median(b64) if seed and b64 else None
+    add("best float64 compiled epoch (all threads) vs the seed loop", value, SPEEDUP_VS_SEED_F64,
+        f"{value:.2f}× ({_epoch_name(b64)})" if value else "")
+    for dtype in common.DTYPES:
+        for kind in common.INPUTS:
+            for threads in common.THREADS:
+                numba = _fastest(_rows(records, epoch, backend="numba", dtype=dtype, input=kind, threads=threads))
+                cython = _fastest(_rows(records, epoch, backend="cython", dtype=dtype, input=kind, threads=threads))
+                ratio = _median(numba) / _median(cython) if numba and cython else None
+                # Either way round: neither backend more than 1.5x slower than the other.
+                worst = max(ratio, 1 / ratio) if ratio else None
+                add(f"numba / cython epoch, {dtype}, {kind} X, {threads} thread(s)", worst, NUMBA_CYTHON_RATIO,
+                    f"{ratio:.2f} ({_median(numba) * 1e3:.1f} / {_median(cython) * 1e3:.1f} ms)" if ratio else "",
+                    at_most=True)
+    for backend in common.COMPILED_BACKENDS:
+        probe = _fastest(_rows(records, "bench_kernels.Kernels.time_sgd_step", shape="probe", backend=backend,
+                               dtype="float32", threads=every))
+        value = probe.get("pct_peak") if probe else None
+        add(f"linear-probe sgd_step, {backend}, float32, all threads: % of GEMM peak", value, PROBE_PEAK_FRACTION,
+            f"{value:.1f} % ({probe['gflops']:.1f} GFLOP/s, {_median(probe) * 1e6:.0f} µs)" if value else "",
+            unit=" %")
+    rss = next(iter(_rows(records, "bench_memory.TrainCommand.track_peak_rss_mb")), None)
+    from .bench_memory import RSS_TARGET_MB
+
+    add("peak RSS of python -m softmax_fast.train (default run)", rss["value"] if rss else None, RSS_TARGET_MB,
+        f"{rss['value']:.0f} MB" if rss else "", unit=" MB", at_most=True)
+    return out
+
+
+# -- Markdown ---------------------------------------------------------------------------------------
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _time(seconds, unit):
+    scale = {"s": 1, "ms": 1e3, "µs": 1e6}[unit]
+    value = seconds * scale
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+#: A row during which other processes kept at least this many CPUs busy, on average, is marked.
+CONTENDED_CPUS = 0.25
+CONTENDED_MARK = "⚠"
+
+
+def _contended(r):
+    return (r.get("other_cpus") or 0.0) >= CONTENDED_CPUS
+
+
+def _mark(r):
+    return f" {CONTENDED_MARK}" if _contended(r) else ""
+
+
+def _median_cell(r, unit):
+    return _time(_median(r), unit) + _mark(r)
+
+
+def _spread(r, unit):
+    s = r["stats"]
+    return f"{_time(s['min'], unit)}–{_time(s['max'], unit)}"
+
+
+def _fmt(value, spec, empty="—"):
+    return empty if value is None else format(value, spec)
+
+
+def _not_ok(r, columns):
+    reason = (r.get("reason") or "").strip().splitlines()
+    text = f"{r['status']}: {reason[-1] if reason else ''}"
+    return [text] + [""] * (columns - 1)
+
+
+def _limits_table(records):
+    rows = []
+    for r in records:
+        p, info = r["params"], r["info"]
+        head = [info.get("label", r["method"]), info.get("dtype", ""), p.get("threads", "")]
+        if not _ok(r):
+            rows.append(head + _not_ok(r, 3))
+            continue
+        rate = (f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else f"{r['gbytes_per_s']:.2f} GB/s")
+        rows.append(head + [_median_cell(r, "ms"), _spread(r, "ms"), rate])
+    return _table(["measurement", "dtype", "threads", "median ms", "spread ms (min–max)", "rate"], rows)
+
+
+def _epoch_rows(records):
+    rows = []
+    for r in records:
+        info = r["info"]
+        head = [info.get("label", r["benchmark"]), info.get("dtype", ""), info.get("input", ""),
+                info.get("threads", "")]
+        if not _ok(r):
+            rows.append(head + _not_ok(r, 5))
+            continue
+        speedup = r.get("speedup_vs_seed")
+        rows.append(head + [_median_cell(r, "ms"), _spread(r, "ms"), _fmt(r.get("gflops"), ".2f"),
+                            _fmt(r.get("pct_peak"), ".1f"),
+                            _fmt(speedup, ".2f") + (" (seed)" if info.get("seed") else "")])
+    return _table(["implementation", "dtype", "input", "threads", "median ms", "spread ms (min–max)", "GFLOP/s",
+                   "% of GEMM peak", "× seed"], rows)
+
+
+def _kernel_rows(records):
+    order = {name: i for i, name in enumerate(common.KERNEL_FLOPS)}
+    ordered = sorted(records, key=lambda r: (list(common.KERNEL_SHAPES).index(r["params"]["shape"]),
+                                             order.get(r["info"].get("kernel"), 99), r["params"]["dtype"],
+                                             r["params"]["threads"], common.BACKENDS.index(r["params"]["backend"])))
+    rows = []
+    for r in ordered:
+        p, info = r["params"], r["info"]
+        head = [info.get("kernel", r["method"]), f"{p['shape']} {info.get('nxdxk', '')}", p["backend"], p["dtype"],
+                p["threads"]]
+        if not _ok(r):
+            rows.append(head + _not_ok(r, 4))
+            continue
+        rows.append(head + [_median_cell(r, "µs"), _spread(r, "µs"), _fmt(r.get("gflops"), ".2f"),
+                            _fmt(r.get("pct_peak"), ".1f")])
+    return _table(["kernel", "shape n×d×k", "backend", "dtype", "threads", "median µs", "spread µs (min–max)",
+                   "GFLOP/s", "% of GEMM peak"], rows)
+
+
+def _compile_rows(records):
+    by_params = {}
+    for r in records:
+        by_params.setdefault(tuple(r["param_values"]), {})[r["method"]] = r
+    rows = []
+    for methods in by_params.values():
+        first = next(iter(methods.values()))
+        cells = []
+        for name in ("track_compile_seconds", "track_load_seconds", "track_run_seconds"):
+            r = methods.get(name)
+            cells.append("—" if r is None else (f"{r['value']:.3f}{_mark(r)}" if _ok(r) else _not_ok(r, 1)[0]))
+        rows.append([first["info"].get("label", first["benchmark"])] + cells)
+    return _table(["signature", "compile s (1st call, empty cache)", "load s (1st call, cache filled)",
+                   "run s (2nd call, 512 rows)"], rows)
+
+
+def _memory_rows(records):
+    from .bench_memory import RSS_TARGET_MB
+
+    rows = []
+    train = {r["method"]: r for r in records if r["class"] == "TrainCommand"}
+    rss = train.get("track_peak_rss_mb")
+    if rss is not None:
+        label = rss["info"].get("label", rss["benchmark"])
+        if _ok(rss):
+            accuracy, seconds = train.get("track_test_accuracy"), train.get("track_train_seconds")
+            note = (f"test accuracy {accuracy['value']:.4f}, trained in {seconds['value']:.2f} s{_mark(seconds)}"
+                    if accuracy and seconds and _ok(accuracy) and _ok(seconds) else "")
+            rows.append([label, f"{rss['value']:.1f}", f"≤ {RSS_TARGET_MB}",
+                         _verdict(rss["value"], RSS_TARGET_MB, at_most=True), note])
+        else:
+            rows.append([label] + _not_ok(rss, 4))
+    for r in records:
+        if r["kind"] != "peakmem":
+            continue
+        label = r["info"].get("label", r["benchmark"])
+        if _ok(r):
+            before = r.get("peak_before_method")
+            rows.append([label, f"{r['value'] / 1e6:.1f}", "", "",
+                         f"peak before the fit {before / 1e6:.1f} MB" if before else ""])
+        else:
+            rows.append([label] + _not_ok(r, 4))
+    return _table(["process", "peak RSS MB", "target MB", "result", "note"], rows)
+
+
+def _machine_lines(machine, settings, records):
+    versions = machine["versions"]
+    lines = [
+        f"- CPU: {machine['cpu_model']}, {machine['cpus_usable']} of {machine['cpus']} CPUs usable"
+        + (f", {machine['memory_bytes'] / 2**30:.0f} GiB" if machine["memory_bytes"] else ""),
+        f"- Python {machine['python']}; "
+        + ", ".join(f"{name} {versions[name]}" for name in PACKAGES if versions.get(name)),
+    ]
+    blas = machine["threadpoolctl"]
+    if blas is None:
+        lines.append("- BLAS: threadpoolctl is not installed; BLAS unknown, 1-thread BLAS rows skipped")
+    else:
+        for lib in sorted(blas, key=lambda lib: lib.get("user_api") != "blas"):
+            where = os.path.join(*Path(lib.get("filepath", "?")).parts[-2:])
+            if lib.get("user_api") == "blas":
+                lines.append(f"- BLAS (threadpoolctl): {lib.get('internal_api')} {lib.get('version')}, kernel "
+                             f"{lib.get('architecture')}, {lib.get('threading_layer')}, {lib.get('num_threads')} "
+                             f"threads: {where}")
+            else:
+                lines.append(f"- {lib.get('user_api')} (threadpoolctl): {lib.get('internal_api')}, "
+                             f"{lib.get('num_threads')} threads: {where}")
+    env = machine["openblas_environment"]
+    lines.append("- " + ("; ".join(f"{k}={v} is SET (it chooses OpenBLAS's kernel / cache size)"
+                                   for k, v in env.items())
+                         if env else "OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE: not set (OpenBLAS detects the CPU)"))
+    backends = ", ".join(f"{name} {'ok' if reason is None else 'unavailable'}"
+                         for name, reason in machine["backend_status"].items())
+    lines.append(f"- Numba threading layer: {machine['numba_threading_layer']}; backends: {backends}")
+    git = machine.get("git")
+    if git:
+        lines.append(f"- Commit {git['commit'][:12] if git['commit'] else '?'}"
+                     + (f", with {len(git['softmax_fast_changes'])} uncommitted change(s) under softmax_fast/"
+                        if git["softmax_fast_changes"] else ""))
+    load = machine["load_average_before"]
+    if load:
+        lines.append(f"- Load average (1 min, this run included) before {load[0]:.2f}, "
+                     f"after {machine['load_average_after'][0]:.2f}")
+    timed = [r for r in records if r["status"] == "ok" and r["kind"] != "peakmem"]
+    contended = [r for r in timed if _contended(r)]
+    before = machine.get("other_cpus_before_run")
+    lines.append(f"- Other processes kept {_fmt(before, '.2f', '?')} CPUs busy in the second before the run. "
+                 f"{CONTENDED_MARK} marks a row during which they kept ≥ {CONTENDED_CPUS} CPUs busy on average "
+                 f"(/proc/stat minus this process, over the row or the last second): {len(contended)} of "
+                 f"{len(timed)} timed rows. All-thread "
+                 "rows need every CPU: one busy CPU stalls them at each barrier.")
+    lines.append(f"- Data: {settings['dataset']}; {settings['repeat']} timed repeats after 1 warm-up call "
+                 f"(fast calls repeated within a sample to ~{settings['sample_time'] * 1e3:g} ms); "
+                 "median and spread (min–max) per call")
+    return lines
+
+
+def markdown(report):
+    """The whole comparison as Markdown."""
+    sections, peaks, settings = report["sections"], report["peaks"], report["settings"]
+    quick = " (QUICK MODE: synthetic, small sizes; not comparable)" if settings["quick"] else ""
+    out = [f"# softmax_fast benchmarks{quick}", "", *_machine_lines(report["machine"], settings, report["records"]), ""]
+
+    out += ["## Machine limits", "", _limits_table(sections["limits"]), ""]
+    if peaks:
+        out.append("GEMM peak (best median over the sizes), the 100 % of every \"% of GEMM peak\": "
+                   + "; ".join(f"{dtype} {threads} thread(s) {value:.1f} GFLOP/s"
+                               for (dtype, threads), value in sorted(peaks.items())))
+        out.append("")
+
+    n = settings["epoch_rows"]
+    out += [f"## One epoch ({n} rows, batches of {common.BATCH_SIZE}, lr {common.LR})", "",
+            _epoch_rows(sections["epochs"]), ""]
+    out.append(f"FLOP per epoch: {settings['epoch_flop_formula']}"
+               + (f" (this run: {common.epoch_flops(n) / 1e9:.3f} GFLOP)" if settings["quick"] else "")
+               + ". × seed: the seed loop (float64, all threads) median / the row's median.")
+    limits = [f"{dtype}, {threads} thread(s): {common.epoch_flops(n) / (value * 1e9) * 1e3:.2f} ms"
+              for (dtype, threads), value in sorted(peaks.items())]
+    if limits:
+        out.append("Arithmetic limit (epoch FLOP / GEMM peak): " + "; ".join(limits) + ".")
+    out.append("")
+
+    out += ["## Kernels alone", "", _kernel_rows(sections["kernels"]), ""]
+    out.append("FLOP per call: " + "; ".join(f"{name} {formula}"
+                                              for name, (formula, _) in common.KERNEL_FLOPS.items()) + ".")
+    out.append("")
+
+    out += ["## Peers", "", _epoch_rows(sections["peers"]), "",
+            "LogisticRegression is a time per fit (max_iter iterations of lbfgs, each at least one full-batch "
+            "gradient), not per epoch: no GFLOP/s or × seed.", ""]
+    out += ["## Numba compile and cache load (fresh processes)", "", _compile_rows(sections["compile"]), ""]
+    out += ["## Peak memory (child processes; MB = 10⁶ bytes)", "", _memory_rows(sections["memory"]), ""]
+
+    rows = [[t["target"], t["measured"], t["goal_text"], t["result"].upper() if t["result"] == "miss"
+             else t["result"]] for t in report["targets"]]
+    tally = {k: sum(t["result"] == k for t in report["targets"]) for k in ("pass", "miss", "n/a")}
+    out += ["## Targets of issue 4 (ratios measured in this run)", "", _table(["target", "measured", "goal", "result"],
+                                                                              rows), "",
+            "numba / cython: the ratio of the two medians; it passes when neither backend is more than "
+            f"{NUMBA_CYTHON_RATIO:g}× slower than the other. "
+            f"{tally['pass']} pass, {tally['miss']} miss, {tally['n/a']} not measured.", ""]
+
+    bad = [r for r in report["records"] if r["status"] != "ok"]
+    if bad:
+        out.append("Not measured:")
+        seen = set()
+        for r in bad:
+            reason = (r.get("reason") or "").strip().splitlines()
+            line = f"- {r['benchmark']} {r['params']}: {r['status']}: {reason[-1] if reason else ''}"
+            if line not in seen:
+                seen.add(line)
+                out.append(line)
+        out.append("")
+    return "\n".join(out)
+
+
+# -- JSON and chart ---------------------------------------------------------------------------------
+
+def build(records, machine, settings):
+    """The report: every record (with derived figures) by table, the peaks, targets, machine and settings."""
+    peaks = derive(records)
+    sections = {name: [] for name in TABLE_ORDER}
+    for r in records:
+        sections.setdefault(r["table"], []).append(r)
+    return {"machine": machine, "settings": settings, "peaks": peaks, "sections": sections,
+            "targets": targets(records), "records": records}
+
+
+def to_json(report):
+    """JSON text: ``machine``, ``settings``, ``gemm_peaks_gflops``, one list per table, ``targets``."""
+    document = {
+        "machine": report["machine"],
+        "settings": report["settings"],
+        "gemm_peaks_gflops": [{"dtype": d, "threads": t, "gflops": v} for (d, t), v in sorted(report["peaks"].items())],
+        **report["sections"],
+        "targets": report["targets"],
+    }
+    return json.dumps(document, indent=1, default=str)
+
+
+def chart(report, path):
+    """A horizontal bar chart of ms per epoch for every epoch row (log scale), seed loop and limits marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for name in ("epochs", "peers") for r in report["sections"][name]
+            if _ok(r) and r["kind"] == "time" and r["info"].get("epoch")]
+    labels, medians, low, high, colors = [], [], [], [], []
+    palette = {"seed": "tab:gray", "numpy": "tab:blue", "numba": "tab:orange", "cython": "tab:green",
+               "peer": "tab:purple"}
+    for r in rows:
+        info = r["info"]
+        labels.append(f"{info['label']} · {info['dtype']} · {info.get('input', '')} · {info['threads']} thr")
+        m = _median(r) * 1e3
+        medians.append(m)
+        low.append(m - r["stats"]["min"] * 1e3)
+        high.append(r["stats"]["max"] * 1e3 - m)
+        family = ("seed" if r["class"] == "SeedLoop" else r["params"].get("backend", "peer")
+                  if r["class"] == "BackendEpoch" else "peer")
+        colors.append(palette[family])
+    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.28 * max(len(rows), 1)))
+    positions = range(len(rows))
+    axes.barh(positions, medians, xerr=[low, high], color=colors, capsize=2)
+    axes.set_yticks(list(positions), labels, fontsize=7)
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    axes.set_xlabel("ms per epoch (median; bars: min–max)")
+    seed = _seed(report["records"])
+    if seed is not None:
+        axes.axvline(_median(seed) * 1e3, color="tab:red", linestyle="--", label="seed loop")
+    flops = common.epoch_flops(report["settings"]["epoch_rows"])
+    styles = {"float32": ":", "float64": "-."}
+    for (dtype, threads), peak in sorted(report["peaks"].items()):
+        if threads == common.ALL_THREADS:
+            axes.axvline(flops / (peak * 1e9) * 1e3, color="black", linestyle=styles.get(dtype, ":"),
+                         label=f"{flops / 1e9:.2g} GFLOP / {dtype} GEMM peak ({threads} thr)")
+    axes.legend(fontsize=7, loc="upper right")
+    machine = report["machine"]
+    axes.set_title(f"softmax_fast: one epoch on {report['settings']['dataset']}\n{machine['cpu_model']}, "
+                   f"{machine['cpus_usable']} CPUs", fontsize=9)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)

@@ -1,0 +1,124 @@
+"""The benchmark suite cannot rot: ``python -m benchmarks --quick`` runs and writes its outputs.
+
+No timing is asserted; only that every section, row and file is there.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("machine", "settings", "gemm_peaks_gflops", "limits", "epochs", "kernels", "peers", "compile", "memory",
+            "targets")
+KERNELS = {"time_softmax", "time_cross_entropy", "time_loss_and_grad", "time_sgd_step"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One ``--quick`` run for the whole module: (its completed process, its output directory)."""
+    out = tmp_path_factory.mktemp("benchmarks")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    return done, out
+
+
+@pytest.fixture(scope="module")
+def results(quick_run):
+    return json.loads((quick_run[1] / "results.json").read_text())
+
+
+def _rows(results, section, benchmark=None):
+    return [r for r in results[section] if benchmark is None or r["benchmark"] == benchmark]
+
+
+def test_exits_cleanly_and_prints_the_tables(quick_run):
+    done, out = quick_run
+    assert done.returncode == 0, done.stderr[-5000:]
+    for heading in ("## Machine limits", "## One epoch", "## Kernels alone", "## Peers", "## Numba compile",
+                    "## Peak memory", "## Targets of issue 4"):
+        assert heading in done.stdout
+    assert "| implementation | dtype | input | threads | median ms |" in done.stdout
+    assert "QUICK MODE" in done.stdout
+    assert (out / "results.md").read_text().strip() in done.stdout
+
+
+def test_writes_the_chart(quick_run):
+    png = quick_run[1] / "epochs.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_has_every_section_and_the_machine(results):
+    assert set(SECTIONS) <= set(results)
+    machine = results["machine"]
+    assert machine["cpu_model"] and machine["cpus_usable"] >= 1
+    assert {"numpy", "numba", "Cython"} <= set(machine["versions"])
+    assert results["settings"]["quick"] is True
+    every = results["machine"]["cpus_usable"]
+    assert {(p["dtype"], p["threads"]) for p in results["gemm_peaks_gflops"]} >= {("float32", every),
+                                                                                  ("float64", every)}
+
+
+def _ok_or_no_threadpoolctl(row):
+    """Fewer threads than all need threadpoolctl (an optional dependency); without it such rows are skipped."""
+    return row["status"] == "ok" or (row["status"] == "skipped" and "threadpoolctl" in row["reason"])
+
+
+def test_machine_limits_rows(results):
+    gemm = _rows(results, "limits", "bench_machine.Gemm.time_matmul")
+    assert {r["params"]["dtype"] for r in gemm} == {"float32", "float64"}
+    assert all(_ok_or_no_threadpoolctl(r) for r in gemm)
+    assert all(r["gflops"] > 0 and len(r["samples"]) >= 1 for r in gemm if r["status"] == "ok")
+    read = _rows(results, "limits", "bench_machine.ReadBandwidth.time_read")
+    assert read and all(r["status"] == "ok" and r["gbytes_per_s"] > 0 for r in read)
+
+
+def test_epoch_rows(results):
+    seed = _rows(results, "epochs", "bench_epoch.SeedLoop.time_epoch")
+    assert {r["params"]["dtype"] for r in seed} == {"float32", "float64"}
+    assert all(_ok_or_no_threadpoolctl(r) for r in seed)
+    assert any(r["info"].get("seed") and r["speedup_vs_seed"] == pytest.approx(1.0) for r in seed)
+    backends = _rows(results, "epochs", "bench_epoch.BackendEpoch.time_epoch")
+    combos = {(r["params"]["backend"], r["params"]["dtype"], r["params"]["input"]) for r in backends}
+    assert len(combos) == 3 * 2 * 2
+    measured = [r for r in backends if r["status"] == "ok"]
+    # The reference needs nothing but NumPy; a compiled backend may be skipped, with its reason, where unavailable.
+    assert {r["params"]["backend"] for r in measured} >= {"numpy"}
+    assert all(r["status"] == "skipped" and r["reason"] for r in backends if r["status"] != "ok")
+    assert {r["params"]["backend"] for r in measured if r["params"]["threads"] == 1} >= {"numba"}
+    for r in measured:
+        assert r["stats"]["min"] <= r["stats"]["median"] <= r["stats"]["max"]
+        assert r["gflops"] > 0 and r["speedup_vs_seed"] > 0
+        # % of peak needs the GEMM peak of the row's dtype and thread count (missing only without threadpoolctl).
+        assert r["peak_gflops"] is None or r["pct_peak"] > 0
+
+
+def test_kernel_rows(results):
+    rows = _rows(results, "kernels")
+    assert {r["method"] for r in rows} == KERNELS
+    assert {r["params"]["shape"] for r in rows} == {"mnist", "probe"}
+    assert {r["params"]["backend"] for r in rows} == {"numpy", "numba", "cython"}
+    assert all(r["gflops"] > 0 for r in rows if r["status"] == "ok")
+
+
+def test_peer_compile_and_memory_rows(results):
+    peers = {r["class"] for r in _rows(results, "peers")}
+    assert peers == {"TorchEpoch", "SGDClassifierEpoch", "LogisticRegressionFit"}
+    # A peer that is not installed is skipped with a one-line reason, never an error.
+    assert all(r["status"] in ("ok", "skipped") for r in _rows(results, "peers"))
+    compile_methods = {r["method"] for r in _rows(results, "compile")}
+    assert compile_methods == {"track_compile_seconds", "track_load_seconds", "track_run_seconds"}
+    rss = _rows(results, "memory", "bench_memory.TrainCommand.track_peak_rss_mb")
+    assert len(rss) == 1 and rss[0]["status"] == "ok" and rss[0]["value"] > 10
+    assert _rows(results, "memory", "bench_memory.FitEpoch.peakmem_fit")
+
+
+def test_targets_are_listed(results):
+    targets = results["targets"]
+    assert len(targets) == 4 + 8 + 2 + 1
+    assert all(t["result"] in ("pass", "miss", "n/a") for t in targets)
+    assert any("peak RSS" in t["target"] and t["result"] != "n/a" for t in targets)

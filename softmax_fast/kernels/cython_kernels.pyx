@@ -5,15 +5,17 @@ Same contract as :mod:`softmax_fast.kernels.reference`. The ``def`` functions
 are reached only through :mod:`softmax_fast.kernels`, which has already checked
 shapes, dtypes, C order and the label range, so nothing here checks bounds.
 
-The two matrix loops (logits ``X @ W`` and gradient ``X.T @ G``) are C, in
+The matrix loops (logits ``X @ W`` and gradient ``G.T @ X``) are C, in
 ``hot_loops.h``, compiled for several instruction sets and chosen at load
 time; the row-level softmax and loss and the batch-level orchestration are
 here. Training runs one OpenMP parallel region per call: in every batch the
-threads share the rows for the forward pass, meet at a barrier, share the
-features for the gradient and update, and meet again. No sum depends on how
-the work is shared (each logit and each gradient entry is computed whole by
-one thread, reductions over rows run serially in row order), so results are
-bitwise identical for any ``n_threads``.
+threads share the rows for the forward pass (uint8 rows widened to the
+weights' dtype, per-row masks of the nonzero feature groups, logits, softmax,
+loss), meet at a barrier, share the features for the gradient and update,
+and meet again. No sum depends on how the work is shared (each logit and each
+gradient entry is computed whole by one thread, reductions over rows run
+serially in row order), so results are bitwise identical for any
+``n_threads``.
 
 The weights are copied into a scratch ``Wp (d, kp)`` whose class dimension is
 padded with zeros to ``kp``, a multiple of ``SF_BLOCK``, so that the C loops

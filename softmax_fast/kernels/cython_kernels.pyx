@@ -9,9 +9,8 @@ The matrix loops (logits ``X @ W`` and gradient ``G.T @ X``) are C, in
 ``hot_loops.h``, compiled for several instruction sets and chosen at load
 time; the row-level softmax and loss and the batch-level orchestration are
 here. Training runs one OpenMP parallel region per call: in every batch the
-threads share the rows for the forward pass (uint8 rows widened to the
-weights' dtype, per-row masks of the nonzero feature groups, logits, softmax,
-loss), meet at a barrier, share the features for the gradient and update,
+threads share the rows for the forward pass (per-row masks of the nonzero
+feature groups, logits, softmax, loss), meet at a barrier, share the features for the gradient and update,
 and meet again. No sum depends on how the work is shared (each logit and each
 gradient entry is computed whole by one thread, reductions over rows run
 serially in row order), so results are bitwise identical for any
@@ -65,18 +64,28 @@ cdef extern from "hot_loops.h" nogil:
     const int SF_FEATURE_TILE
     const int SF_MULTIVERSIONED
     Py_ssize_t sf_mask_words(Py_ssize_t d)
-    void sf_widen_f32(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, float *F, uint64_t *masks)
-    void sf_widen_f64(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, double *F, uint64_t *masks)
-    void sf_nonzero_groups_f32(const float *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_nonzero_groups_f64(const double *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *W,
+    void sf_nonzero_groups_f32_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
+    void sf_logits_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *W,
                        Py_ssize_t kp, float *Z)
-    void sf_logits_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *W,
-                       Py_ssize_t kp, double *Z)
-    void sf_weight_gradient_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
+    void sf_weight_gradient_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
                                 Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t k, Py_ssize_t kp,
                                 float *dWt)
-    void sf_weight_gradient_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
+    void sf_nonzero_groups_f32_f32(const float *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
+    void sf_logits_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *W,
+                       Py_ssize_t kp, float *Z)
+    void sf_weight_gradient_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
+                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t k, Py_ssize_t kp,
+                                float *dWt)
+    void sf_nonzero_groups_f64_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
+    void sf_logits_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *W,
+                       Py_ssize_t kp, double *Z)
+    void sf_weight_gradient_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
+                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t k, Py_ssize_t kp,
+                                double *dWt)
+    void sf_nonzero_groups_f64_f64(const double *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
+    void sf_logits_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *W,
+                       Py_ssize_t kp, double *Z)
+    void sf_weight_gradient_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
                                 Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t k, Py_ssize_t kp,
                                 double *dWt)
 
@@ -132,48 +141,54 @@ cdef inline floating _softmax_in_place(floating *z, Py_ssize_t k) noexcept nogil
     return row_max + _log(total)
 
 
-cdef inline const floating *_prepare_rows(const features_t *X, Py_ssize_t n, Py_ssize_t d,
-                                          floating *scratch, uint64_t *masks) noexcept nogil:
-    """Rows ``X (n, d)`` ready for the C loops: their nonzero masks, and uint8 widened into ``scratch``.
+# The C loops for each (weights, features) type pair. The pairs the Python
+# layer never passes (float32 weights with float64 features and the reverse)
+# are compiled by the fused types and do nothing.
 
-    Returns the rows as ``floating``: ``scratch``, or ``X`` itself when it has
-    the weights' type. The pairs the Python layer never passes (float32
-    weights with float64 features and the reverse) are compiled by the fused
-    types and return NULL.
-    """
-    if features_t is uchar:
-        if floating is float:
-            sf_widen_f32(X, n, d, scratch, masks)
-        else:
-            sf_widen_f64(X, n, d, scratch, masks)
-        return scratch
-    elif features_t is float and floating is float:
-        sf_nonzero_groups_f32(X, n, d, masks)
-        return X
-    elif features_t is double and floating is double:
-        sf_nonzero_groups_f64(X, n, d, masks)
-        return X
+cdef inline void _nonzero_groups(const features_t *X, Py_ssize_t n, Py_ssize_t d, const floating *W,
+                                 uint64_t *masks) noexcept nogil:
+    """The nonzero masks of rows ``X (n, d)`` (``W`` only selects the instantiation)."""
+    if floating is float:
+        if features_t is uchar:
+            sf_nonzero_groups_f32_u8(X, n, d, masks)
+        elif features_t is float:
+            sf_nonzero_groups_f32_f32(X, n, d, masks)
     else:
-        return NULL
+        if features_t is uchar:
+            sf_nonzero_groups_f64_u8(X, n, d, masks)
+        elif features_t is double:
+            sf_nonzero_groups_f64_f64(X, n, d, masks)
 
 
-cdef inline void _logits(const floating *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
+cdef inline void _logits(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
                          const floating *W, Py_ssize_t kp, floating *Z) noexcept nogil:
     """``Z (n, kp) = X (n, d) @ W (d, kp)``, given the rows' nonzero masks."""
     if floating is float:
-        sf_logits_f32(X, masks, n, d, W, kp, Z)
+        if features_t is uchar:
+            sf_logits_f32_u8(X, masks, n, d, W, kp, Z)
+        elif features_t is float:
+            sf_logits_f32_f32(X, masks, n, d, W, kp, Z)
     else:
-        sf_logits_f64(X, masks, n, d, W, kp, Z)
+        if features_t is uchar:
+            sf_logits_f64_u8(X, masks, n, d, W, kp, Z)
+        elif features_t is double:
+            sf_logits_f64_f64(X, masks, n, d, W, kp, Z)
 
 
-cdef inline void _weight_gradient(const floating *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
+cdef inline void _weight_gradient(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
                                   Py_ssize_t j0, Py_ssize_t j1, const floating *G, Py_ssize_t k,
                                   Py_ssize_t kp, floating *dWt) noexcept nogil:
     """``dWt[:, j] = G.T @ X[:, j]`` for features ``j0 <= j < j1``: the transposed gradient ``(k, d)``."""
     if floating is float:
-        sf_weight_gradient_f32(X, masks, n, d, j0, j1, G, k, kp, dWt)
+        if features_t is uchar:
+            sf_weight_gradient_f32_u8(X, masks, n, d, j0, j1, G, k, kp, dWt)
+        elif features_t is float:
+            sf_weight_gradient_f32_f32(X, masks, n, d, j0, j1, G, k, kp, dWt)
     else:
-        sf_weight_gradient_f64(X, masks, n, d, j0, j1, G, k, kp, dWt)
+        if features_t is uchar:
+            sf_weight_gradient_f64_u8(X, masks, n, d, j0, j1, G, k, kp, dWt)
+        elif features_t is double:
+            sf_weight_gradient_f64_f64(X, masks, n, d, j0, j1, G, k, kp, dWt)
 
 
 cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule, Py_ssize_t *start,
@@ -205,15 +220,15 @@ cdef inline bint _finish_row(floating *z, Py_ssize_t k, Py_ssize_t label, const 
 
 cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d,
                       Py_ssize_t k, Py_ssize_t kp, floating *W, floating *b, floating lr,
-                      floating scale, Py_ssize_t batch_size, bint update, floating *F,
-                      uint64_t *masks, floating *G,
+                      floating scale, Py_ssize_t batch_size, bint update, uint64_t *masks,
+                      floating *G,
                       double *row_loss, unsigned char *row_correct, floating *dWt, floating *db,
                       double *loss_sum, Py_ssize_t *n_correct) noexcept nogil:
     """One thread's share of SGD over the batches ``X[i:i + batch_size]``, in an OpenMP team.
 
-    ``W (d, kp)`` and ``b (kp,)`` are the padded weights; ``F`` (the batch's
-    widened features, uint8 input only), ``masks`` (their nonzero masks),
-    ``G``, ``row_loss`` and ``row_correct`` have ``min(batch_size, n)`` rows, ``dWt`` is ``(k, d)``
+    ``W (d, kp)`` and ``b (kp,)`` are the padded weights; ``masks`` (the
+    rows' nonzero masks), ``G``, ``row_loss`` and ``row_correct`` have
+    ``min(batch_size, n)`` rows, ``dWt`` is ``(k, d)``
     and ``db (k,)``. Every thread calls this with the same arguments. With
     ``update`` false (one batch, for ``loss_and_grad``) the weights stay and
     ``G.T @ X`` (without ``scale``) is left in ``dWt`` and ``G.sum(0)`` in ``db``.
@@ -224,21 +239,21 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
     cdef Py_ssize_t start = 0, rows, first, stop, i, j, c
     cdef floating inv_n, total
     cdef double batch_loss
-    cdef const floating *features
+    cdef const features_t *batch
     cdef Py_ssize_t words = sf_mask_words(d)
     while start < n:
         rows = min(batch_size, n - start)
+        batch = X + start * d
         inv_n = (<floating> 1) / rows
         _share(rows, thread, n_threads, SF_TILE, &first, &stop)
-        features = _prepare_rows(X + (start + first) * d, stop - first, d, F + first * d,
-                                 masks + first * words) - first * d
-        _logits(features + first * d, masks + first * words, stop - first, d, W, kp, G + first * kp)
+        _nonzero_groups(batch + first * d, stop - first, d, W, masks + first * words)
+        _logits(batch + first * d, masks + first * words, stop - first, d, W, kp, G + first * kp)
         for i in range(first, stop):
             row_correct[i] = _finish_row(G + i * kp, k, y[start + i], b, scale, inv_n, &row_loss[i])
         sf_barrier()
 
         _share(d, thread, n_threads, SF_FEATURE_TILE, &first, &stop)
-        _weight_gradient(features, masks, rows, d, first, stop, G, k, kp, dWt)
+        _weight_gradient(batch, masks, rows, d, first, stop, G, k, kp, dWt)
         if update:
             for c in range(k):
                 for j in range(first, stop):
@@ -296,8 +311,6 @@ cdef tuple _run_sgd(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const f
     W_array, b_array = _padded_model(W, b)
     cdef floating[:, ::1] W_padded = W_array
     cdef floating[::1] b_padded = b_array
-    # uint8 rows are widened into F batch by batch; other features are read where they are.
-    cdef floating[:, ::1] F = np.empty((scratch_rows if features_t is uchar else 1, d), dtype=dtype)
     cdef uint64_t[:, ::1] masks = np.empty((scratch_rows, sf_mask_words(d)), dtype=np.uint64)
     cdef floating[:, ::1] G = np.zeros((scratch_rows, kp), dtype=dtype)
     cdef floating[:, ::1] dWt = np.empty((k, d), dtype=dtype)
@@ -306,7 +319,7 @@ cdef tuple _run_sgd(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const f
     cdef unsigned char[::1] row_correct = np.empty(scratch_rows, dtype=np.uint8)
     with nogil, parallel(num_threads=n_threads):
         _sgd_worker(&X[0, 0], &y[0], n, d, k, kp, &W_padded[0, 0], &b_padded[0], <floating> lr,
-                    <floating> scale, batch_size, update, &F[0, 0], &masks[0, 0], &G[0, 0], &row_loss[0],
+                    <floating> scale, batch_size, update, &masks[0, 0], &G[0, 0], &row_loss[0],
                     &row_correct[0],
                     &dWt[0, 0], &db[0], &loss_sum, &n_correct)
     return (loss_sum, (n + batch_size - 1) // batch_size, n_correct, W_array[:, :k], b_array[:k],
@@ -322,11 +335,8 @@ cdef tuple _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, cons
     cdef floating[:, ::1] W_padded = W_array
     cdef floating[:, ::1] Z = np.empty((n, kp), dtype=_dtype_of(b))
     cdef floating typed_scale = <floating> scale
-    # Rows go in tiles of 64, prepared (masks, uint8 widened) in their thread's scratch.
+    # Rows go in tiles of 64, their nonzero masks in their thread's scratch.
     cdef Py_ssize_t tile_rows = 64
-    cdef bint widen = features_t is uchar
-    cdef floating[:, :, ::1] widened = np.empty(
-        (n_threads if widen else 1, tile_rows if widen else 1, d if widen else 1), dtype=_dtype_of(b))
     cdef uint64_t[:, :, ::1] masks = np.empty((n_threads, tile_rows, sf_mask_words(d)), dtype=np.uint64)
     cdef int thread
     with nogil:
@@ -334,9 +344,8 @@ cdef tuple _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, cons
             first = tile * tile_rows
             rows = min(tile_rows, n - first)
             thread = threadid()
-            _logits(_prepare_rows(&X[first, 0], rows, d, &widened[thread if widen else 0, 0, 0],
-                                  &masks[thread, 0, 0]),
-                    &masks[thread, 0, 0], rows, d, &W_padded[0, 0], kp, &Z[first, 0])
+            _nonzero_groups(&X[first, 0], rows, d, &W_padded[0, 0], &masks[thread, 0, 0])
+            _logits(&X[first, 0], &masks[thread, 0, 0], rows, d, &W_padded[0, 0], kp, &Z[first, 0])
             for i in range(first, first + rows):
                 for c in range(k):
                     Z[i, c] = Z[i, c] * typed_scale + b[c]

@@ -7,8 +7,8 @@
  * here stays portable and still uses AVX-512 or AVX2 where the CPU has them.
  * Everything else (softmax, loss, threads, updates) stays in Cython.
  *
- * The loops read features of the weights' type; uint8 pixels are widened
- * batch by batch (sf_widen) into a scratch buffer that stays in cache. W is
+ * The loops read uint8 pixels as they are stored (a quarter of float32's
+ * memory traffic) or features of the weights' type, converting as they go. W is
  * padded to kp classes, a multiple of SF_BLOCK, so that a row of W is whole
  * vector registers; its padded columns are zero. The gradient is produced
  * transposed, (k, d), so that its vectors run along X's rows. Accumulators
@@ -22,7 +22,7 @@
  * the thread that computes it: results are bitwise independent of the
  * thread count.
  *
- * hot_loops_impl.h is included once per weight type.
+ * hot_loops_impl.h is included once per (weight type, feature type) pair.
  */
 #ifndef SOFTMAX_FAST_HOT_LOOPS_H
 #define SOFTMAX_FAST_HOT_LOOPS_H
@@ -119,11 +119,27 @@ SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t
 }
 
 #define SF_T float
-#define SF_NAME(name) name##_f32
+#define SF_X uint8_t
+#define SF_X_IS_T 0
+#define SF_NAME(name) name##_f32_u8
+#include "hot_loops_impl.h"
+
+#define SF_T float
+#define SF_X float
+#define SF_X_IS_T 1
+#define SF_NAME(name) name##_f32_f32
 #include "hot_loops_impl.h"
 
 #define SF_T double
-#define SF_NAME(name) name##_f64
+#define SF_X uint8_t
+#define SF_X_IS_T 0
+#define SF_NAME(name) name##_f64_u8
+#include "hot_loops_impl.h"
+
+#define SF_T double
+#define SF_X double
+#define SF_X_IS_T 1
+#define SF_NAME(name) name##_f64_f64
 #include "hot_loops_impl.h"
 
 #endif

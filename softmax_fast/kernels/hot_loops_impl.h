@@ -1,7 +1,8 @@
 /*
- * One instantiation of the hot loops (see hot_loops.h) for features and
- * weights of type SF_T; SF_NAME(name) gives the function names.
- * No include guard: hot_loops.h includes this file once per type.
+ * One instantiation of the hot loops (see hot_loops.h) for weights of type
+ * SF_T and features of type SF_X (SF_T itself, or uint8_t with SF_X_IS_T 0);
+ * SF_NAME(name) gives the function names.
+ * No include guard: hot_loops.h includes this file once per type pair.
  */
 
 /* Features per vector of the gradient: 64 bytes, one AVX-512 register; whole mask groups. */
@@ -17,18 +18,9 @@ typedef SF_T SF_NAME(sf_features) __attribute__((vector_size(SF_LANES * sizeof(S
 
 /* The rows' nonzero masks (see sf_nonzero_groups in hot_loops.h). */
 SF_MULTIVERSION
-static void SF_NAME(sf_nonzero_groups)(const SF_T *X, ptrdiff_t n, ptrdiff_t d, uint64_t *masks)
+static void SF_NAME(sf_nonzero_groups)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, uint64_t *masks)
 {
-    sf_nonzero_groups(X, n, d, sizeof(SF_T), masks);
-}
-
-/* F = X (n, d) widened from uint8 to SF_T, and the rows' nonzero masks. */
-SF_MULTIVERSION
-static void SF_NAME(sf_widen)(const uint8_t *X, ptrdiff_t n, ptrdiff_t d, SF_T *F, uint64_t *masks)
-{
-    for (ptrdiff_t i = 0; i < n * d; i++)
-        F[i] = (SF_T)X[i];
-    sf_nonzero_groups(X, n, d, 1, masks);
+    sf_nonzero_groups(X, n, d, sizeof(SF_X), masks);
 }
 
 #if SF_VECTOR_EXTENSIONS
@@ -41,10 +33,10 @@ SF_INLINE void SF_NAME(sf_multiply_add)(SF_NAME(sf_classes) *acc, SF_T value, co
 }
 
 /* acc[m % 4] += x[j + m] * W[j + m, :] for the SF_GROUP features of group j / SF_GROUP (W (d, SF_BLOCK)). */
-SF_INLINE void SF_NAME(sf_group_logits)(SF_NAME(sf_classes) acc[4], const SF_T *x, ptrdiff_t j, const SF_T *W)
+SF_INLINE void SF_NAME(sf_group_logits)(SF_NAME(sf_classes) acc[4], const SF_X *x, ptrdiff_t j, const SF_T *W)
 {
     for (int m = 0; m < SF_GROUP; m++)
-        SF_NAME(sf_multiply_add)(&acc[m % 4], x[j + m], W + (j + m) * SF_BLOCK);
+        SF_NAME(sf_multiply_add)(&acc[m % 4], (SF_T)x[j + m], W + (j + m) * SF_BLOCK);
 }
 
 /*
@@ -54,7 +46,7 @@ SF_INLINE void SF_NAME(sf_group_logits)(SF_NAME(sf_classes) acc[4], const SF_T *
  * multiplied. Feature j goes to accumulator j % 4 (a last, short group to its
  * own): independent chains of adds whose order depends on j alone.
  */
-SF_INLINE void SF_NAME(sf_logits_narrow_row)(const SF_T *x, const uint64_t *mask, ptrdiff_t d, const SF_T *W,
+SF_INLINE void SF_NAME(sf_logits_narrow_row)(const SF_X *x, const uint64_t *mask, ptrdiff_t d, const SF_T *W,
                                              SF_T *z)
 {
     SF_NAME(sf_classes) acc[4], tail;
@@ -68,7 +60,7 @@ SF_INLINE void SF_NAME(sf_logits_narrow_row)(const SF_T *x, const uint64_t *mask
                 SF_NAME(sf_group_logits)(acc, x, group * SF_GROUP, W);
             else
                 for (ptrdiff_t j = group * SF_GROUP; j < d; j++)
-                    SF_NAME(sf_multiply_add)(&tail, x[j], W + j * SF_BLOCK);
+                    SF_NAME(sf_multiply_add)(&tail, (SF_T)x[j], W + j * SF_BLOCK);
         }
     const SF_NAME(sf_classes) total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail;
     memcpy(z, &total, sizeof total);
@@ -80,7 +72,7 @@ SF_INLINE void SF_NAME(sf_logits_narrow_row)(const SF_T *x, const uint64_t *mask
  * each load of W serves four rows. Groups that are zero in every row of the
  * tile (by their masks) are passed over.
  */
-SF_INLINE void SF_NAME(sf_logits_tile)(const SF_T *const rows[SF_TILE], const uint64_t *const masks[SF_TILE],
+SF_INLINE void SF_NAME(sf_logits_tile)(const SF_X *const rows[SF_TILE], const uint64_t *const masks[SF_TILE],
                                        ptrdiff_t d, const SF_T *W, ptrdiff_t kp, ptrdiff_t c0, int n_out,
                                        SF_T *const out[SF_TILE])
 {
@@ -92,7 +84,7 @@ SF_INLINE void SF_NAME(sf_logits_tile)(const SF_T *const rows[SF_TILE], const ui
             const ptrdiff_t j1 = j0 + SF_GROUP < d ? j0 + SF_GROUP : d;
             for (ptrdiff_t j = j0; j < j1; j++)
                 for (int r = 0; r < SF_TILE; r++)
-                    SF_NAME(sf_multiply_add)(&acc[r], rows[r][j], W + j * kp + c0);
+                    SF_NAME(sf_multiply_add)(&acc[r], (SF_T)rows[r][j], W + j * kp + c0);
         }
     for (int r = 0; r < n_out; r++)
         memcpy(out[r] + c0, &acc[r], sizeof acc[r]);
@@ -104,7 +96,26 @@ SF_INLINE void SF_NAME(sf_logits_tile)(const SF_T *const rows[SF_TILE], const ui
  * class stays in a register (the class loop is unrolled, its test
  * predictable); rows whose masks show these features all zero are passed over.
  */
-SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_T *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
+/* SF_LANES features p[0:SF_LANES] as a vector of SF_T. */
+SF_INLINE SF_NAME(sf_features) SF_NAME(sf_load_features)(const SF_X *p)
+{
+    SF_NAME(sf_features) features;
+#if SF_X_IS_T
+    memcpy(&features, p, sizeof features);
+#else
+    /* Through int32 lanes: GCC then emits one zero-extension and one conversion a vector. */
+    typedef int32_t lanes_of_int32 __attribute__((vector_size(SF_LANES * sizeof(int32_t))));
+    int32_t widened[SF_LANES];
+    for (int l = 0; l < SF_LANES; l++)
+        widened[l] = p[l];
+    lanes_of_int32 ints;
+    memcpy(&ints, widened, sizeof ints);
+    features = __builtin_convertvector(ints, SF_NAME(sf_features));
+#endif
+    return features;
+}
+
+SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
                                           ptrdiff_t j, const SF_T *G, ptrdiff_t kp, ptrdiff_t c0, int n_classes,
                                           SF_T *dWt)
 {
@@ -119,8 +130,7 @@ SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_T *X, const uint64_t *masks, 
             active |= (uint64_t)(((masks[(i0 + r) * words + group / 64] >> (group % 64)) & lanes_groups) != 0) << r;
         for (; active != 0; active &= active - 1) {
             const ptrdiff_t i = i0 + __builtin_ctzll(active);
-            SF_NAME(sf_features) features;
-            memcpy(&features, X + i * d + j, sizeof features);
+            const SF_NAME(sf_features) features = SF_NAME(sf_load_features)(X + i * d + j);
             const SF_T *g = G + i * kp + c0;
 #pragma GCC unroll 16
             for (int c = 0; c < SF_BLOCK; c++)
@@ -139,7 +149,7 @@ SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_T *X, const uint64_t *masks, 
  * and the copies are computed and dropped.
  */
 SF_MULTIVERSION
-static void SF_NAME(sf_logits)(const SF_T *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d, const SF_T *W,
+static void SF_NAME(sf_logits)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d, const SF_T *W,
                                ptrdiff_t kp, SF_T *Z)
 {
 #if SF_VECTOR_EXTENSIONS
@@ -150,7 +160,7 @@ static void SF_NAME(sf_logits)(const SF_T *X, const uint64_t *masks, ptrdiff_t n
     }
     for (ptrdiff_t i = 0; i < n; i += SF_TILE) {
         const int n_rows = n - i < SF_TILE ? (int)(n - i) : SF_TILE;
-        const SF_T *rows[SF_TILE];
+        const SF_X *rows[SF_TILE];
         const uint64_t *row_masks[SF_TILE];
         SF_T *out[SF_TILE];
         for (int r = 0; r < SF_TILE; r++) {
@@ -167,7 +177,7 @@ static void SF_NAME(sf_logits)(const SF_T *X, const uint64_t *masks, ptrdiff_t n
         for (ptrdiff_t c = 0; c < kp; c++) {
             SF_T total = 0;
             for (ptrdiff_t j = 0; j < d; j++)
-                total += X[i * d + j] * W[j * kp + c];
+                total += (SF_T)X[i * d + j] * W[j * kp + c];
             Z[i * kp + c] = total;
         }
 #endif
@@ -179,7 +189,7 @@ static void SF_NAME(sf_logits)(const SF_T *X, const uint64_t *masks, ptrdiff_t n
  * that its vectors run along the features of X's rows. X (n, d), G (n, kp).
  */
 SF_MULTIVERSION
-static void SF_NAME(sf_weight_gradient)(const SF_T *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
+static void SF_NAME(sf_weight_gradient)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
                                         ptrdiff_t j0, ptrdiff_t j1, const SF_T *G, ptrdiff_t k, ptrdiff_t kp,
                                         SF_T *dWt)
 {
@@ -194,7 +204,7 @@ static void SF_NAME(sf_weight_gradient)(const SF_T *X, const uint64_t *masks, pt
         for (ptrdiff_t c = 0; c < k; c++) {
             SF_T total = 0;
             for (ptrdiff_t i = 0; i < n; i++)
-                total += X[i * d + j] * G[i * kp + c];
+                total += (SF_T)X[i * d + j] * G[i * kp + c];
             dWt[c * d + j] = total;
         }
 }
@@ -202,4 +212,6 @@ static void SF_NAME(sf_weight_gradient)(const SF_T *X, const uint64_t *masks, pt
 #undef SF_LANES
 #undef SF_GROUPS_PER_LANES
 #undef SF_T
+#undef SF_X
+#undef SF_X_IS_T
 #undef SF_NAME

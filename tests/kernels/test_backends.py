@@ -8,13 +8,15 @@ from problems import INPUT_KINDS, assert_close, make_problem
 BATCH_SIZE = 128
 
 # (n, d, k, logits): n not a multiple of the batch size, n below it, two classes,
-# one feature, MNIST's shape, logits of magnitude ~1000, and all logits tied.
+# one feature, MNIST's shape, more classes than one vector register holds (the
+# compiled kernels' wide-k loops), logits of magnitude ~1000, and all logits tied.
 SHAPES = {
     "n_not_multiple_of_batch": (300, 20, 5, "moderate"),
     "n_below_batch": (50, 20, 5, "moderate"),
     "two_classes": (200, 10, 2, "moderate"),
     "one_feature": (150, 1, 3, "moderate"),
     "mnist_shape": (300, 784, 10, "moderate"),
+    "many_classes": (150, 37, 40, "moderate"),
     "large_logits": (150, 784, 10, "large"),
     "ties": (130, 20, 5, "ties"),
 }
@@ -142,8 +144,9 @@ def test_ties_go_to_the_lowest_class(backend, dtype):
     np.testing.assert_array_equal(backend.predict(X, W, b, scale), 0)
 
 
-def test_thread_count_does_not_change_a_bit(compiled_backend, dtype, input_kind):
-    X, y, W, b, scale = make_problem(1000, 784, 10, dtype, input_kind, seed=2)
+@pytest.mark.parametrize("n_classes", [10, 40])
+def test_thread_count_does_not_change_a_bit(compiled_backend, dtype, input_kind, n_classes):
+    X, y, W, b, scale = make_problem(1000, 784, n_classes, dtype, input_kind, seed=2)
     Z = (X * scale).astype(dtype) @ W + b
 
     def run(n_threads):

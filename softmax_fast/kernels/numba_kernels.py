@@ -173,21 +173,27 @@ def _sgd_step(X, y, Wt, b, lr, scale, F, G, row_loss, row_correct, dWt, db):
 
 
 @_kernel()
+def _batch_scratch(rows, W):
+    """Scratch for batches of up to ``rows`` rows and weights like ``W (d, k)``.
+
+    Returns ``(F (rows, d), G (rows, k), row_loss (rows,) float64,
+    row_correct (rows,) bool, dWt (k, d), db (k,))``, floats of ``W``'s dtype.
+    """
+    d, k = W.shape
+    return (np.empty((rows, d), dtype=W.dtype), np.empty((rows, k), dtype=W.dtype),
+            np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
+            np.empty((k, d), dtype=W.dtype), np.empty(k, dtype=W.dtype))
+
+
+@_kernel()
 def _train_batches(X, y, W, b, lr, batch_size, scale):
     """SGD over ``X[i:i + batch_size]`` in order, ``W`` and ``b`` in place.
 
     Returns ``(sum of batch losses, n_batches, n_correct)``.
     """
-    n, d = X.shape
-    k = W.shape[1]
+    n = X.shape[0]
     Wt = np.ascontiguousarray(W.T)
-    scratch_rows = min(batch_size, n)
-    F = np.empty((scratch_rows, d), dtype=W.dtype)
-    G = np.empty((scratch_rows, k), dtype=W.dtype)
-    row_loss = np.empty(scratch_rows, dtype=np.float64)
-    row_correct = np.empty(scratch_rows, dtype=np.bool_)
-    dWt = np.empty((k, d), dtype=W.dtype)
-    db = np.empty(k, dtype=W.dtype)
+    F, G, row_loss, row_correct, dWt, db = _batch_scratch(min(batch_size, n), W)
     loss_sum = 0.0
     n_batches = 0
     n_correct = 0
@@ -227,15 +233,8 @@ def cross_entropy(Z, y):
 
 @_kernel()
 def loss_and_grad(X, y, W, b, scale):
-    n, d = X.shape
-    k = W.shape[1]
     Wt = np.ascontiguousarray(W.T)
-    F = np.empty((n, d), dtype=W.dtype)
-    G = np.empty((n, k), dtype=W.dtype)
-    row_loss = np.empty(n, dtype=np.float64)
-    row_correct = np.empty(n, dtype=np.bool_)
-    dWt = np.empty((k, d), dtype=W.dtype)
-    db = np.empty(k, dtype=W.dtype)
+    F, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W)
     _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct)
     loss, _ = _reduce_rows(G, row_loss, row_correct, db)
     _weight_gradient(F, G, scale, dWt)

@@ -143,6 +143,13 @@ def _weight_gradient(X, G, scale, dWt):
         acc = np.zeros((k, FEATURE_BLOCK), dtype=dWt.dtype)
         for i in range(n):
             x = X[i, start:start + width]
+            # A row whose block is all zero adds nothing: test it (a vectorised
+            # reduction) and skip its k multiply-adds.
+            nonzero = False
+            for j in range(width):
+                nonzero |= x[j] != 0
+            if not nonzero:
+                continue
             for c in range(k):
                 g = G[i, c]
                 row = acc[c]

@@ -14,8 +14,10 @@
  * transposed, (k, d), so that its vectors run along X's rows. Accumulators
  * stay in registers: fixed trip counts and GCC's vector types see to it.
  *
- * Zeros are skipped: features that are zero (MNIST's blank borders) are
- * passed over a word or a vector at a time. A skipped term is an exact zero,
+ * Zeros are skipped: each row gets a bit mask of its groups of SF_GROUP
+ * features that are not all zero (sf_nonzero_groups), and the loops visit
+ * only the set bits, so MNIST's blank borders cost a bit test, not a
+ * branch per feature to mispredict. A skipped term is an exact zero,
  * so skipping never changes a result, and each output is summed in an order
  * fixed by the data alone (features ascending for a logit, in four
  * interleaved chains; rows ascending for a gradient), whatever the tiling or

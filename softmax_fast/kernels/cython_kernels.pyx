@@ -52,11 +52,19 @@ cdef extern from *:
     static inline int sf_thread_number(void) { return 0; }
     static inline void sf_barrier(void) {}
     #endif
+    /* Ask for the cache lines of p[0:bytes] ahead of their use (a no-op without GCC builtins). */
+    static inline void sf_prefetch(const void *p, Py_ssize_t bytes) {
+    #if defined(__GNUC__)
+        for (Py_ssize_t offset = 0; offset < bytes; offset += 64)
+            __builtin_prefetch((const char *)p + offset);
+    #endif
+    }
     """
     int SOFTMAX_FAST_OPENMP
     int sf_team_size() noexcept nogil
     int sf_thread_number() noexcept nogil
     void sf_barrier() noexcept nogil
+    void sf_prefetch(const void *p, Py_ssize_t bytes) noexcept nogil
 
 cdef extern from "hot_loops.h" nogil:
     const int SF_BLOCK
@@ -252,6 +260,10 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
             row_correct[i] = _finish_row(G + i * kp, k, y[start + i], b, scale, inv_n, &row_loss[i])
         sf_barrier()
 
+        # The next batch's rows come from memory while this one's gradient is computed.
+        if start + rows < n:
+            _share(min(batch_size, n - start - rows), thread, n_threads, SF_TILE, &first, &stop)
+            sf_prefetch(batch + (rows + first) * d, (stop - first) * d * sizeof(features_t))
         _share(d, thread, n_threads, SF_FEATURE_TILE, &first, &stop)
         _weight_gradient(batch, masks, rows, d, first, stop, G, k, kp, dWt)
         if update:

@@ -47,17 +47,6 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def _memory_bytes():
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def _versions():
     versions = {}
     for name in PACKAGES:
@@ -102,7 +91,7 @@ def machine_description(load_before):
         "cpu_model": _cpu_model(),
         "cpus": os.cpu_count(),
         "cpus_usable": common.ALL_THREADS,
-        "memory_bytes": _memory_bytes(),
+        "memory_bytes": common.proc_kilobytes_field("/proc/meminfo", "MemTotal"),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "versions": _versions(),

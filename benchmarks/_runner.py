@@ -244,29 +244,19 @@ def _peakmem_in_child(module_name, class_name, method, params):
         return {"status": "error", "reason": f"the child exited with {done.returncode}: {done.stderr[-2000:]}"}
 
 
-def _high_water_mark():
-    """This process's peak RSS so far in bytes (``VmHWM``), or ``None`` where /proc is missing."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def child_peakmem(benchmark_id, params_json):
     """The child's side: setup, the method, then print ``{"status", "value": peak RSS bytes, ...}`` as JSON."""
+    from . import common
+
     module_name, class_name, method = benchmark_id.split(".")
     params = tuple(json.loads(params_json))
     instance = getattr(importlib.import_module(f"{PACKAGE}.{module_name}"), class_name)()
     status, reason = _call(getattr(instance, "setup", lambda *p: None), params)
     result = {"status": status, "reason": reason}
     if status == "ok":
-        before = _high_water_mark()
+        before = common.proc_kilobytes_field("/proc/self/status", "VmHWM")
         status, reason = _call(getattr(instance, method), params)
-        peak = _high_water_mark()
+        peak = common.proc_kilobytes_field("/proc/self/status", "VmHWM")
         if peak is None:  # no /proc: ru_maxrss (KiB on Linux), which may include the parent's size
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         result = {"status": status, "reason": reason, "unit": "bytes", "value": peak,

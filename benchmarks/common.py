@@ -258,3 +258,19 @@ def statistics(samples):
     q1, median, q3 = np.percentile(a, [25, 50, 75])
     return {"median": float(median), "min": float(a.min()), "max": float(a.max()),
             "q1": float(q1), "q3": float(q3), "n": int(a.size)}
+
+
+def proc_kilobytes_field(path, key):
+    """The value of the ``key:`` line (in kB) of a /proc file such as /proc/meminfo, in bytes.
+
+    ``None`` where the file does not exist (not Linux) or has no such line.
+    """
+    try:
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        return None
+    return None
+

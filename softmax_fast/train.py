@@ -138,9 +138,10 @@ def main(argv=None):
     (X, y), test = datasets.load_dataset(args.dataset, args.data_dir, report=progress.say)
     model = SoftmaxRegression(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, backend=args.backend,
                               dtype=args.dtype, threads=args.threads, seed=args.seed, shuffle=args.shuffle)
+    backend_name = kernels.get_backend(args.backend).name
     progress.say(f"training on {X.shape[0]} rows x {X.shape[1]} features, "
                  f"{'no test split' if test is None else f'{test[0].shape[0]} test rows'}; "
-                 f"backend {kernels.get_backend(args.backend).name}, {args.dtype}")
+                 f"backend {backend_name}, {args.dtype}")
     started = time.perf_counter()
     model.fit(X, y, validation_data=test, on_batches=progress.on_batches, on_epoch=progress.on_epoch)
     train_seconds = time.perf_counter() - started
@@ -152,7 +153,7 @@ def main(argv=None):
     final = model.history_[-1] if model.history_ else {}
     summary = {
         "dataset": args.dataset,
-        "backend": kernels.get_backend(args.backend).name,
+        "backend": backend_name,
         "params": model.get_params(),
         "train_seconds": train_seconds,
         "test_accuracy": final.get("test_accuracy"),

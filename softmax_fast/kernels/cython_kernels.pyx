@@ -338,9 +338,9 @@ cdef tuple _run_sgd(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const f
             dWt.base, db.base)
 
 
-cdef tuple _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
+cdef object _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
                       double scale, int n_threads):
-    """``(Z, kp)``: ``Z (n, kp)`` holds ``X * scale @ W + b`` in its first ``k`` columns, rows in parallel."""
+    """``Z (n, kp)``, holding ``X * scale @ W + b`` in its first ``k`` columns; rows in parallel."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1], kp = _padded(k)
     cdef Py_ssize_t tile, first, rows, i, c
     W_array, _ = _padded_model(W, b)
@@ -361,7 +361,7 @@ cdef tuple _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, cons
             for i in range(first, first + rows):
                 for c in range(k):
                     Z[i, c] = Z[i, c] * typed_scale + b[c]
-    return Z.base, kp
+    return Z.base
 
 
 def softmax(const floating[:, ::1] Z, floating[:, ::1] out, int n_threads):
@@ -392,28 +392,33 @@ def loss_and_grad(const features_t[:, ::1] X, const Py_ssize_t[::1] y,
     return loss, (dWt * _dtype_of(b)(scale)).T.copy(), db
 
 
-def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
-             floating[::1] b, double lr, double scale, int n_threads):
-    loss, _, n_correct, W_trained, b_trained, _, _ = _run_sgd(X, y, W, b, lr, X.shape[0], scale,
-                                                              n_threads, True)
+cdef tuple _train_in_place(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
+                           floating[::1] b, double lr, Py_ssize_t batch_size, double scale,
+                           int n_threads):
+    """SGD over ``X[i:i + batch_size]``, ``W`` and ``b`` updated in place; ``(loss_sum, n_batches, n_correct)``."""
+    loss_sum, n_batches, n_correct, W_trained, b_trained, _, _ = _run_sgd(
+        X, y, W, b, lr, batch_size, scale, n_threads, True)
     np.asarray(W)[...] = W_trained
     np.asarray(b)[...] = b_trained
+    return loss_sum, n_batches, n_correct
+
+
+def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
+             floating[::1] b, double lr, double scale, int n_threads):
+    loss, _, n_correct = _train_in_place(X, y, W, b, lr, X.shape[0], scale, n_threads)
     return loss, n_correct
 
 
 def train_epoch(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
                 floating[::1] b, double lr, Py_ssize_t batch_size, double scale,
                 int n_threads):
-    loss_sum, n_batches, n_correct, W_trained, b_trained, _, _ = _run_sgd(
-        X, y, W, b, lr, batch_size, scale, n_threads, True)
-    np.asarray(W)[...] = W_trained
-    np.asarray(b)[...] = b_trained
+    loss_sum, n_batches, n_correct = _train_in_place(X, y, W, b, lr, batch_size, scale, n_threads)
     return loss_sum / n_batches, n_correct / X.shape[0]
 
 
 def predict_proba(const features_t[:, ::1] X, const floating[:, ::1] W,
                   const floating[::1] b, double scale, int n_threads):
-    Z_array, kp = _logits_of(X, W, b, scale, n_threads)
+    Z_array = _logits_of(X, W, b, scale, n_threads)
     cdef floating[:, ::1] Z = Z_array
     cdef Py_ssize_t n = Z.shape[0], k = W.shape[1], i
     with nogil:
@@ -424,7 +429,7 @@ def predict_proba(const features_t[:, ::1] X, const floating[:, ::1] W,
 
 def predict(const features_t[:, ::1] X, const floating[:, ::1] W,
             const floating[::1] b, double scale, int n_threads):
-    Z_array, _ = _logits_of(X, W, b, scale, n_threads)
+    Z_array = _logits_of(X, W, b, scale, n_threads)
     cdef floating[:, ::1] Z = Z_array
     cdef Py_ssize_t n = Z.shape[0], k = W.shape[1], i
     cdef Py_ssize_t[::1] labels = np.empty(n, dtype=np.intp)

@@ -16,9 +16,11 @@ gradient entry is computed whole by one thread, reductions over rows run
 serially in row order), so results are bitwise identical for any
 ``n_threads``.
 
-The weights are copied into a scratch ``Wp (d, kp)`` whose class dimension is
-padded with zeros to ``kp``, a multiple of ``SF_BLOCK``, so that the C loops
-work on whole vector registers; they are copied back when a call returns.
+The weights are copied into a scratch ``Wt (k, dp)``, transposed so that the C
+loops run their vectors along the features, each class's row padded with
+zeros to ``dp`` features (whole vector registers); they are copied back when a
+call returns. The gradient scratch ``dWt (k, dp)`` has the same layout, so the
+update is a contiguous pass.
 
 Fused types: ``floating`` is the dtype of ``W`` and ``b`` (float32/float64) and
 ``features_t`` the dtype of ``X``; the Python layer only lets ``X`` be uint8 or
@@ -67,35 +69,35 @@ cdef extern from *:
     void sf_prefetch(const void *p, Py_ssize_t bytes) noexcept nogil
 
 cdef extern from "hot_loops.h" nogil:
-    const int SF_BLOCK
     const int SF_TILE
     const int SF_FEATURE_TILE
     const int SF_MULTIVERSIONED
     Py_ssize_t sf_mask_words(Py_ssize_t d)
+    Py_ssize_t sf_padded_features(Py_ssize_t d, size_t item_size)
     void sf_nonzero_groups_f32_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *W,
-                       Py_ssize_t kp, float *Z)
+    void sf_logits_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *Wt,
+                       Py_ssize_t dp, Py_ssize_t k, float *Z)
     void sf_weight_gradient_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t k, Py_ssize_t kp,
-                                float *dWt)
+                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t k, float *dWt,
+                                Py_ssize_t dp)
     void sf_nonzero_groups_f32_f32(const float *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *W,
-                       Py_ssize_t kp, float *Z)
+    void sf_logits_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *Wt,
+                       Py_ssize_t dp, Py_ssize_t k, float *Z)
     void sf_weight_gradient_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t k, Py_ssize_t kp,
-                                float *dWt)
+                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t k, float *dWt,
+                                Py_ssize_t dp)
     void sf_nonzero_groups_f64_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *W,
-                       Py_ssize_t kp, double *Z)
+    void sf_logits_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *Wt,
+                       Py_ssize_t dp, Py_ssize_t k, double *Z)
     void sf_weight_gradient_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t k, Py_ssize_t kp,
-                                double *dWt)
+                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t k, double *dWt,
+                                Py_ssize_t dp)
     void sf_nonzero_groups_f64_f64(const double *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *W,
-                       Py_ssize_t kp, double *Z)
+    void sf_logits_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *Wt,
+                       Py_ssize_t dp, Py_ssize_t k, double *Z)
     void sf_weight_gradient_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t k, Py_ssize_t kp,
-                                double *dWt)
+                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t k, double *dWt,
+                                Py_ssize_t dp)
 
 #: Whether this extension was compiled with OpenMP (otherwise every kernel runs on one thread).
 OPENMP_ENABLED = bool(SOFTMAX_FAST_OPENMP)
@@ -153,9 +155,9 @@ cdef inline floating _softmax_in_place(floating *z, Py_ssize_t k) noexcept nogil
 # layer never passes (float32 weights with float64 features and the reverse)
 # are compiled by the fused types and do nothing.
 
-cdef inline void _nonzero_groups(const features_t *X, Py_ssize_t n, Py_ssize_t d, const floating *W,
+cdef inline void _nonzero_groups(const features_t *X, Py_ssize_t n, Py_ssize_t d, const floating *Wt,
                                  uint64_t *masks) noexcept nogil:
-    """The nonzero masks of rows ``X (n, d)`` (``W`` only selects the instantiation)."""
+    """The nonzero masks of rows ``X (n, d)`` (``Wt`` only selects the instantiation)."""
     if floating is float:
         if features_t is uchar:
             sf_nonzero_groups_f32_u8(X, n, d, masks)
@@ -169,34 +171,37 @@ cdef inline void _nonzero_groups(const features_t *X, Py_ssize_t n, Py_ssize_t d
 
 
 cdef inline void _logits(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                         const floating *W, Py_ssize_t kp, floating *Z) noexcept nogil:
-    """``Z (n, kp) = X (n, d) @ W (d, kp)``, given the rows' nonzero masks."""
+                         const floating *Wt, Py_ssize_t dp, Py_ssize_t k, floating *Z) noexcept nogil:
+    """``Z (n, k) = X (n, d) @ Wt[:, :d].T``, given the rows' nonzero masks; ``Wt`` is ``(k, dp)``."""
     if floating is float:
         if features_t is uchar:
-            sf_logits_f32_u8(X, masks, n, d, W, kp, Z)
+            sf_logits_f32_u8(X, masks, n, d, Wt, dp, k, Z)
         elif features_t is float:
-            sf_logits_f32_f32(X, masks, n, d, W, kp, Z)
+            sf_logits_f32_f32(X, masks, n, d, Wt, dp, k, Z)
     else:
         if features_t is uchar:
-            sf_logits_f64_u8(X, masks, n, d, W, kp, Z)
+            sf_logits_f64_u8(X, masks, n, d, Wt, dp, k, Z)
         elif features_t is double:
-            sf_logits_f64_f64(X, masks, n, d, W, kp, Z)
+            sf_logits_f64_f64(X, masks, n, d, Wt, dp, k, Z)
 
 
 cdef inline void _weight_gradient(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
                                   Py_ssize_t j0, Py_ssize_t j1, const floating *G, Py_ssize_t k,
-                                  Py_ssize_t kp, floating *dWt) noexcept nogil:
-    """``dWt[:, j] = G.T @ X[:, j]`` for features ``j0 <= j < j1``: the transposed gradient ``(k, d)``."""
+                                  floating *dWt, Py_ssize_t dp) noexcept nogil:
+    """``dWt[:, j] = G.T @ X[:, j]`` for features ``j0 <= j < j1``: the transposed gradient ``(k, dp)``.
+
+    ``G`` is ``(n, k)``; ``j0`` is a whole number of vectors of features.
+    """
     if floating is float:
         if features_t is uchar:
-            sf_weight_gradient_f32_u8(X, masks, n, d, j0, j1, G, k, kp, dWt)
+            sf_weight_gradient_f32_u8(X, masks, n, d, j0, j1, G, k, dWt, dp)
         elif features_t is float:
-            sf_weight_gradient_f32_f32(X, masks, n, d, j0, j1, G, k, kp, dWt)
+            sf_weight_gradient_f32_f32(X, masks, n, d, j0, j1, G, k, dWt, dp)
     else:
         if features_t is uchar:
-            sf_weight_gradient_f64_u8(X, masks, n, d, j0, j1, G, k, kp, dWt)
+            sf_weight_gradient_f64_u8(X, masks, n, d, j0, j1, G, k, dWt, dp)
         elif features_t is double:
-            sf_weight_gradient_f64_f64(X, masks, n, d, j0, j1, G, k, kp, dWt)
+            sf_weight_gradient_f64_f64(X, masks, n, d, j0, j1, G, k, dWt, dp)
 
 
 cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule, Py_ssize_t *start,
@@ -227,21 +232,21 @@ cdef inline bint _finish_row(floating *z, Py_ssize_t k, Py_ssize_t label, const 
 
 
 cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d,
-                      Py_ssize_t k, Py_ssize_t kp, floating *W, floating *b, floating lr,
+                      Py_ssize_t k, Py_ssize_t dp, floating *Wt, floating *b, floating lr,
                       floating scale, Py_ssize_t batch_size, bint update, uint64_t *masks,
                       floating *G,
                       double *row_loss, unsigned char *row_correct, floating *dWt, floating *db,
                       double *loss_sum, Py_ssize_t *n_correct) noexcept nogil:
     """One thread's share of SGD over the batches ``X[i:i + batch_size]``, in an OpenMP team.
 
-    ``W (d, kp)`` and ``b (kp,)`` are the padded weights; ``masks`` (the
-    rows' nonzero masks), ``G``, ``row_loss`` and ``row_correct`` have
-    ``min(batch_size, n)`` rows, ``dWt`` is ``(k, d)``
-    and ``db (k,)``. Every thread calls this with the same arguments. With
-    ``update`` false (one batch, for ``loss_and_grad``) the weights stay and
-    ``G.T @ X`` (without ``scale``) is left in ``dWt`` and ``G.sum(0)`` in ``db``.
-    Thread 0 adds each batch's mean loss to ``loss_sum`` and its right
-    predictions to ``n_correct``.
+    ``Wt (k, dp)`` holds the weights transposed and padded, ``b (k,)`` the
+    bias; ``masks`` (the rows' nonzero masks), ``G (rows, k)``, ``row_loss``
+    and ``row_correct`` have ``min(batch_size, n)`` rows, ``dWt`` is
+    ``(k, dp)`` and ``db (k,)``. Every thread calls this with the same
+    arguments. With ``update`` false (one batch, for ``loss_and_grad``) the
+    weights stay and ``G.T @ X`` (without ``scale``) is left in ``dWt`` and
+    ``G.sum(0)`` in ``db``. Thread 0 adds each batch's mean loss to
+    ``loss_sum`` and its right predictions to ``n_correct``.
     """
     cdef int thread = sf_thread_number(), n_threads = sf_team_size()
     cdef Py_ssize_t start = 0, rows, first, stop, i, j, c
@@ -254,10 +259,10 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
         batch = X + start * d
         inv_n = (<floating> 1) / rows
         _share(rows, thread, n_threads, SF_TILE, &first, &stop)
-        _nonzero_groups(batch + first * d, stop - first, d, W, masks + first * words)
-        _logits(batch + first * d, masks + first * words, stop - first, d, W, kp, G + first * kp)
+        _nonzero_groups(batch + first * d, stop - first, d, Wt, masks + first * words)
+        _logits(batch + first * d, masks + first * words, stop - first, d, Wt, dp, k, G + first * k)
         for i in range(first, stop):
-            row_correct[i] = _finish_row(G + i * kp, k, y[start + i], b, scale, inv_n, &row_loss[i])
+            row_correct[i] = _finish_row(G + i * k, k, y[start + i], b, scale, inv_n, &row_loss[i])
         sf_barrier()
 
         # The next batch's rows come from memory while this one's gradient is computed.
@@ -265,11 +270,11 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
             _share(min(batch_size, n - start - rows), thread, n_threads, SF_TILE, &first, &stop)
             sf_prefetch(batch + (rows + first) * d, (stop - first) * d * sizeof(features_t))
         _share(d, thread, n_threads, SF_FEATURE_TILE, &first, &stop)
-        _weight_gradient(batch, masks, rows, d, first, stop, G, k, kp, dWt)
+        _weight_gradient(batch, masks, rows, d, first, stop, G, k, dWt, dp)
         if update:
             for c in range(k):
                 for j in range(first, stop):
-                    W[j * kp + c] -= lr * (scale * dWt[c * d + j])
+                    Wt[c * dp + j] -= lr * (scale * dWt[c * dp + j])
         if thread == 0:
             batch_loss = 0
             for i in range(rows):
@@ -279,7 +284,7 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
             for c in range(k):
                 total = 0
                 for i in range(rows):
-                    total += G[i * kp + c]
+                    total += G[i * k + c]
                 db[c] = total
                 if update:
                     b[c] -= lr * total
@@ -287,24 +292,18 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
         start += rows
 
 
-cdef inline Py_ssize_t _padded(Py_ssize_t k) noexcept nogil:
-    return (k + SF_BLOCK - 1) // SF_BLOCK * SF_BLOCK
-
-
 cdef inline object _dtype_of(const floating[::1] b):
     """The NumPy dtype that matches ``floating``."""
     return np.float32 if floating is float else np.float64
 
 
-cdef tuple _padded_model(const floating[:, ::1] W, const floating[::1] b):
-    """``W`` and ``b`` copied into zero-padded ``(d, kp)`` and ``(kp,)`` arrays."""
+cdef object _transposed_model(const floating[:, ::1] W):
+    """``W (d, k)`` copied into ``Wt (k, dp)``: transposed, each row padded with zeros to ``dp`` features."""
     cdef Py_ssize_t d = W.shape[0], k = W.shape[1]
-    dtype = _dtype_of(b)
-    W_padded = np.zeros((d, _padded(k)), dtype=dtype)
-    b_padded = np.zeros(_padded(k), dtype=dtype)
-    W_padded[:, :k] = W
-    b_padded[:k] = b
-    return W_padded, b_padded
+    W_array = np.asarray(W)
+    Wt = np.zeros((k, sf_padded_features(d, sizeof(floating))), dtype=W_array.dtype)
+    Wt[:, :d] = W_array.T
+    return Wt
 
 
 cdef tuple _run_sgd(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const floating[:, ::1] W,
@@ -313,39 +312,41 @@ cdef tuple _run_sgd(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const f
     """SGD over ``X[i:i + batch_size]`` on all threads, from ``W`` and ``b``, which are not modified.
 
     Returns ``(loss_sum, n_batches, n_correct, W, b, dWt, db)``: the trained
-    weights (without ``update``: the initial ones) with the padding cut off,
-    and the last batch's unscaled gradients, transposed ``dWt (k, d)``, and ``db (k,)``.
+    weights (without ``update``: the initial ones), and the last batch's
+    unscaled gradients, transposed ``dWt (k, d)``, and ``db (k,)``.
     """
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1], kp = _padded(k)
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1]
     cdef Py_ssize_t scratch_rows = min(batch_size, n), n_correct = 0
     cdef double loss_sum = 0
     dtype = _dtype_of(b)
-    W_array, b_array = _padded_model(W, b)
-    cdef floating[:, ::1] W_padded = W_array
-    cdef floating[::1] b_padded = b_array
+    Wt_array = _transposed_model(W)
+    cdef floating[:, ::1] Wt = Wt_array
+    cdef Py_ssize_t dp = Wt.shape[1]
+    cdef floating[::1] b_trained = np.array(b, dtype=dtype)
     cdef uint64_t[:, ::1] masks = np.empty((scratch_rows, sf_mask_words(d)), dtype=np.uint64)
-    cdef floating[:, ::1] G = np.zeros((scratch_rows, kp), dtype=dtype)
-    cdef floating[:, ::1] dWt = np.empty((k, d), dtype=dtype)
+    cdef floating[:, ::1] G = np.empty((scratch_rows, k), dtype=dtype)
+    cdef floating[:, ::1] dWt = np.empty((k, dp), dtype=dtype)
     cdef floating[::1] db = np.empty(k, dtype=dtype)
     cdef double[::1] row_loss = np.empty(scratch_rows, dtype=np.float64)
     cdef unsigned char[::1] row_correct = np.empty(scratch_rows, dtype=np.uint8)
     with nogil, parallel(num_threads=n_threads):
-        _sgd_worker(&X[0, 0], &y[0], n, d, k, kp, &W_padded[0, 0], &b_padded[0], <floating> lr,
+        _sgd_worker(&X[0, 0], &y[0], n, d, k, dp, &Wt[0, 0], &b_trained[0], <floating> lr,
                     <floating> scale, batch_size, update, &masks[0, 0], &G[0, 0], &row_loss[0],
                     &row_correct[0],
                     &dWt[0, 0], &db[0], &loss_sum, &n_correct)
-    return (loss_sum, (n + batch_size - 1) // batch_size, n_correct, W_array[:, :k], b_array[:k],
-            dWt.base, db.base)
+    return (loss_sum, (n + batch_size - 1) // batch_size, n_correct, Wt_array[:, :d].T, b_trained.base,
+            dWt.base[:, :d], db.base)
 
 
 cdef object _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
                       double scale, int n_threads):
-    """``Z (n, kp)``, holding ``X * scale @ W + b`` in its first ``k`` columns; rows in parallel."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1], kp = _padded(k)
+    """``Z (n, k) = X * scale @ W + b``; rows in parallel."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1]
     cdef Py_ssize_t tile, first, rows, i, c
-    W_array, _ = _padded_model(W, b)
-    cdef floating[:, ::1] W_padded = W_array
-    cdef floating[:, ::1] Z = np.empty((n, kp), dtype=_dtype_of(b))
+    Wt_array = _transposed_model(W)
+    cdef floating[:, ::1] Wt = Wt_array
+    cdef Py_ssize_t dp = Wt.shape[1]
+    cdef floating[:, ::1] Z = np.empty((n, k), dtype=_dtype_of(b))
     cdef floating typed_scale = <floating> scale
     # Rows go in tiles of 64, their nonzero masks in their thread's scratch.
     cdef Py_ssize_t tile_rows = 64
@@ -356,8 +357,8 @@ cdef object _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, con
             first = tile * tile_rows
             rows = min(tile_rows, n - first)
             thread = threadid()
-            _nonzero_groups(&X[first, 0], rows, d, &W_padded[0, 0], &masks[thread, 0, 0])
-            _logits(&X[first, 0], &masks[thread, 0, 0], rows, d, &W_padded[0, 0], kp, &Z[first, 0])
+            _nonzero_groups(&X[first, 0], rows, d, &Wt[0, 0], &masks[thread, 0, 0])
+            _logits(&X[first, 0], &masks[thread, 0, 0], rows, d, &Wt[0, 0], dp, k, &Z[first, 0])
             for i in range(first, first + rows):
                 for c in range(k):
                     Z[i, c] = Z[i, c] * typed_scale + b[c]
@@ -424,7 +425,7 @@ def predict_proba(const features_t[:, ::1] X, const floating[:, ::1] W,
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             _softmax_in_place(&Z[i, 0], k)
-    return Z_array[:, :k].copy()
+    return Z_array
 
 
 def predict(const features_t[:, ::1] X, const floating[:, ::1] W,

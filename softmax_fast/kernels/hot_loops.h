@@ -7,20 +7,23 @@
  * here stays portable and still uses AVX-512 or AVX2 where the CPU has them.
  * Everything else (softmax, loss, threads, updates) stays in Cython.
  *
- * The loops read uint8 pixels as they are stored (a quarter of float32's
- * memory traffic) or features of the weights' type, converting as they go. W is
- * padded to kp classes, a multiple of SF_BLOCK, so that a row of W is whole
- * vector registers; its padded columns are zero. The gradient is produced
- * transposed, (k, d), so that its vectors run along X's rows. Accumulators
- * stay in registers: fixed trip counts and GCC's vector types see to it.
+ * Both loops run their vectors along the features, SF_LANES of them (64
+ * bytes of weights) at a time: the weights are held transposed, Wt (k, dp),
+ * each class a row padded with zeros to dp features, a whole number of
+ * vectors, and the gradient is produced the same way, dWt (k, dp). The loops
+ * read uint8 pixels as they are stored (a quarter of float32's memory
+ * traffic) or features of the weights' type, converting a vector of them at a
+ * time, once for all the classes it meets. Accumulators stay in registers:
+ * fixed trip counts and GCC's vector types see to it.
  *
  * Zeros are skipped: each row gets a bit mask of its groups of SF_GROUP
  * features that are not all zero (sf_nonzero_groups), and the loops visit
- * only the set bits, so MNIST's blank borders cost a bit test, not a
- * branch per feature to mispredict. A skipped term is an exact zero,
+ * only the vectors with a bit set, so MNIST's blank borders cost a bit test,
+ * not a branch per feature to mispredict. A skipped term is an exact zero,
  * so skipping never changes a result, and each output is summed in an order
- * fixed by the data alone (features ascending for a logit, in four
- * interleaved chains; rows ascending for a gradient), whatever the tiling or
+ * fixed by the data alone (a logit: lane l of a vector accumulator sums the
+ * features j = l mod SF_LANES in ascending order, then the lanes are added
+ * in a fixed tree; a gradient entry: rows ascending), whatever the tiling or
  * the thread that computes it: results are bitwise independent of the
  * thread count.
  *
@@ -33,10 +36,17 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Classes per vector tile: 16 floats fill one AVX-512 register. */
-#define SF_BLOCK 16
-/* Rows per logits tile. */
+/* Bytes of one vector: one AVX-512 register (two AVX2 ones). */
+#define SF_VECTOR_BYTES 64
+/*
+ * Classes done in one pass over a row's features (logits, up to this many
+ * classes) or over a vector of features' rows (gradient): one vector
+ * accumulator each, 16 of AVX-512's 32 registers.
+ */
+#define SF_CLASS_BLOCK 16
+/* Rows and classes of a logits tile when there are more classes: each vector of weights serves SF_TILE rows. */
 #define SF_TILE 4
+#define SF_TILE_CLASSES 4
 /* Features per share of the gradient among threads: whole vectors of floats or doubles. */
 #define SF_FEATURE_TILE 16
 
@@ -65,13 +75,31 @@
 #define SF_INLINE static inline
 #endif
 
-/* Whether an 8-byte word at p is all zero bits. */
-SF_INLINE int sf_word_is_zero(const void *p)
-{
-    uint64_t word;
-    memcpy(&word, p, sizeof word);
-    return word == 0;
-}
+/* Marks a case of a switch that runs on into the next. */
+#if defined(__GNUC__) && __GNUC__ >= 7
+#define SF_FALLTHROUGH __attribute__((fallthrough))
+#else
+#define SF_FALLTHROUGH
+#endif
+
+/*
+ * TERM(c) for c = k - 1 down to 0, k <= SF_CLASS_BLOCK, each c a constant:
+ * a switch whose cases fall through, one jump (the same every time) instead
+ * of a test per class.
+ */
+#define SF_CLASS_CASE(c, TERM)                                                                                     \
+    case (c) + 1:                                                                                                  \
+        TERM(c);                                                                                                   \
+        SF_FALLTHROUGH;
+#define SF_FOR_CLASSES(k, TERM)                                                                                    \
+    switch (k) {                                                                                                   \
+        SF_CLASS_CASE(15, TERM) SF_CLASS_CASE(14, TERM) SF_CLASS_CASE(13, TERM) SF_CLASS_CASE(12, TERM)            \
+        SF_CLASS_CASE(11, TERM) SF_CLASS_CASE(10, TERM) SF_CLASS_CASE(9, TERM) SF_CLASS_CASE(8, TERM)              \
+        SF_CLASS_CASE(7, TERM) SF_CLASS_CASE(6, TERM) SF_CLASS_CASE(5, TERM) SF_CLASS_CASE(4, TERM)                \
+        SF_CLASS_CASE(3, TERM) SF_CLASS_CASE(2, TERM) SF_CLASS_CASE(1, TERM) SF_CLASS_CASE(0, TERM)                \
+    default:                                                                                                       \
+        break;                                                                                                     \
+    }
 
 /* Features per bit of a row's nonzero mask. */
 #define SF_GROUP 8
@@ -82,11 +110,40 @@ SF_INLINE ptrdiff_t sf_mask_words(ptrdiff_t d)
     return (d + 64 * SF_GROUP - 1) / (64 * SF_GROUP);
 }
 
+/* d rounded up to whole vectors of item_size-byte weights: the row length of Wt and dWt. */
+SF_INLINE ptrdiff_t sf_padded_features(ptrdiff_t d, size_t item_size)
+{
+    const ptrdiff_t lanes = SF_VECTOR_BYTES / (ptrdiff_t)item_size;
+    return (d + lanes - 1) / lanes * lanes;
+}
+
+/* Bit w set where 8-byte word w of p[0:64] is not all zero bits: for uint8 features, 8 groups. */
+SF_INLINE unsigned sf_nonzero_words(const unsigned char *p)
+{
+#if SF_VECTOR_EXTENSIONS
+    typedef uint64_t words_vector __attribute__((vector_size(64)));
+    const words_vector weights = {1, 2, 4, 8, 16, 32, 64, 128};
+    words_vector words;
+    memcpy(&words, p, sizeof words);
+    const words_vector bits = (words_vector)(words != 0) & weights;
+    return (unsigned)(((bits[0] | bits[1]) | (bits[2] | bits[3])) | ((bits[4] | bits[5]) | (bits[6] | bits[7])));
+#else
+    unsigned bits = 0;
+    for (int w = 0; w < 8; w++) {
+        uint64_t word;
+        memcpy(&word, p + 8 * w, sizeof word);
+        bits |= (unsigned)(word != 0) << w;
+    }
+    return bits;
+#endif
+}
+
 /*
- * masks (n, sf_mask_words(d)) for rows X (n, d) of item_size-byte features:
- * bit g of a row's masks is set where features SF_GROUP * g to
+ * masks (n, sf_mask_words(d)) for rows X (n, d) of item_size-byte features
+ * (1, 4 or 8): bit g of a row's masks is set where features SF_GROUP * g to
  * SF_GROUP * g + SF_GROUP - 1 are not all zero bits. (A -0.0 counts as
- * nonzero: it is multiplied, and adds nothing.)
+ * nonzero: it is multiplied, and adds nothing.) A group is item_size 8-byte
+ * words, tested together; uint8 rows go 8 groups at a time, in one vector.
  */
 SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t item_size, uint64_t *masks)
 {
@@ -96,27 +153,24 @@ SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t
         const unsigned char *x = (const unsigned char *)X + (size_t)i * row_bytes;
         uint64_t *mask = masks + i * words;
         memset(mask, 0, (size_t)words * sizeof *mask);
-        uint64_t bits = 0;
         ptrdiff_t g = 0;
+        if (item_size == 1)
+            for (; g + 8 <= full_groups; g += 8)
+                mask[g / 64] |= (uint64_t)sf_nonzero_words(x + g * SF_GROUP) << (g % 64);
         for (; g < full_groups; g++) {
             uint64_t any = 0;
-            for (size_t b = 0; b < group_bytes; b += 8) {
+            for (size_t byte = 0; byte < group_bytes; byte += 8) {
                 uint64_t word;
-                memcpy(&word, x + g * group_bytes + b, sizeof word);
+                memcpy(&word, x + (size_t)g * group_bytes + byte, sizeof word);
                 any |= word;
             }
-            bits |= (uint64_t)(any != 0) << (g % 64);
-            if (g % 64 == 63) {
-                mask[g / 64] = bits;
-                bits = 0;
-            }
+            mask[g / 64] |= (uint64_t)(any != 0) << (g % 64);
         }
         unsigned char tail = 0;
-        for (size_t b = (size_t)g * group_bytes; b < row_bytes; b++)
-            tail |= x[b];
-        bits |= (uint64_t)(tail != 0) << (g % 64);
-        if (g % 64 != 0 || tail != 0)
-            mask[g / 64] |= bits;
+        for (size_t byte = (size_t)full_groups * group_bytes; byte < row_bytes; byte++)
+            tail |= x[byte];
+        if (tail != 0)
+            mask[full_groups / 64] |= (uint64_t)1 << (full_groups % 64);
     }
 }
 

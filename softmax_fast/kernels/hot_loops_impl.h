@@ -5,16 +5,9 @@
  * No include guard: hot_loops.h includes this file once per type pair.
  */
 
-/* Features per vector of the gradient: 64 bytes, one AVX-512 register; whole mask groups. */
-#define SF_LANES ((ptrdiff_t)(64 / sizeof(SF_T)))
+/* Features per vector: 64 bytes of weights, whole mask groups. */
+#define SF_LANES ((ptrdiff_t)(SF_VECTOR_BYTES / sizeof(SF_T)))
 #define SF_GROUPS_PER_LANES (SF_LANES / SF_GROUP)
-
-#if SF_VECTOR_EXTENSIONS
-/* SF_BLOCK consecutive classes of a row of W or Z. */
-typedef SF_T SF_NAME(sf_classes) __attribute__((vector_size(SF_BLOCK * sizeof(SF_T))));
-/* SF_LANES consecutive features of a row of X. */
-typedef SF_T SF_NAME(sf_features) __attribute__((vector_size(SF_LANES * sizeof(SF_T))));
-#endif
 
 /* The rows' nonzero masks (see sf_nonzero_groups in hot_loops.h). */
 SF_MULTIVERSION
@@ -23,83 +16,26 @@ static void SF_NAME(sf_nonzero_groups)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, 
     sf_nonzero_groups(X, n, d, sizeof(SF_X), masks);
 }
 
+/* The bits of mask word `bits` that start a vector of features (SF_GROUPS_PER_LANES groups), set where any of its groups is. */
+SF_INLINE uint64_t SF_NAME(sf_nonzero_vectors)(uint64_t bits)
+{
+    return SF_GROUPS_PER_LANES == 2 ? (bits | bits >> 1) & 0x5555555555555555ull : bits;
+}
+
 #if SF_VECTOR_EXTENSIONS
-/* *acc += value * p[0:SF_BLOCK] */
-SF_INLINE void SF_NAME(sf_multiply_add)(SF_NAME(sf_classes) *acc, SF_T value, const SF_T *p)
-{
-    SF_NAME(sf_classes) loaded;
-    memcpy(&loaded, p, sizeof loaded);
-    *acc += value * loaded;
-}
+/* SF_LANES consecutive features of a row of X, or weights of a row of Wt. */
+typedef SF_T SF_NAME(sf_features) __attribute__((vector_size(SF_LANES * sizeof(SF_T))));
 
-/* acc[m % 4] += x[j + m] * W[j + m, :] for the SF_GROUP features of group j / SF_GROUP (W (d, SF_BLOCK)). */
-SF_INLINE void SF_NAME(sf_group_logits)(SF_NAME(sf_classes) acc[4], const SF_X *x, ptrdiff_t j, const SF_T *W)
-{
-    for (int m = 0; m < SF_GROUP; m++)
-        SF_NAME(sf_multiply_add)(&acc[m % 4], (SF_T)x[j + m], W + (j + m) * SF_BLOCK);
-}
-
-/*
- * z[0:SF_BLOCK] = x[0:d] @ W for one row and W (d, SF_BLOCK): the narrow case
- * (k <= SF_BLOCK, MNIST's). Only the groups set in the row's mask are visited,
- * a bit at a time (no branch per group to mispredict); zeros inside them are
- * multiplied. Feature j goes to accumulator j % 4 (a last, short group to its
- * own): independent chains of adds whose order depends on j alone.
- */
-SF_INLINE void SF_NAME(sf_logits_narrow_row)(const SF_X *x, const uint64_t *mask, ptrdiff_t d, const SF_T *W,
-                                             SF_T *z)
-{
-    SF_NAME(sf_classes) acc[4], tail;
-    memset(acc, 0, sizeof acc);
-    memset(&tail, 0, sizeof tail);
-    const ptrdiff_t full_groups = d / SF_GROUP;
-    for (ptrdiff_t w = 0; w < sf_mask_words(d); w++)
-        for (uint64_t bits = mask[w]; bits != 0; bits &= bits - 1) {
-            const ptrdiff_t group = 64 * w + __builtin_ctzll(bits);
-            if (group < full_groups)
-                SF_NAME(sf_group_logits)(acc, x, group * SF_GROUP, W);
-            else
-                for (ptrdiff_t j = group * SF_GROUP; j < d; j++)
-                    SF_NAME(sf_multiply_add)(&tail, (SF_T)x[j], W + j * SF_BLOCK);
-        }
-    const SF_NAME(sf_classes) total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail;
-    memcpy(z, &total, sizeof total);
-}
-
-/*
- * out[r][c0:c0 + SF_BLOCK] = sum over features j in order of rows[r][j] * W[j, c0:c0 + SF_BLOCK]
- * for SF_TILE rows (the first n_out of them stored): the wide case, where
- * each load of W serves four rows. Groups that are zero in every row of the
- * tile (by their masks) are passed over.
- */
-SF_INLINE void SF_NAME(sf_logits_tile)(const SF_X *const rows[SF_TILE], const uint64_t *const masks[SF_TILE],
-                                       ptrdiff_t d, const SF_T *W, ptrdiff_t kp, ptrdiff_t c0, int n_out,
-                                       SF_T *const out[SF_TILE])
-{
-    SF_NAME(sf_classes) acc[SF_TILE];
-    memset(acc, 0, sizeof acc);
-    for (ptrdiff_t w = 0; w < sf_mask_words(d); w++)
-        for (uint64_t bits = masks[0][w] | masks[1][w] | masks[2][w] | masks[3][w]; bits != 0; bits &= bits - 1) {
-            const ptrdiff_t j0 = SF_GROUP * (64 * w + __builtin_ctzll(bits));
-            const ptrdiff_t j1 = j0 + SF_GROUP < d ? j0 + SF_GROUP : d;
-            for (ptrdiff_t j = j0; j < j1; j++)
-                for (int r = 0; r < SF_TILE; r++)
-                    SF_NAME(sf_multiply_add)(&acc[r], (SF_T)rows[r][j], W + j * kp + c0);
-        }
-    for (int r = 0; r < n_out; r++)
-        memcpy(out[r] + c0, &acc[r], sizeof acc[r]);
-}
-
-/*
- * dWt[c, j:j + SF_LANES] = sum over rows i < n in order of G[i, c] * X[i, j:j + SF_LANES]
- * for the n_classes <= SF_BLOCK classes from c0. One vector accumulator per
- * class stays in a register (the class loop is unrolled, its test
- * predictable); rows whose masks show these features all zero are passed over.
- */
-/* SF_LANES features p[0:SF_LANES] as a vector of SF_T. */
-SF_INLINE SF_NAME(sf_features) SF_NAME(sf_load_features)(const SF_X *p)
+/* Features p[0:count] as a vector of SF_T, zeros after them (count <= SF_LANES; a compile-time SF_LANES in the hot loops). */
+SF_INLINE SF_NAME(sf_features) SF_NAME(sf_load_features)(const SF_X *p, ptrdiff_t count)
 {
     SF_NAME(sf_features) features;
+    if (count < SF_LANES) {
+        features = (SF_NAME(sf_features)){0};
+        for (ptrdiff_t l = 0; l < count; l++)
+            features[l] = (SF_T)p[l];
+        return features;
+    }
 #if SF_X_IS_T
     memcpy(&features, p, sizeof features);
 #else
@@ -115,13 +51,112 @@ SF_INLINE SF_NAME(sf_features) SF_NAME(sf_load_features)(const SF_X *p)
     return features;
 }
 
-SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
-                                          ptrdiff_t j, const SF_T *G, ptrdiff_t kp, ptrdiff_t c0, int n_classes,
-                                          SF_T *dWt)
+/* The sum of the lanes of v, halves added pairwise. */
+SF_INLINE SF_T SF_NAME(sf_sum_lanes)(SF_NAME(sf_features) v)
 {
-    SF_NAME(sf_features) acc[SF_BLOCK];
-    memset(acc, 0, sizeof acc);
+    SF_T lanes[SF_LANES];
+    memcpy(lanes, &v, sizeof lanes);
+    for (int width = SF_LANES / 2; width > 0; width /= 2)
+        for (int l = 0; l < width; l++)
+            lanes[l] += lanes[l + width];
+    return lanes[0];
+}
+
+/* acc[c] += features * Wt[c, j:j + SF_LANES] for c < k <= SF_CLASS_BLOCK. */
+SF_INLINE void SF_NAME(sf_multiply_add_weights)(SF_NAME(sf_features) acc[SF_CLASS_BLOCK],
+                                                SF_NAME(sf_features) features, const SF_T *Wt, ptrdiff_t dp,
+                                                ptrdiff_t j, ptrdiff_t k)
+{
+#define SF_WEIGHTS_TERM(c)                                                                                         \
+    do {                                                                                                           \
+        SF_NAME(sf_features) weights;                                                                              \
+        memcpy(&weights, Wt + (c) * dp + j, sizeof weights);                                                       \
+        acc[c] += features * weights;                                                                              \
+    } while (0)
+    SF_FOR_CLASSES(k, SF_WEIGHTS_TERM)
+#undef SF_WEIGHTS_TERM
+}
+
+/*
+ * z[c] = x @ Wt[c, :d] for one row x (d,) and c < k <= SF_CLASS_BLOCK:
+ * MNIST's case, a vector of features serving every class. Only the vectors
+ * set in the row's mask are visited; the last, short one (where d is not a
+ * whole number of vectors) after the others, so that the loop loads whole
+ * vectors only.
+ */
+SF_INLINE void SF_NAME(sf_logits_narrow_row)(const SF_X *x, const uint64_t *mask, ptrdiff_t d, const SF_T *Wt,
+                                             ptrdiff_t dp, ptrdiff_t k, SF_T *z)
+{
+    SF_NAME(sf_features) acc[SF_CLASS_BLOCK];
+    for (int c = 0; c < SF_CLASS_BLOCK; c++)
+        acc[c] = (SF_NAME(sf_features)){0};
+    /* The short vector's bit (past the mask words when there is none) is taken out of the loop. */
+    const ptrdiff_t whole = d / SF_LANES * SF_LANES, short_group = whole / SF_GROUP;
+    for (ptrdiff_t w = 0; w < sf_mask_words(d); w++) {
+        uint64_t bits = SF_NAME(sf_nonzero_vectors)(mask[w]);
+        if (w == short_group / 64)
+            bits &= ~((uint64_t)1 << (short_group % 64));
+        for (; bits != 0; bits &= bits - 1) {
+            const ptrdiff_t j = SF_GROUP * (64 * w + __builtin_ctzll(bits));
+            SF_NAME(sf_multiply_add_weights)(acc, SF_NAME(sf_load_features)(x + j, SF_LANES), Wt, dp, j, k);
+        }
+    }
+    if (whole < d && (SF_NAME(sf_nonzero_vectors)(mask[short_group / 64]) >> (short_group % 64) & 1))
+        SF_NAME(sf_multiply_add_weights)(acc, SF_NAME(sf_load_features)(x + whole, d - whole), Wt, dp, whole, k);
+    for (int c = 0; c < k; c++)
+        z[c] = SF_NAME(sf_sum_lanes)(acc[c]);
+}
+
+/*
+ * out[r][c] = rows[r] @ Wt[c0 + c, :d] for r < SF_TILE and c < n_classes <=
+ * SF_TILE_CLASSES: the wide case, each vector of weights serving SF_TILE
+ * rows. Only the vectors of features that are nonzero in some row of the
+ * tile (by the rows' masks) are visited.
+ */
+SF_INLINE void SF_NAME(sf_logits_tile)(const SF_X *const rows[SF_TILE], const uint64_t *const masks[SF_TILE],
+                                       ptrdiff_t d, const SF_T *Wt, ptrdiff_t dp, ptrdiff_t c0, int n_classes,
+                                       SF_T *const out[SF_TILE])
+{
+    SF_NAME(sf_features) acc[SF_TILE][SF_TILE_CLASSES];
+    for (int r = 0; r < SF_TILE; r++)
+        for (int c = 0; c < SF_TILE_CLASSES; c++)
+            acc[r][c] = (SF_NAME(sf_features)){0};
+    for (ptrdiff_t w = 0; w < sf_mask_words(d); w++)
+        for (uint64_t bits = SF_NAME(sf_nonzero_vectors)(masks[0][w] | masks[1][w] | masks[2][w] | masks[3][w]);
+             bits != 0; bits &= bits - 1) {
+            const ptrdiff_t j = SF_GROUP * (64 * w + __builtin_ctzll(bits));
+            const ptrdiff_t count = d - j < SF_LANES ? d - j : SF_LANES;
+            SF_NAME(sf_features) features[SF_TILE];
+            for (int r = 0; r < SF_TILE; r++)
+                features[r] = SF_NAME(sf_load_features)(rows[r] + j, count);
+            for (int c = 0; c < SF_TILE_CLASSES; c++)
+                if (c < n_classes) {
+                    SF_NAME(sf_features) weights;
+                    memcpy(&weights, Wt + (c0 + c) * dp + j, sizeof weights);
+                    for (int r = 0; r < SF_TILE; r++)
+                        acc[r][c] += features[r] * weights;
+                }
+        }
+    for (int r = 0; r < SF_TILE; r++)
+        for (int c = 0; c < n_classes; c++)
+            out[r][c] = SF_NAME(sf_sum_lanes)(acc[r][c]);
+}
+
+/*
+ * dWt[c0 + c, j:j + SF_LANES] = sum over rows i < n in order of G[i, c0 + c] * X[i, j:j + SF_LANES]
+ * for the n_classes <= SF_CLASS_BLOCK classes from c0. One vector
+ * accumulator per class stays in a register (SF_FOR_CLASSES); rows whose
+ * masks show these features all zero are passed over.
+ */
+SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
+                                          ptrdiff_t j, const SF_T *G, ptrdiff_t k, ptrdiff_t c0, int n_classes,
+                                          SF_T *dWt, ptrdiff_t dp)
+{
+    SF_NAME(sf_features) acc[SF_CLASS_BLOCK];
+    for (int c = 0; c < SF_CLASS_BLOCK; c++)
+        acc[c] = (SF_NAME(sf_features)){0};
     const ptrdiff_t words = sf_mask_words(d), group = j / SF_GROUP;
+    const ptrdiff_t count = d - j < SF_LANES ? d - j : SF_LANES;
     const uint64_t lanes_groups = ((uint64_t)1 << SF_GROUPS_PER_LANES) - 1;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += 64) {
         /* The rows among the next 64 with a nonzero feature here, as bits: visited without a branch each. */
@@ -130,83 +165,104 @@ SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_X *X, const uint64_t *masks, 
             active |= (uint64_t)(((masks[(i0 + r) * words + group / 64] >> (group % 64)) & lanes_groups) != 0) << r;
         for (; active != 0; active &= active - 1) {
             const ptrdiff_t i = i0 + __builtin_ctzll(active);
-            const SF_NAME(sf_features) features = SF_NAME(sf_load_features)(X + i * d + j);
-            const SF_T *g = G + i * kp + c0;
-#pragma GCC unroll 16
-            for (int c = 0; c < SF_BLOCK; c++)
-                if (c < n_classes)
-                    acc[c] += g[c] * features;
+            const SF_NAME(sf_features) features = SF_NAME(sf_load_features)(X + i * d + j, count);
+            const SF_T *g = G + i * k + c0;
+#define SF_GRADIENT_TERM(c) (acc[c] += g[c] * features)
+            SF_FOR_CLASSES(n_classes, SF_GRADIENT_TERM)
+#undef SF_GRADIENT_TERM
         }
     }
     for (int c = 0; c < n_classes; c++)
-        memcpy(dWt + (c0 + c) * d + j, &acc[c], sizeof acc[c]);
+        memcpy(dWt + (c0 + c) * dp + j, &acc[c], sizeof acc[c]);
 }
 #endif
 
+#if SF_VECTOR_EXTENSIONS
+/* Z[i, :k] for rows X (n, d) and k <= SF_CLASS_BLOCK: a row at a time. */
+SF_MULTIVERSION
+static void SF_NAME(sf_logits_narrow)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
+                                      const SF_T *Wt, ptrdiff_t dp, ptrdiff_t k, SF_T *Z)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        SF_NAME(sf_logits_narrow_row)(X + i * d, masks + i * sf_mask_words(d), d, Wt, dp, k, Z + i * k);
+}
+
 /*
- * Z[i, :] = X[i, :] @ W for the n rows of X (n, d) and their masks; W is (d, kp), Z is (n, kp).
- * Wide W go in tiles of SF_TILE rows; a last, short tile repeats its last row,
- * and the copies are computed and dropped.
+ * Z[i, :k] for rows X (n, d) and more classes: rows in tiles of SF_TILE,
+ * each block of classes done for every row before the next, so that its
+ * weights stay in cache. A last, short tile repeats its last row; the copies
+ * are computed and dropped.
  */
 SF_MULTIVERSION
-static void SF_NAME(sf_logits)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d, const SF_T *W,
-                               ptrdiff_t kp, SF_T *Z)
+static void SF_NAME(sf_logits_wide)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
+                                    const SF_T *Wt, ptrdiff_t dp, ptrdiff_t k, SF_T *Z)
+{
+    const ptrdiff_t words = sf_mask_words(d);
+    for (ptrdiff_t c0 = 0; c0 < k; c0 += SF_TILE_CLASSES)
+        for (ptrdiff_t i = 0; i < n; i += SF_TILE) {
+            const SF_X *rows[SF_TILE];
+            const uint64_t *row_masks[SF_TILE];
+            SF_T *out[SF_TILE];
+            for (int r = 0; r < SF_TILE; r++) {
+                const ptrdiff_t row = i + r < n ? i + r : n - 1;
+                rows[r] = X + row * d;
+                row_masks[r] = masks + row * words;
+                out[r] = Z + row * k + c0;
+            }
+            SF_NAME(sf_logits_tile)(rows, row_masks, d, Wt, dp, c0,
+                                    k - c0 < SF_TILE_CLASSES ? (int)(k - c0) : SF_TILE_CLASSES, out);
+        }
+}
+#endif
+
+/* Z[i, c] = X[i, :] @ Wt[c, :d] for the n rows of X (n, d) and their masks; Wt is (k, dp), Z is (n, k). */
+static void SF_NAME(sf_logits)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d, const SF_T *Wt,
+                               ptrdiff_t dp, ptrdiff_t k, SF_T *Z)
 {
 #if SF_VECTOR_EXTENSIONS
-    if (kp == SF_BLOCK) {
-        for (ptrdiff_t i = 0; i < n; i++)
-            SF_NAME(sf_logits_narrow_row)(X + i * d, masks + i * sf_mask_words(d), d, W, Z + i * kp);
-        return;
-    }
-    for (ptrdiff_t i = 0; i < n; i += SF_TILE) {
-        const int n_rows = n - i < SF_TILE ? (int)(n - i) : SF_TILE;
-        const SF_X *rows[SF_TILE];
-        const uint64_t *row_masks[SF_TILE];
-        SF_T *out[SF_TILE];
-        for (int r = 0; r < SF_TILE; r++) {
-            const ptrdiff_t row = i + (r < n_rows ? r : n_rows - 1);
-            rows[r] = X + row * d;
-            row_masks[r] = masks + row * sf_mask_words(d);
-            out[r] = Z + row * kp;
-        }
-        for (ptrdiff_t c0 = 0; c0 < kp; c0 += SF_BLOCK)
-            SF_NAME(sf_logits_tile)(rows, row_masks, d, W, kp, c0, n_rows, out);
-    }
+    if (k <= SF_CLASS_BLOCK)
+        SF_NAME(sf_logits_narrow)(X, masks, n, d, Wt, dp, k, Z);
+    else
+        SF_NAME(sf_logits_wide)(X, masks, n, d, Wt, dp, k, Z);
 #else
+    (void)masks;
     for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t c = 0; c < kp; c++) {
+        for (ptrdiff_t c = 0; c < k; c++) {
             SF_T total = 0;
             for (ptrdiff_t j = 0; j < d; j++)
-                total += (SF_T)X[i * d + j] * W[j * kp + c];
-            Z[i * kp + c] = total;
+                total += (SF_T)X[i * d + j] * Wt[c * dp + j];
+            Z[i * k + c] = total;
         }
 #endif
 }
 
 /*
  * dWt[c, j] = sum over rows i in order of X[i, j] * G[i, c], for features
- * j0 <= j < j1 and classes c < k: the weight gradient transposed, (k, d), so
- * that its vectors run along the features of X's rows. X (n, d), G (n, kp).
+ * j0 <= j < j1 and classes c < k: the weight gradient transposed, (k, dp),
+ * so that its vectors run along X's rows. X (n, d), G (n, k); j0 is a whole
+ * number of vectors. (The vector loops write the one that holds d - 1 whole,
+ * its lanes from d on zero.)
  */
 SF_MULTIVERSION
 static void SF_NAME(sf_weight_gradient)(const SF_X *X, const uint64_t *masks, ptrdiff_t n, ptrdiff_t d,
-                                        ptrdiff_t j0, ptrdiff_t j1, const SF_T *G, ptrdiff_t k, ptrdiff_t kp,
-                                        SF_T *dWt)
+                                        ptrdiff_t j0, ptrdiff_t j1, const SF_T *G, ptrdiff_t k, SF_T *dWt,
+                                        ptrdiff_t dp)
 {
-    ptrdiff_t j = j0;
 #if SF_VECTOR_EXTENSIONS
-    for (; j + SF_LANES <= j1; j += SF_LANES)
-        for (ptrdiff_t c0 = 0; c0 < k; c0 += SF_BLOCK)
-            SF_NAME(sf_gradient_lanes)(X, masks, n, d, j, G, kp, c0, k - c0 < SF_BLOCK ? (int)(k - c0) : SF_BLOCK,
-                                       dWt);
-#endif
-    for (; j < j1; j++)
+    for (ptrdiff_t j = j0; j < j1; j += SF_LANES)
+        for (ptrdiff_t c0 = 0; c0 < k; c0 += SF_CLASS_BLOCK)
+            SF_NAME(sf_gradient_lanes)(X, masks, n, d, j, G, k, c0,
+                                       k - c0 < SF_CLASS_BLOCK ? (int)(k - c0) : SF_CLASS_BLOCK, dWt, dp);
+#else
+    (void)masks;
+    for (ptrdiff_t j = j0; j < j1; j++)
         for (ptrdiff_t c = 0; c < k; c++) {
             SF_T total = 0;
             for (ptrdiff_t i = 0; i < n; i++)
-                total += (SF_T)X[i * d + j] * G[i * kp + c];
-            dWt[c * d + j] = total;
+                total += (SF_T)X[i * d + j] * G[i * k + c];
+            dWt[c * dp + j] = total;
         }
+#endif
 }
 
 #undef SF_LANES

@@ -8,15 +8,20 @@ from problems import INPUT_KINDS, assert_close, make_problem
 BATCH_SIZE = 128
 
 # (n, d, k, logits): n not a multiple of the batch size, n below it, two classes,
-# one feature, MNIST's shape, more classes than one vector register holds (the
-# compiled kernels' wide-k loops), logits of magnitude ~1000, and all logits tied.
+# one feature, MNIST's shape, rows of more than 512 features that end in a
+# short vector with as many classes as one pass of the compiled logits takes
+# (16), more classes than that (the compiled kernels' wide-k loops, in tiles
+# of 4 classes: 40 fills them, 19 does not), logits of magnitude ~1000, and
+# all logits tied.
 SHAPES = {
     "n_not_multiple_of_batch": (300, 20, 5, "moderate"),
     "n_below_batch": (50, 20, 5, "moderate"),
     "two_classes": (200, 10, 2, "moderate"),
     "one_feature": (150, 1, 3, "moderate"),
     "mnist_shape": (300, 784, 10, "moderate"),
+    "long_rows": (130, 531, 16, "moderate"),
     "many_classes": (150, 37, 40, "moderate"),
+    "many_classes_long_rows": (70, 531, 19, "moderate"),
     "large_logits": (150, 784, 10, "large"),
     "ties": (130, 20, 5, "ties"),
 }

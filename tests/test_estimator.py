@@ -1,11 +1,14 @@
 """SoftmaxRegression: training equals the kernels' epochs, labels, persistence and parameter checks."""
 
+import json
+
 import numpy as np
 import pytest
 
 import softmax_fast.kernels as kernels
 from softmax_fast import SoftmaxRegression
 from softmax_fast.estimator import BATCHES_PER_CALL
+from softmax_fast.kernels._validation import default_num_threads
 
 
 def blobs(n=600, d=16, k=4, seed=0, dtype=np.float64):
@@ -72,11 +75,72 @@ def test_one_hot_and_arbitrary_integer_labels():
         by_label.score(X[:3], [3, 5, 7])
 
 
+class SpyBackend:
+    """A kernels backend that records each call's method name and keyword arguments, and its ``X``."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.calls = []
+
+    def __getattr__(self, name):
+        method = getattr(self.backend, name)
+
+        def record_and_call(X, *args, **kwargs):
+            self.calls.append((name, X, kwargs))
+            return method(X, *args, **kwargs)
+
+        return record_and_call
+
+
+@pytest.fixture
+def spy_backend(monkeypatch):
+    spy = SpyBackend(kernels.get_backend("numpy"))
+    monkeypatch.setattr(kernels, "get_backend", lambda name: spy)
+    return spy
+
+
+@pytest.mark.parametrize(
+    "random_state, draw_weights",
+    [
+        (42, lambda shape: np.random.RandomState(42).randn(*shape)),
+        (np.uint32(7), lambda shape: np.random.RandomState(7).randn(*shape)),
+        (np.random.RandomState(3), lambda shape: np.random.RandomState(3).standard_normal(shape)),
+        (np.random.default_rng(3), lambda shape: np.random.default_rng(3).standard_normal(shape)),
+    ],
+    ids=["int", "numpy-int", "RandomState", "Generator"],
+)
+def test_random_state_draws_the_initial_weights(random_state, draw_weights):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=0, dtype="float64", random_state=random_state).fit(X, y)
+    np.testing.assert_array_equal(model.coef_, draw_weights((16, 4)) * 0.01)
+    assert model.history_ == []
+
+
+def test_random_state_none_is_numpy_global_random_state():
+    X, y = blobs()
+    np.random.seed(5)
+    first = SoftmaxRegression(epochs=0, random_state=None).fit(X, y)
+    second = SoftmaxRegression(epochs=0, random_state=None).fit(X, y)
+    np.testing.assert_array_equal(first.coef_, SoftmaxRegression(epochs=0, random_state=5).fit(X, y).coef_)
+    assert not np.array_equal(first.coef_, second.coef_)
+
+
+@pytest.mark.parametrize(
+    "n_jobs, n_threads",
+    [(None, None), (1, 1), (3, 3), (-1, default_num_threads()), (-1000, 1)],
+)
+def test_n_jobs_is_the_kernels_thread_count(spy_backend, n_jobs, n_threads):
+    X, y = blobs(n=50)
+    SoftmaxRegression(epochs=1, n_jobs=n_jobs).fit(X, y, validation_data=(X, y)).predict_proba(X)
+    assert [name for name, _, _ in spy_backend.calls] == ["train_epoch", "loss_and_grad", "predict", "predict_proba"]
+    assert all(kwargs == {"n_threads": n_threads} for _, _, kwargs in spy_backend.calls)
+
+
 def test_shuffle_is_seeded():
     X, y = blobs()
-    first = SoftmaxRegression(epochs=2, shuffle=True, seed=1).fit(X, y)
-    again = SoftmaxRegression(epochs=2, shuffle=True, seed=1).fit(X, y)
-    in_order = SoftmaxRegression(epochs=2, shuffle=False, seed=1).fit(X, y)
+    first = SoftmaxRegression(epochs=2, shuffle=True, random_state=1).fit(X, y)
+    again = SoftmaxRegression(epochs=2, shuffle=True, random_state=1).fit(X, y)
+    in_order = SoftmaxRegression(epochs=2, shuffle=False, random_state=1).fit(X, y)
     np.testing.assert_array_equal(first.coef_, again.coef_)
     assert not np.array_equal(first.coef_, in_order.coef_)
 
@@ -91,7 +155,8 @@ def test_partial_fit_continues_from_the_current_weights():
 
 def test_save_and_load_round_trip(tmp_path):
     X, y = blobs()
-    model = SoftmaxRegression(epochs=2, dtype="float64", batch_size=64).fit(X, np.array([3, 7, 11, 20])[y])
+    model = SoftmaxRegression(epochs=2, dtype="float64", batch_size=np.int64(64), n_jobs=-1).fit(
+        X, np.array([3, 7, 11, 20])[y])
     model.save(tmp_path / "model.npz")
     loaded = SoftmaxRegression.load(tmp_path / "model.npz")
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
@@ -100,18 +165,37 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.history_ == model.history_
 
 
+def test_save_stores_a_random_generator_as_none(tmp_path):
+    X, y = blobs()
+    SoftmaxRegression(epochs=1, random_state=np.random.default_rng(0)).fit(X, y).save(tmp_path / "model.npz")
+    assert SoftmaxRegression.load(tmp_path / "model.npz").random_state is None
+
+
+def test_load_reads_format_1_under_the_new_parameter_names(tmp_path):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=1, random_state=3, n_jobs=2).fit(X, y)
+    format_1_params = {"lr": 0.2, "epochs": 1, "batch_size": 128, "backend": "auto", "dtype": "float32",
+                       "threads": 2, "seed": 3, "shuffle": False}
+    np.savez(tmp_path / "format1.npz", format_version=1, softmax_fast_version="0.1.0", coef=model.coef_,
+             intercept=model.intercept_, classes=model.classes_, params=json.dumps(format_1_params),
+             history=json.dumps(model.history_))
+    loaded = SoftmaxRegression.load(tmp_path / "format1.npz")
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
 def test_load_rejects_what_is_not_a_model(tmp_path):
     X, y = blobs()
     model = SoftmaxRegression(epochs=1).fit(X, y)
     np.savez(tmp_path / "other.npz", W=np.zeros(3))
     np.savez(tmp_path / "future.npz", format_version=99, coef=model.coef_, intercept=model.intercept_,
              classes=model.classes_, params="{}", history="[]")
-    np.savez(tmp_path / "wrong_shape.npz", format_version=1, coef=model.coef_, intercept=model.intercept_[:2],
+    np.savez(tmp_path / "wrong_shape.npz", format_version=2, coef=model.coef_, intercept=model.intercept_[:2],
              classes=model.classes_, params="{}", history="[]")
     (tmp_path / "text.npz").write_text("not a zip file")
     with pytest.raises(ValueError, match="missing"):
         SoftmaxRegression.load(tmp_path / "other.npz")
-    with pytest.raises(ValueError, match="has model format 99; this softmax_fast reads format 1"):
+    with pytest.raises(ValueError, match="has model format 99; this softmax_fast reads formats 1 to 2"):
         SoftmaxRegression.load(tmp_path / "future.npz")
     with pytest.raises(ValueError, match="inconsistent arrays"):
         SoftmaxRegression.load(tmp_path / "wrong_shape.npz")
@@ -125,8 +209,12 @@ def test_load_rejects_what_is_not_a_model(tmp_path):
         ({"lr": 0}, "lr must be finite and > 0"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"epochs": -1}, "epochs must be an integer >= 0"),
+        ({"epochs": 2.0}, "epochs must be an integer >= 0"),
         ({"dtype": "float16"}, "dtype must be 'float32' or 'float64'"),
-        ({"threads": 0}, "threads must be >= 1"),
+        ({"n_jobs": 0}, "n_jobs must be None or a nonzero integer"),
+        ({"n_jobs": 1.5}, "n_jobs must be None or a nonzero integer"),
+        ({"random_state": -1}, r"random_state must be None, an integer in \[0, 2\*\*32\)"),
+        ({"random_state": "42"}, r"random_state must be None, an integer in \[0, 2\*\*32\)"),
         ({"backend": "torch"}, "unknown backend 'torch'"),
     ],
 )

@@ -1,4 +1,7 @@
-"""SoftmaxRegression: training equals the kernels' epochs, labels, persistence and parameter checks."""
+"""SoftmaxRegression: training equals the kernels' epochs, inputs, labels, persistence and parameter checks.
+
+How it fits into scikit-learn (its estimator checks, pipelines, searches) is in test_sklearn_compat.py.
+"""
 
 import json
 
@@ -7,6 +10,7 @@ import pytest
 
 import softmax_fast.kernels as kernels
 from softmax_fast import SoftmaxRegression
+from softmax_fast._sklearn_compat import DataConversionWarning, NotFittedError
 from softmax_fast.estimator import BATCHES_PER_CALL
 from softmax_fast.kernels._validation import default_num_threads
 
@@ -23,6 +27,7 @@ def test_fit_learns_and_records_history():
     X, y = blobs()
     model = SoftmaxRegression(lr=0.1, epochs=5, batch_size=32).fit(X[:500], y[:500], validation_data=(X[500:], y[500:]))
     assert [record["epoch"] for record in model.history_] == [1, 2, 3, 4, 5]
+    assert model.n_iter_ == 5 and model.n_features_in_ == 16
     assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
     assert model.history_[-1]["test_accuracy"] > 0.9
     assert model.score(X[500:], y[500:]) == pytest.approx(model.history_[-1]["test_accuracy"])
@@ -60,21 +65,6 @@ def test_uint8_features_are_pixels_scaled_by_1_over_255():
     np.testing.assert_allclose(from_pixels.coef_, from_floats.coef_, rtol=1e-10)
 
 
-def test_one_hot_and_arbitrary_integer_labels():
-    X, y = blobs()
-    labels = np.array([3, 7, 11, 20])[y]
-    one_hot = np.eye(4)[y]
-    by_index = SoftmaxRegression(epochs=2).fit(X, y)
-    by_label = SoftmaxRegression(epochs=2).fit(X, labels)
-    by_one_hot = SoftmaxRegression(epochs=2).fit(X, one_hot)
-    np.testing.assert_array_equal(by_label.classes_, [3, 7, 11, 20])
-    np.testing.assert_array_equal(by_label.coef_, by_index.coef_)
-    np.testing.assert_array_equal(by_one_hot.coef_, by_index.coef_)
-    np.testing.assert_array_equal(by_label.predict(X), np.array([3, 7, 11, 20])[by_index.predict(X)])
-    with pytest.raises(ValueError, match="labels the model was not fitted with, e.g. 5"):
-        by_label.score(X[:3], [3, 5, 7])
-
-
 class SpyBackend:
     """A kernels backend that records each call's method name and keyword arguments, and its ``X``."""
 
@@ -99,6 +89,81 @@ def spy_backend(monkeypatch):
     return spy
 
 
+@pytest.mark.parametrize("X_dtype", [np.int8, np.int64, np.uint16, np.float16, np.float32, np.float64, np.bool_])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_any_real_features_are_converted_to_dtype(spy_backend, X_dtype, dtype):
+    X, y = blobs(n=100)
+    X = (X > 0) if X_dtype is np.bool_ else (10 * X).astype(X_dtype)
+    model = SoftmaxRegression(epochs=2, batch_size=16, dtype=dtype).fit(X, y)
+    assert {X_seen.dtype for _, X_seen, _ in spy_backend.calls} == {np.dtype(dtype)}
+    as_dtype = SoftmaxRegression(epochs=2, batch_size=16, dtype=dtype).fit(X.astype(dtype), y)
+    np.testing.assert_array_equal(model.coef_, as_dtype.coef_)
+    np.testing.assert_array_equal(model.predict_proba(X), as_dtype.predict_proba(X.astype(dtype)))
+
+
+def test_uint8_features_reach_the_kernels_without_a_copy(spy_backend):
+    pixels = np.random.default_rng(0).integers(0, 256, size=(100, 10), dtype=np.uint8)
+    SoftmaxRegression(epochs=1, batch_size=16).fit(pixels, np.arange(100) % 3).predict(pixels)
+    assert [name for name, _, _ in spy_backend.calls] == ["train_epoch", "predict"]
+    assert all(np.shares_memory(X_seen, pixels) for _, X_seen, _ in spy_backend.calls)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([3, 7, 11, 20]),
+        np.array([-1.0, 0.0, 2.0, 5.0]),
+        np.array(["cat", "dog", "emu", "yak"]),
+        np.array(["cat", "dog", "emu", "yak"], dtype=object),
+    ],
+    ids=["int", "integral-float", "str", "object-str"],
+)
+def test_labels_of_any_kind_are_classes_and_predicted_as_themselves(labels):
+    X, y = blobs()
+    by_index = SoftmaxRegression(epochs=2).fit(X, y)
+    by_label = SoftmaxRegression(epochs=2).fit(X, labels[y])
+    np.testing.assert_array_equal(by_label.classes_, labels)
+    np.testing.assert_array_equal(by_label.coef_, by_index.coef_)
+    np.testing.assert_array_equal(by_label.predict(X), labels[by_index.predict(X)])
+    assert by_label.score(X, labels[y]) == by_index.score(X, y)
+
+
+def test_boolean_labels_are_two_classes():
+    X, y = blobs(k=2)
+    model = SoftmaxRegression(epochs=2).fit(X, y == 1)
+    np.testing.assert_array_equal(model.classes_, [False, True])
+    np.testing.assert_array_equal(model.predict(X), SoftmaxRegression(epochs=2).fit(X, y).predict(X) == 1)
+
+
+def test_a_column_vector_y_warns_and_trains_like_1d():
+    X, y = blobs()
+    with pytest.warns(DataConversionWarning, match="A column-vector y was passed"):
+        from_column = SoftmaxRegression(epochs=2).fit(X, y[:, None])
+    np.testing.assert_array_equal(from_column.coef_, SoftmaxRegression(epochs=2).fit(X, y).coef_)
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.eye(4)[np.arange(600) % 4], r"y should be a 1d array, got an array of shape \(600, 4\) instead"),
+        (np.full(600, 7), "needs samples of at least 2 classes, but y holds only one class: 7"),
+        (np.linspace(0, 1, 600), "Unknown label type: continuous"),
+        (np.arange(599) % 4, r"inconsistent numbers of samples: \[600, 599\]"),
+    ],
+    ids=["one-hot", "one-class", "continuous", "too-short"],
+)
+def test_labels_that_are_not_one_class_per_row_are_rejected(y, message):
+    X, _ = blobs()
+    with pytest.raises(ValueError, match=message):
+        SoftmaxRegression().fit(X, y)
+
+
+def test_validation_labels_must_be_known():
+    X, y = blobs()
+    with pytest.raises(ValueError, match=r"labels the model was not fitted with, e.g. 9; known: \[0, 1, 2, 3\]"):
+        SoftmaxRegression(epochs=1).fit(X, y, validation_data=(X[:3], [0, 9, 1]))
+
+
 @pytest.mark.parametrize(
     "random_state, draw_weights",
     [
@@ -113,7 +178,7 @@ def test_random_state_draws_the_initial_weights(random_state, draw_weights):
     X, y = blobs()
     model = SoftmaxRegression(epochs=0, dtype="float64", random_state=random_state).fit(X, y)
     np.testing.assert_array_equal(model.coef_, draw_weights((16, 4)) * 0.01)
-    assert model.history_ == []
+    assert model.history_ == [] and model.n_iter_ == 0
 
 
 def test_random_state_none_is_numpy_global_random_state():
@@ -150,19 +215,33 @@ def test_partial_fit_continues_from_the_current_weights():
     two_epochs = SoftmaxRegression(epochs=2).fit(X, y)
     stepwise = SoftmaxRegression().partial_fit(X, y).partial_fit(X, y)
     np.testing.assert_array_equal(stepwise.coef_, two_epochs.coef_)
-    assert len(stepwise.history_) == 2
+    assert len(stepwise.history_) == 2 and stepwise.n_iter_ == 2
 
 
-def test_save_and_load_round_trip(tmp_path):
+def test_partial_fit_classes_name_every_label_on_the_first_call_and_must_not_change():
     X, y = blobs()
-    model = SoftmaxRegression(epochs=2, dtype="float64", batch_size=np.int64(64), n_jobs=-1).fit(
-        X, np.array([3, 7, 11, 20])[y])
+    model = SoftmaxRegression().partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2, 3])
+    np.testing.assert_array_equal(model.classes_, [0, 1, 2, 3])
+    model.partial_fit(X, y, classes=[3, 2, 1, 0])
+    with pytest.raises(ValueError, match=r"classes=\[0, 1, 2\] differs from the classes of the first partial_fit"):
+        model.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="X has 15 features, but SoftmaxRegression is expecting 16"):
+        model.partial_fit(X[:, 1:], y)
+
+
+@pytest.mark.parametrize("labels", [np.array([3, 7, 11, 20]), np.array(["a", "b", "c", "d"], dtype=object)],
+                         ids=["int", "object-str"])
+def test_save_and_load_round_trip(tmp_path, labels):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=2, dtype="float64", batch_size=np.int64(64), n_jobs=-1).fit(X, labels[y])
     model.save(tmp_path / "model.npz")
     loaded = SoftmaxRegression.load(tmp_path / "model.npz")
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     assert loaded.get_params() == model.get_params()
     assert loaded.history_ == model.history_
+    assert (loaded.n_iter_, loaded.n_features_in_) == (2, 16)
+    assert loaded.set_params(shuffle=True).partial_fit(X, labels[y]).n_iter_ == 3
 
 
 def test_save_stores_a_random_generator_as_none(tmp_path):
@@ -224,10 +303,26 @@ def test_bad_parameters_are_rejected_by_fit(params, message):
         SoftmaxRegression(**params).fit(X, y)
 
 
-def test_non_finite_features_and_unfitted_model():
+@pytest.mark.parametrize("bad_value, message",
+                         [(np.nan, "Input X contains NaN"), (np.inf, "Input X contains infinity")])
+def test_non_finite_features_are_rejected(bad_value, message):
     X, y = blobs(n=20)
-    X[3, 2] = np.nan
-    with pytest.raises(ValueError, match="X contains NaN or inf"):
+    X[3, 2] = bad_value
+    with pytest.raises(ValueError, match=message):
         SoftmaxRegression().fit(X, y)
-    with pytest.raises(RuntimeError, match="not fitted yet"):
-        SoftmaxRegression().predict(X)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_float64_too_large_for_float32_is_rejected():
+    X, y = blobs(n=20)
+    X[3, 2] = 1e300
+    with pytest.raises(ValueError, match="Input X contains infinity or a value too large for dtype\\('float32'\\)"):
+        SoftmaxRegression(dtype="float32").fit(X, y)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score", "save"])
+def test_an_unfitted_model_raises_not_fitted_error(tmp_path, method):
+    X, y = blobs(n=20)
+    arguments = {"predict": (X,), "predict_proba": (X,), "score": (X, y), "save": (tmp_path / "model.npz",)}
+    with pytest.raises(NotFittedError, match="This SoftmaxRegression instance is not fitted yet"):
+        getattr(SoftmaxRegression(), method)(*arguments[method])

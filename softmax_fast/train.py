@@ -137,7 +137,7 @@ def main(argv=None):
 
     (X, y), test = datasets.load_dataset(args.dataset, args.data_dir, report=progress.say)
     model = SoftmaxRegression(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, backend=args.backend,
-                              dtype=args.dtype, threads=args.threads, seed=args.seed, shuffle=args.shuffle)
+                              dtype=args.dtype, n_jobs=args.threads, random_state=args.seed, shuffle=args.shuffle)
     backend_name = kernels.get_backend(args.backend).name
     progress.say(f"training on {X.shape[0]} rows x {X.shape[1]} features, "
                  f"{'no test split' if test is None else f'{test[0].shape[0]} test rows'}; "

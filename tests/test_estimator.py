@@ -1,11 +1,18 @@
-"""SoftmaxRegression: training equals the kernels' epochs, labels, persistence and parameter checks."""
+"""SoftmaxRegression: training equals the kernels' epochs, inputs, labels, persistence and parameter checks.
+
+How it fits into scikit-learn (its estimator checks, pipelines, searches) is in test_sklearn_compat.py.
+"""
+
+import json
 
 import numpy as np
 import pytest
 
 import softmax_fast.kernels as kernels
 from softmax_fast import SoftmaxRegression
+from softmax_fast._sklearn_compat import DataConversionWarning, NotFittedError
 from softmax_fast.estimator import BATCHES_PER_CALL
+from softmax_fast.kernels._validation import default_num_threads
 
 
 def blobs(n=600, d=16, k=4, seed=0, dtype=np.float64):
@@ -20,6 +27,7 @@ def test_fit_learns_and_records_history():
     X, y = blobs()
     model = SoftmaxRegression(lr=0.1, epochs=5, batch_size=32).fit(X[:500], y[:500], validation_data=(X[500:], y[500:]))
     assert [record["epoch"] for record in model.history_] == [1, 2, 3, 4, 5]
+    assert model.n_iter_ == 5 and model.n_features_in_ == 16
     assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
     assert model.history_[-1]["test_accuracy"] > 0.9
     assert model.score(X[500:], y[500:]) == pytest.approx(model.history_[-1]["test_accuracy"])
@@ -57,26 +65,147 @@ def test_uint8_features_are_pixels_scaled_by_1_over_255():
     np.testing.assert_allclose(from_pixels.coef_, from_floats.coef_, rtol=1e-10)
 
 
-def test_one_hot_and_arbitrary_integer_labels():
+class SpyBackend:
+    """A kernels backend that records each call's method name and keyword arguments, and its ``X``."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.calls = []
+
+    def __getattr__(self, name):
+        method = getattr(self.backend, name)
+
+        def record_and_call(X, *args, **kwargs):
+            self.calls.append((name, X, kwargs))
+            return method(X, *args, **kwargs)
+
+        return record_and_call
+
+
+@pytest.fixture
+def spy_backend(monkeypatch):
+    spy = SpyBackend(kernels.get_backend("numpy"))
+    monkeypatch.setattr(kernels, "get_backend", lambda name: spy)
+    return spy
+
+
+@pytest.mark.parametrize("X_dtype", [np.int8, np.int64, np.uint16, np.float16, np.float32, np.float64, np.bool_])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_any_real_features_are_converted_to_dtype(spy_backend, X_dtype, dtype):
+    X, y = blobs(n=100)
+    X = (X > 0) if X_dtype is np.bool_ else (10 * X).astype(X_dtype)
+    model = SoftmaxRegression(epochs=2, batch_size=16, dtype=dtype).fit(X, y)
+    assert {X_seen.dtype for _, X_seen, _ in spy_backend.calls} == {np.dtype(dtype)}
+    as_dtype = SoftmaxRegression(epochs=2, batch_size=16, dtype=dtype).fit(X.astype(dtype), y)
+    np.testing.assert_array_equal(model.coef_, as_dtype.coef_)
+    np.testing.assert_array_equal(model.predict_proba(X), as_dtype.predict_proba(X.astype(dtype)))
+
+
+def test_uint8_features_reach_the_kernels_without_a_copy(spy_backend):
+    pixels = np.random.default_rng(0).integers(0, 256, size=(100, 10), dtype=np.uint8)
+    SoftmaxRegression(epochs=1, batch_size=16).fit(pixels, np.arange(100) % 3).predict(pixels)
+    assert [name for name, _, _ in spy_backend.calls] == ["train_epoch", "predict"]
+    assert all(np.shares_memory(X_seen, pixels) for _, X_seen, _ in spy_backend.calls)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([3, 7, 11, 20]),
+        np.array([-1.0, 0.0, 2.0, 5.0]),
+        np.array(["cat", "dog", "emu", "yak"]),
+        np.array(["cat", "dog", "emu", "yak"], dtype=object),
+    ],
+    ids=["int", "integral-float", "str", "object-str"],
+)
+def test_labels_of_any_kind_are_classes_and_predicted_as_themselves(labels):
     X, y = blobs()
-    labels = np.array([3, 7, 11, 20])[y]
-    one_hot = np.eye(4)[y]
     by_index = SoftmaxRegression(epochs=2).fit(X, y)
-    by_label = SoftmaxRegression(epochs=2).fit(X, labels)
-    by_one_hot = SoftmaxRegression(epochs=2).fit(X, one_hot)
-    np.testing.assert_array_equal(by_label.classes_, [3, 7, 11, 20])
+    by_label = SoftmaxRegression(epochs=2).fit(X, labels[y])
+    np.testing.assert_array_equal(by_label.classes_, labels)
     np.testing.assert_array_equal(by_label.coef_, by_index.coef_)
-    np.testing.assert_array_equal(by_one_hot.coef_, by_index.coef_)
-    np.testing.assert_array_equal(by_label.predict(X), np.array([3, 7, 11, 20])[by_index.predict(X)])
-    with pytest.raises(ValueError, match="labels the model was not fitted with, e.g. 5"):
-        by_label.score(X[:3], [3, 5, 7])
+    np.testing.assert_array_equal(by_label.predict(X), labels[by_index.predict(X)])
+    assert by_label.score(X, labels[y]) == by_index.score(X, y)
+
+
+def test_boolean_labels_are_two_classes():
+    X, y = blobs(k=2)
+    model = SoftmaxRegression(epochs=2).fit(X, y == 1)
+    np.testing.assert_array_equal(model.classes_, [False, True])
+    np.testing.assert_array_equal(model.predict(X), SoftmaxRegression(epochs=2).fit(X, y).predict(X) == 1)
+
+
+def test_a_column_vector_y_warns_and_trains_like_1d():
+    X, y = blobs()
+    with pytest.warns(DataConversionWarning, match="A column-vector y was passed"):
+        from_column = SoftmaxRegression(epochs=2).fit(X, y[:, None])
+    np.testing.assert_array_equal(from_column.coef_, SoftmaxRegression(epochs=2).fit(X, y).coef_)
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.eye(4)[np.arange(600) % 4], r"y should be a 1d array, got an array of shape \(600, 4\) instead"),
+        (np.full(600, 7), "needs samples of at least 2 classes, but y holds only one class: 7"),
+        (np.linspace(0, 1, 600), "Unknown label type: continuous"),
+        (np.arange(599) % 4, r"inconsistent numbers of samples: \[600, 599\]"),
+    ],
+    ids=["one-hot", "one-class", "continuous", "too-short"],
+)
+def test_labels_that_are_not_one_class_per_row_are_rejected(y, message):
+    X, _ = blobs()
+    with pytest.raises(ValueError, match=message):
+        SoftmaxRegression().fit(X, y)
+
+
+def test_validation_labels_must_be_known():
+    X, y = blobs()
+    with pytest.raises(ValueError, match=r"labels the model was not fitted with, e.g. 9; known: \[0, 1, 2, 3\]"):
+        SoftmaxRegression(epochs=1).fit(X, y, validation_data=(X[:3], [0, 9, 1]))
+
+
+@pytest.mark.parametrize(
+    "random_state, draw_weights",
+    [
+        (42, lambda shape: np.random.RandomState(42).randn(*shape)),
+        (np.uint32(7), lambda shape: np.random.RandomState(7).randn(*shape)),
+        (np.random.RandomState(3), lambda shape: np.random.RandomState(3).standard_normal(shape)),
+        (np.random.default_rng(3), lambda shape: np.random.default_rng(3).standard_normal(shape)),
+    ],
+    ids=["int", "numpy-int", "RandomState", "Generator"],
+)
+def test_random_state_draws_the_initial_weights(random_state, draw_weights):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=0, dtype="float64", random_state=random_state).fit(X, y)
+    np.testing.assert_array_equal(model.coef_, draw_weights((16, 4)) * 0.01)
+    assert model.history_ == [] and model.n_iter_ == 0
+
+
+def test_random_state_none_is_numpy_global_random_state():
+    X, y = blobs()
+    np.random.seed(5)
+    first = SoftmaxRegression(epochs=0, random_state=None).fit(X, y)
+    second = SoftmaxRegression(epochs=0, random_state=None).fit(X, y)
+    np.testing.assert_array_equal(first.coef_, SoftmaxRegression(epochs=0, random_state=5).fit(X, y).coef_)
+    assert not np.array_equal(first.coef_, second.coef_)
+
+
+@pytest.mark.parametrize(
+    "n_jobs, n_threads",
+    [(None, None), (1, 1), (3, 3), (-1, default_num_threads()), (-1000, 1)],
+)
+def test_n_jobs_is_the_kernels_thread_count(spy_backend, n_jobs, n_threads):
+    X, y = blobs(n=50)
+    SoftmaxRegression(epochs=1, n_jobs=n_jobs).fit(X, y, validation_data=(X, y)).predict_proba(X)
+    assert [name for name, _, _ in spy_backend.calls] == ["train_epoch", "loss_and_grad", "predict", "predict_proba"]
+    assert all(kwargs == {"n_threads": n_threads} for _, _, kwargs in spy_backend.calls)
 
 
 def test_shuffle_is_seeded():
     X, y = blobs()
-    first = SoftmaxRegression(epochs=2, shuffle=True, seed=1).fit(X, y)
-    again = SoftmaxRegression(epochs=2, shuffle=True, seed=1).fit(X, y)
-    in_order = SoftmaxRegression(epochs=2, shuffle=False, seed=1).fit(X, y)
+    first = SoftmaxRegression(epochs=2, shuffle=True, random_state=1).fit(X, y)
+    again = SoftmaxRegression(epochs=2, shuffle=True, random_state=1).fit(X, y)
+    in_order = SoftmaxRegression(epochs=2, shuffle=False, random_state=1).fit(X, y)
     np.testing.assert_array_equal(first.coef_, again.coef_)
     assert not np.array_equal(first.coef_, in_order.coef_)
 
@@ -86,18 +215,52 @@ def test_partial_fit_continues_from_the_current_weights():
     two_epochs = SoftmaxRegression(epochs=2).fit(X, y)
     stepwise = SoftmaxRegression().partial_fit(X, y).partial_fit(X, y)
     np.testing.assert_array_equal(stepwise.coef_, two_epochs.coef_)
-    assert len(stepwise.history_) == 2
+    assert len(stepwise.history_) == 2 and stepwise.n_iter_ == 2
 
 
-def test_save_and_load_round_trip(tmp_path):
+def test_partial_fit_classes_name_every_label_on_the_first_call_and_must_not_change():
     X, y = blobs()
-    model = SoftmaxRegression(epochs=2, dtype="float64", batch_size=64).fit(X, np.array([3, 7, 11, 20])[y])
+    model = SoftmaxRegression().partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2, 3])
+    np.testing.assert_array_equal(model.classes_, [0, 1, 2, 3])
+    model.partial_fit(X, y, classes=[3, 2, 1, 0])
+    with pytest.raises(ValueError, match=r"classes=\[0, 1, 2\] differs from the classes of the first partial_fit"):
+        model.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="X has 15 features, but SoftmaxRegression is expecting 16"):
+        model.partial_fit(X[:, 1:], y)
+
+
+@pytest.mark.parametrize("labels", [np.array([3, 7, 11, 20]), np.array(["a", "b", "c", "d"], dtype=object)],
+                         ids=["int", "object-str"])
+def test_save_and_load_round_trip(tmp_path, labels):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=2, dtype="float64", batch_size=np.int64(64), n_jobs=-1).fit(X, labels[y])
     model.save(tmp_path / "model.npz")
     loaded = SoftmaxRegression.load(tmp_path / "model.npz")
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     assert loaded.get_params() == model.get_params()
     assert loaded.history_ == model.history_
+    assert (loaded.n_iter_, loaded.n_features_in_) == (2, 16)
+    assert loaded.set_params(shuffle=True).partial_fit(X, labels[y]).n_iter_ == 3
+
+
+def test_save_stores_a_random_generator_as_none(tmp_path):
+    X, y = blobs()
+    SoftmaxRegression(epochs=1, random_state=np.random.default_rng(0)).fit(X, y).save(tmp_path / "model.npz")
+    assert SoftmaxRegression.load(tmp_path / "model.npz").random_state is None
+
+
+def test_load_reads_format_1_under_the_new_parameter_names(tmp_path):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=1, random_state=3, n_jobs=2).fit(X, y)
+    format_1_params = {"lr": 0.2, "epochs": 1, "batch_size": 128, "backend": "auto", "dtype": "float32",
+                       "threads": 2, "seed": 3, "shuffle": False}
+    np.savez(tmp_path / "format1.npz", format_version=1, softmax_fast_version="0.1.0", coef=model.coef_,
+             intercept=model.intercept_, classes=model.classes_, params=json.dumps(format_1_params),
+             history=json.dumps(model.history_))
+    loaded = SoftmaxRegression.load(tmp_path / "format1.npz")
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
 def test_load_rejects_what_is_not_a_model(tmp_path):
@@ -106,12 +269,12 @@ def test_load_rejects_what_is_not_a_model(tmp_path):
     np.savez(tmp_path / "other.npz", W=np.zeros(3))
     np.savez(tmp_path / "future.npz", format_version=99, coef=model.coef_, intercept=model.intercept_,
              classes=model.classes_, params="{}", history="[]")
-    np.savez(tmp_path / "wrong_shape.npz", format_version=1, coef=model.coef_, intercept=model.intercept_[:2],
+    np.savez(tmp_path / "wrong_shape.npz", format_version=2, coef=model.coef_, intercept=model.intercept_[:2],
              classes=model.classes_, params="{}", history="[]")
     (tmp_path / "text.npz").write_text("not a zip file")
     with pytest.raises(ValueError, match="missing"):
         SoftmaxRegression.load(tmp_path / "other.npz")
-    with pytest.raises(ValueError, match="has model format 99; this softmax_fast reads format 1"):
+    with pytest.raises(ValueError, match="has model format 99; this softmax_fast reads formats 1 to 2"):
         SoftmaxRegression.load(tmp_path / "future.npz")
     with pytest.raises(ValueError, match="inconsistent arrays"):
         SoftmaxRegression.load(tmp_path / "wrong_shape.npz")
@@ -125,8 +288,12 @@ def test_load_rejects_what_is_not_a_model(tmp_path):
         ({"lr": 0}, "lr must be finite and > 0"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"epochs": -1}, "epochs must be an integer >= 0"),
+        ({"epochs": 2.0}, "epochs must be an integer >= 0"),
         ({"dtype": "float16"}, "dtype must be 'float32' or 'float64'"),
-        ({"threads": 0}, "threads must be >= 1"),
+        ({"n_jobs": 0}, "n_jobs must be None or a nonzero integer"),
+        ({"n_jobs": 1.5}, "n_jobs must be None or a nonzero integer"),
+        ({"random_state": -1}, r"random_state must be None, an integer in \[0, 2\*\*32\)"),
+        ({"random_state": "42"}, r"random_state must be None, an integer in \[0, 2\*\*32\)"),
         ({"backend": "torch"}, "unknown backend 'torch'"),
     ],
 )
@@ -136,10 +303,26 @@ def test_bad_parameters_are_rejected_by_fit(params, message):
         SoftmaxRegression(**params).fit(X, y)
 
 
-def test_non_finite_features_and_unfitted_model():
+@pytest.mark.parametrize("bad_value, message",
+                         [(np.nan, "Input X contains NaN"), (np.inf, "Input X contains infinity")])
+def test_non_finite_features_are_rejected(bad_value, message):
     X, y = blobs(n=20)
-    X[3, 2] = np.nan
-    with pytest.raises(ValueError, match="X contains NaN or inf"):
+    X[3, 2] = bad_value
+    with pytest.raises(ValueError, match=message):
         SoftmaxRegression().fit(X, y)
-    with pytest.raises(RuntimeError, match="not fitted yet"):
-        SoftmaxRegression().predict(X)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_float64_too_large_for_float32_is_rejected():
+    X, y = blobs(n=20)
+    X[3, 2] = 1e300
+    with pytest.raises(ValueError, match="Input X contains infinity or a value too large for dtype\\('float32'\\)"):
+        SoftmaxRegression(dtype="float32").fit(X, y)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score", "save"])
+def test_an_unfitted_model_raises_not_fitted_error(tmp_path, method):
+    X, y = blobs(n=20)
+    arguments = {"predict": (X,), "predict_proba": (X,), "score": (X, y), "save": (tmp_path / "model.npz",)}
+    with pytest.raises(NotFittedError, match="This SoftmaxRegression instance is not fitted yet"):
+        getattr(SoftmaxRegression(), method)(*arguments[method])

@@ -530,10 +530,12 @@ def load_fashion_mnist(data_dir=None, *, report=None):
 def load_npz_dataset(path):
     """A user data set from a ``.npz`` file: ``((X, y), (X_test, y_test))``, the test pair ``None`` if absent.
 
-    The file holds ``X (n, d)`` and ``y`` as ``(n,)`` integer labels or
-    ``(n, k)`` one-hot rows, optionally ``X_test (m, d)`` and ``y_test`` like
-    ``y``; any d, k and dtypes. It is loaded with ``allow_pickle=False``.
-    Raises :class:`DatasetError` naming the file and what is wrong.
+    The file holds ``X (n, d)`` and ``y`` as ``(n,)`` labels or ``(n, k)``
+    one-hot rows, optionally ``X_test (m, d)`` and ``y_test`` like ``y``; any
+    d, k and dtypes. One-hot rows are returned as their labels ``0..k-1``
+    (``np.intp``), the form the estimator takes. It is loaded with
+    ``allow_pickle=False``. Raises :class:`DatasetError` naming the file and
+    what is wrong.
     """
     path = Path(path)
     if not path.is_file():
@@ -543,15 +545,15 @@ def load_npz_dataset(path):
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:  # ValueError: object arrays or not an npz
         raise DatasetError(f"{path}: cannot read it as .npz: {_one_line(exc)}") from exc
-    train = _checked_pair(path, arrays, "X", "y")
+    X, y = _checked_pair(path, arrays, "X", "y")
     if "X_test" not in arrays and "y_test" not in arrays:
-        return train, None
-    test = _checked_pair(path, arrays, "X_test", "y_test")
-    if test[0].shape[1] != train[0].shape[1]:
-        raise DatasetError(f"{path}: X_test has {test[0].shape[1]} features but X has {train[0].shape[1]}")
-    if test[1].shape[1:] != train[1].shape[1:]:
-        raise DatasetError(f"{path}: y_test has shape {test[1].shape}, not the kind of labels of y {train[1].shape}")
-    return train, test
+        return (X, _labels_of(path, "y", y)), None
+    X_test, y_test = _checked_pair(path, arrays, "X_test", "y_test")
+    if X_test.shape[1] != X.shape[1]:
+        raise DatasetError(f"{path}: X_test has {X_test.shape[1]} features but X has {X.shape[1]}")
+    if y_test.shape[1:] != y.shape[1:]:
+        raise DatasetError(f"{path}: y_test has shape {y_test.shape}, not the kind of labels of y {y.shape}")
+    return (X, _labels_of(path, "y", y)), (X_test, _labels_of(path, "y_test", y_test))
 
 
 def _checked_pair(path, arrays, x_key, y_key):
@@ -568,6 +570,15 @@ def _checked_pair(path, arrays, x_key, y_key):
     if len(y) != len(X):
         raise DatasetError(f"{path}: {y_key} has {len(y)} rows but {x_key} has {len(X)}")
     return X, y
+
+
+def _labels_of(path, key, y):
+    """``y`` itself if 1-D; one-hot rows ``(n, k)`` as their labels ``(n,)``, after checking they are one-hot."""
+    if y.ndim == 1:
+        return y
+    if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
+        raise DatasetError(f"{path}: a 2-D {key} must be one-hot rows (0s and a single 1 in each row)")
+    return y.argmax(axis=1).astype(np.intp)
 
 
 def load_dataset(name_or_path, data_dir=None, *, report=None):

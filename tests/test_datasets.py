@@ -511,8 +511,10 @@ def test_load_npz_dataset_with_a_test_set_and_one_hot_labels(tmp_path):
     arrays["y_test"] = np.eye(3)[[2, 2]]
     np.savez(tmp_path / "d.npz", **arrays)
     (X, y), (X_test, y_test) = load_npz_dataset(str(tmp_path / "d.npz"))
-    for got, key in [(X, "X"), (y, "y"), (X_test, "X_test"), (y_test, "y_test")]:
-        np.testing.assert_array_equal(got, arrays[key])
+    np.testing.assert_array_equal(X, arrays["X"])
+    np.testing.assert_array_equal(X_test, arrays["X_test"])
+    np.testing.assert_array_equal(y, [0, 1, 2, 0])
+    np.testing.assert_array_equal(y_test, [2, 2])
 
 
 GOOD = {"X": np.zeros((4, 3)), "y": np.zeros(4, np.int64)}
@@ -531,6 +533,8 @@ GOOD = {"X": np.zeros((4, 3)), "y": np.zeros(4, np.int64)}
         ({**GOOD, "X_test": np.zeros((2, 5)), "y_test": np.zeros(2)}, "X_test has 5 features but X has 3"),
         ({**GOOD, "X_test": np.zeros((2, 3)), "y_test": np.zeros(3)}, "y_test has 3 rows but X_test has 2"),
         ({**GOOD, "X_test": np.zeros((2, 3)), "y_test": np.zeros((2, 3))}, "y_test has shape \\(2, 3\\), not the"),
+        ({**GOOD, "y": np.ones((4, 2))}, "a 2-D y must be one-hot rows"),
+        ({**GOOD, "y": np.full((4, 2), 0.5)}, "a 2-D y must be one-hot rows"),
         ({**GOOD, "y": np.array([None, 1, 2, 3], dtype=object)}, "cannot read it as .npz: .*allow_pickle=False"),
     ],
 )

@@ -58,6 +58,23 @@ def test_train_writes_every_output_and_prints_json(tmp_path, small_dataset):
     assert np.trace(report["confusion_matrix"]) == round(report["accuracy"] * 100)
 
 
+def test_one_hot_labels_train_and_evaluate_like_integer_labels(tmp_path, small_dataset):
+    data = np.load(small_dataset)
+    one_hot = tmp_path / "one_hot.npz"
+    np.savez(one_hot, X=data["X"], y=np.eye(3)[data["y"]], X_test=data["X_test"], y_test=np.eye(3)[data["y_test"]])
+    accuracies = []
+    for dataset in (small_dataset, one_hot):
+        out = tmp_path / dataset.stem
+        trained = run_module("softmax_fast.train", "--dataset", str(dataset), "--epochs", "2", "--out", str(out),
+                             "--json", cwd=tmp_path)
+        assert trained.returncode == 0, trained.stderr
+        evaluated = run_module("softmax_fast.evaluate", str(out / "model.npz"), "--dataset", str(dataset), "--json",
+                               cwd=tmp_path)
+        assert evaluated.returncode == 0, evaluated.stderr
+        accuracies.append((json.loads(trained.stdout)["test_accuracy"], json.loads(evaluated.stdout)["accuracy"]))
+    assert accuracies[0] == accuracies[1]
+
+
 def test_train_prints_one_line_per_epoch_and_the_result(tmp_path, small_dataset):
     result = run_module("softmax_fast.train", "--dataset", str(small_dataset), "--epochs", "2", "--no-plot",
                         cwd=tmp_path)

@@ -1,5 +1,9 @@
 """Build the Cython kernels: ``-O3``, and OpenMP where the compiler supports it.
 
+The exported C API (``cython_kernels.pxd`` and its definitions,
+``_c_api.pxi``) is generated first from Tempita templates, one plain name per
+type pair, the way scikit-learn generates its ``.pyx.tp`` kernels.
+
 OpenMP is detected by compiling and linking a small test program with the same
 compiler that builds the extension. Where that fails (for example Apple clang
 without libomp) the extension is built serial and the build says so; the
@@ -12,10 +16,40 @@ import sys
 import tempfile
 import textwrap
 
+from Cython import Tempita
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError, LinkError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KERNELS = os.path.join("softmax_fast", "kernels")
+# The type pairs of the exported C API: (name suffix, weights' C type[, features' C type]).
+WEIGHT_TYPES = [("f32", "float"), ("f64", "double")]
+KERNEL_TYPES = [
+    ("f32", "float", "float"),
+    ("f32_u8", "float", "unsigned char"),
+    ("f64", "double", "double"),
+    ("f64_u8", "double", "unsigned char"),
+]
+TEMPLATES = ["cython_kernels.pxd.tp", "_c_api.pxi.tp"]
+
+
+def render_templates():
+    """Write each template of ``TEMPLATES`` without its ``.tp``, where the text changed."""
+    for name in TEMPLATES:
+        template = os.path.join(HERE, KERNELS, name)
+        with open(template) as f:
+            text = Tempita.Template(f.read(), name=template).substitute(
+                weight_types=WEIGHT_TYPES, kernel_types=KERNEL_TYPES)
+        target = template[: -len(".tp")]
+        if os.path.exists(target):
+            with open(target) as f:
+                if f.read() == text:
+                    continue
+        with open(target, "w") as f:
+            f.write(text)
+
 
 OPENMP_TEST_PROGRAM = textwrap.dedent(
     """
@@ -65,6 +99,7 @@ class BuildExtWithOpenMP(build_ext):
         super().build_extensions()
 
 
+render_templates()
 setup(
     ext_modules=cythonize(
         [

@@ -41,6 +41,8 @@ ctypedef fused features_t:
 
 cdef extern from *:
     """
+    #include <stdint.h>
+    #include <stdlib.h>
     #ifdef _OPENMP
     #include <omp.h>
     #define SOFTMAX_FAST_OPENMP 1
@@ -54,6 +56,23 @@ cdef extern from *:
     static inline int sf_thread_number(void) { return 0; }
     static inline void sf_barrier(void) {}
     #endif
+    /*
+     * `bytes` of memory at an address that is a multiple of 64 (a cache line,
+     * an AVX-512 vector), or NULL; released by sf_aligned_free. The block
+     * from malloc is remembered just below the address returned.
+     */
+    static void *sf_aligned_malloc(size_t bytes) {
+        unsigned char *block = (unsigned char *)malloc(bytes + 64 + sizeof(void *));
+        if (block == NULL)
+            return NULL;
+        uintptr_t start = ((uintptr_t)(block + sizeof(void *)) + 63) & ~(uintptr_t)63;
+        ((void **)start)[-1] = block;
+        return (void *)start;
+    }
+    static void sf_aligned_free(void *p) {
+        if (p != NULL)
+            free(((void **)p)[-1]);
+    }
     /* Ask for the cache lines of p[0:bytes] ahead of their use (a no-op without GCC builtins). */
     static inline void sf_prefetch(const void *p, Py_ssize_t bytes) {
     #if defined(__GNUC__)
@@ -67,6 +86,8 @@ cdef extern from *:
     int sf_thread_number() noexcept nogil
     void sf_barrier() noexcept nogil
     void sf_prefetch(const void *p, Py_ssize_t bytes) noexcept nogil
+    void *sf_aligned_malloc(size_t bytes) noexcept nogil
+    void sf_aligned_free(void *p) noexcept nogil
 
 cdef extern from "hot_loops.h" nogil:
     const int SF_TILE
@@ -170,8 +191,8 @@ cdef inline void _nonzero_groups(const features_t *X, Py_ssize_t n, Py_ssize_t d
             sf_nonzero_groups_f64_f64(X, n, d, masks)
 
 
-cdef inline void _logits(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                         const floating *Wt, Py_ssize_t dp, Py_ssize_t k, floating *Z) noexcept nogil:
+cdef inline void _row_logits(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
+                             const floating *Wt, Py_ssize_t dp, Py_ssize_t k, floating *Z) noexcept nogil:
     """``Z (n, k) = X (n, d) @ Wt[:, :d].T``, given the rows' nonzero masks; ``Wt`` is ``(k, dp)``."""
     if floating is float:
         if features_t is uchar:
@@ -260,7 +281,7 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
         inv_n = (<floating> 1) / rows
         _share(rows, thread, n_threads, SF_TILE, &first, &stop)
         _nonzero_groups(batch + first * d, stop - first, d, Wt, masks + first * words)
-        _logits(batch + first * d, masks + first * words, stop - first, d, Wt, dp, k, G + first * k)
+        _row_logits(batch + first * d, masks + first * words, stop - first, d, Wt, dp, k, G + first * k)
         for i in range(first, stop):
             row_correct[i] = _finish_row(G + i * k, k, y[start + i], b, scale, inv_n, &row_loss[i])
         sf_barrier()
@@ -292,149 +313,275 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
         start += rows
 
 
+cdef inline int _check_sizes(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, Py_ssize_t batch_size,
+                             int n_threads) noexcept nogil:
+    """``SF_OK``, or ``SF_ERROR_ARGUMENT`` if a size, ``batch_size`` or ``n_threads`` is below 1."""
+    if n < 1 or d < 1 or k < 1 or batch_size < 1 or n_threads < 1:
+        return SF_ERROR_ARGUMENT
+    return SF_OK
+
+
+cdef inline int _check_labels(const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """``SF_OK``, or ``SF_ERROR_LABEL`` if a label of ``y (n,)`` is outside ``0..k-1``: a cheap pass that
+    keeps a wrong label from indexing outside the arrays."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if y[i] < 0 or y[i] >= k:
+            return SF_ERROR_LABEL
+    return SF_OK
+
+
+cdef floating *_transposed_weights(const floating *W, Py_ssize_t d, Py_ssize_t k, Py_ssize_t dp) noexcept nogil:
+    """``W (d, k)`` copied into new aligned ``Wt (k, dp)``, each row zero-padded; ``NULL`` if out of memory."""
+    cdef floating *Wt = <floating *> sf_aligned_malloc(k * dp * sizeof(floating))
+    cdef Py_ssize_t c, j
+    if Wt != NULL:
+        for c in range(k):
+            for j in range(dp):
+                Wt[c * dp + j] = W[j * k + c] if j < d else 0
+    return Wt
+
+
+cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
+              floating *W, floating *b, floating lr, Py_ssize_t batch_size, floating scale, int n_threads,
+              bint update, double *loss_sum, Py_ssize_t *n_correct, floating *dW, floating *db) noexcept nogil:
+    """SGD over the batches ``X[i:i + batch_size]`` of ``X (n, d)`` on ``n_threads`` threads.
+
+    With ``update``, ``W (d, k)`` and ``b (k,)`` are trained in place; without
+    it (one batch, for ``loss_and_grad``) they stay, and the gradient of the
+    batch's mean loss goes to ``dW (d, k)`` and ``db (k,)``. ``loss_sum``
+    receives the sum of the batches' mean losses, ``n_correct`` the rows
+    predicted right before their batch's update. Returns ``SF_OK``, or an
+    error code with nothing modified.
+    """
+    cdef int status = _check_sizes(n, d, k, batch_size, n_threads)
+    if status == SF_OK:
+        status = _check_labels(y, n, k)
+    if status != SF_OK:
+        return status
+    cdef Py_ssize_t dp = sf_padded_features(d, sizeof(floating)), rows = min(batch_size, n)
+    cdef Py_ssize_t i, j, c
+    cdef floating *Wt = _transposed_weights(W, d, k, dp)
+    cdef floating *dWt = <floating *> sf_aligned_malloc(k * dp * sizeof(floating))
+    cdef floating *G = <floating *> sf_aligned_malloc(rows * k * sizeof(floating))
+    cdef floating *db_batch = <floating *> sf_aligned_malloc(k * sizeof(floating))
+    cdef uint64_t *masks = <uint64_t *> sf_aligned_malloc(rows * sf_mask_words(d) * sizeof(uint64_t))
+    cdef double *row_loss = <double *> sf_aligned_malloc(rows * sizeof(double))
+    cdef unsigned char *row_correct = <unsigned char *> sf_aligned_malloc(rows)
+    if (Wt == NULL or dWt == NULL or G == NULL or db_batch == NULL or masks == NULL or row_loss == NULL
+            or row_correct == NULL):
+        status = SF_ERROR_NO_MEMORY
+    else:
+        loss_sum[0] = 0
+        n_correct[0] = 0
+        with parallel(num_threads=n_threads):
+            _sgd_worker(X, y, n, d, k, dp, Wt, b, lr, scale, batch_size, update, masks, G, row_loss,
+                        row_correct, dWt, db_batch, loss_sum, n_correct)
+        for j in range(d):
+            for c in range(k):
+                if update:
+                    W[j * k + c] = Wt[c * dp + j]
+                else:
+                    dW[j * k + c] = dWt[c * dp + j] * scale
+        if not update:
+            for c in range(k):
+                db[c] = db_batch[c]
+    sf_aligned_free(Wt)
+    sf_aligned_free(dWt)
+    sf_aligned_free(G)
+    sf_aligned_free(db_batch)
+    sf_aligned_free(masks)
+    sf_aligned_free(row_loss)
+    sf_aligned_free(row_correct)
+    return status
+
+
+cdef int _logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, const floating *W,
+                 const floating *b, floating scale, int n_threads, floating *Z) noexcept nogil:
+    """``Z (n, k) = X * scale @ W + b`` for ``X (n, d)``, ``W (d, k)``, rows in parallel; a status."""
+    cdef int status = _check_sizes(n, d, k, 1, n_threads)
+    if status != SF_OK:
+        return status
+    cdef Py_ssize_t dp = sf_padded_features(d, sizeof(floating)), words = sf_mask_words(d)
+    cdef Py_ssize_t tile, first, rows, i, c
+    cdef uint64_t *thread_masks
+    # Rows go in tiles, their nonzero masks in their thread's scratch.
+    cdef Py_ssize_t tile_rows = 64
+    cdef floating *Wt = _transposed_weights(W, d, k, dp)
+    cdef uint64_t *masks = <uint64_t *> sf_aligned_malloc(n_threads * tile_rows * words * sizeof(uint64_t))
+    if Wt == NULL or masks == NULL:
+        status = SF_ERROR_NO_MEMORY
+    else:
+        for tile in prange((n + tile_rows - 1) // tile_rows, schedule="static", num_threads=n_threads):
+            first = tile * tile_rows
+            rows = min(tile_rows, n - first)
+            thread_masks = masks + threadid() * tile_rows * words
+            _nonzero_groups(X + first * d, rows, d, Wt, thread_masks)
+            _row_logits(X + first * d, thread_masks, rows, d, Wt, dp, k, Z + first * k)
+            for i in range(first, first + rows):
+                for c in range(k):
+                    Z[i * k + c] = Z[i * k + c] * scale + b[c]
+    sf_aligned_free(Wt)
+    sf_aligned_free(masks)
+    return status
+
+
+cdef int _softmax(const floating *Z, Py_ssize_t n, Py_ssize_t k, floating *out, int n_threads) noexcept nogil:
+    """``out (n, k) = softmax(Z (n, k))`` row by row (``out`` may be ``Z``); a status."""
+    cdef int status = _check_sizes(n, 1, k, 1, n_threads)
+    cdef Py_ssize_t i, c
+    if status == SF_OK:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            for c in range(k):
+                out[i * k + c] = Z[i * k + c]
+            _softmax_in_place(out + i * k, k)
+    return status
+
+
+cdef int _cross_entropy(const floating *Z, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t k, int n_threads,
+                        double *loss) noexcept nogil:
+    """``loss`` = the mean over rows of ``logsumexp(Z[i]) - Z[i, y[i]]``, summed in row order; a status."""
+    cdef int status = _check_sizes(n, 1, k, 1, n_threads)
+    if status == SF_OK:
+        status = _check_labels(y, n, k)
+    if status != SF_OK:
+        return status
+    cdef double *row_loss = <double *> sf_aligned_malloc(n * sizeof(double))
+    cdef double total = 0
+    cdef Py_ssize_t i
+    if row_loss == NULL:
+        return SF_ERROR_NO_MEMORY
+    for i in prange(n, schedule="static", num_threads=n_threads):
+        row_loss[i] = _logsumexp(Z + i * k, k) - Z[i * k + y[i]]
+    for i in range(n):
+        total += row_loss[i]
+    loss[0] = total / n
+    sf_aligned_free(row_loss)
+    return SF_OK
+
+
+cdef int _predict_proba(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, const floating *W,
+                        const floating *b, floating scale, int n_threads, floating *P) noexcept nogil:
+    """``P (n, k)``: the class probabilities of the rows of ``X (n, d)``; a status."""
+    cdef int status = _logits(X, n, d, k, W, b, scale, n_threads, P)
+    if status == SF_OK:
+        status = _softmax(P, n, k, P, n_threads)
+    return status
+
+
+cdef int _predict(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, const floating *W,
+                  const floating *b, floating scale, int n_threads, Py_ssize_t *labels) noexcept nogil:
+    """``labels (n,)``: the index of each row's largest logit (the first of ties); a status."""
+    cdef int status = _check_sizes(n, d, k, 1, n_threads)
+    if status != SF_OK:
+        return status
+    cdef floating *Z = <floating *> sf_aligned_malloc(n * k * sizeof(floating))
+    cdef Py_ssize_t i
+    if Z == NULL:
+        return SF_ERROR_NO_MEMORY
+    status = _logits(X, n, d, k, W, b, scale, n_threads, Z)
+    if status == SF_OK:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            labels[i] = _argmax(Z + i * k, k)
+    sf_aligned_free(Z)
+    return status
+
+
+# The Python functions, reached through softmax_fast.kernels, which has checked
+# every argument; a status that is not SF_OK is a bug there or no memory.
+
 cdef inline object _dtype_of(const floating[::1] b):
     """The NumPy dtype that matches ``floating``."""
     return np.float32 if floating is float else np.float64
 
 
-cdef object _transposed_model(const floating[:, ::1] W):
-    """``W (d, k)`` copied into ``Wt (k, dp)``: transposed, each row padded with zeros to ``dp`` features."""
-    cdef Py_ssize_t d = W.shape[0], k = W.shape[1]
-    W_array = np.asarray(W)
-    Wt = np.zeros((k, sf_padded_features(d, sizeof(floating))), dtype=W_array.dtype)
-    Wt[:, :d] = W_array.T
-    return Wt
-
-
-cdef tuple _run_sgd(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const floating[:, ::1] W,
-                    const floating[::1] b, double lr, Py_ssize_t batch_size, double scale,
-                    int n_threads, bint update):
-    """SGD over ``X[i:i + batch_size]`` on all threads, from ``W`` and ``b``, which are not modified.
-
-    Returns ``(loss_sum, n_batches, n_correct, W, b, dWt, db)``: the trained
-    weights (without ``update``: the initial ones), and the last batch's
-    unscaled gradients, transposed ``dWt (k, d)``, and ``db (k,)``.
-    """
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1]
-    cdef Py_ssize_t scratch_rows = min(batch_size, n), n_correct = 0
-    cdef double loss_sum = 0
-    dtype = _dtype_of(b)
-    Wt_array = _transposed_model(W)
-    cdef floating[:, ::1] Wt = Wt_array
-    cdef Py_ssize_t dp = Wt.shape[1]
-    cdef floating[::1] b_trained = np.array(b, dtype=dtype)
-    cdef uint64_t[:, ::1] masks = np.empty((scratch_rows, sf_mask_words(d)), dtype=np.uint64)
-    cdef floating[:, ::1] G = np.empty((scratch_rows, k), dtype=dtype)
-    cdef floating[:, ::1] dWt = np.empty((k, dp), dtype=dtype)
-    cdef floating[::1] db = np.empty(k, dtype=dtype)
-    cdef double[::1] row_loss = np.empty(scratch_rows, dtype=np.float64)
-    cdef unsigned char[::1] row_correct = np.empty(scratch_rows, dtype=np.uint8)
-    with nogil, parallel(num_threads=n_threads):
-        _sgd_worker(&X[0, 0], &y[0], n, d, k, dp, &Wt[0, 0], &b_trained[0], <floating> lr,
-                    <floating> scale, batch_size, update, &masks[0, 0], &G[0, 0], &row_loss[0],
-                    &row_correct[0],
-                    &dWt[0, 0], &db[0], &loss_sum, &n_correct)
-    return (loss_sum, (n + batch_size - 1) // batch_size, n_correct, Wt_array[:, :d].T, b_trained.base,
-            dWt.base[:, :d], db.base)
-
-
-cdef object _logits_of(const features_t[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
-                      double scale, int n_threads):
-    """``Z (n, k) = X * scale @ W + b``; rows in parallel."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = W.shape[1]
-    cdef Py_ssize_t tile, first, rows, i, c
-    Wt_array = _transposed_model(W)
-    cdef floating[:, ::1] Wt = Wt_array
-    cdef Py_ssize_t dp = Wt.shape[1]
-    cdef floating[:, ::1] Z = np.empty((n, k), dtype=_dtype_of(b))
-    cdef floating typed_scale = <floating> scale
-    # Rows go in tiles of 64, their nonzero masks in their thread's scratch.
-    cdef Py_ssize_t tile_rows = 64
-    cdef uint64_t[:, :, ::1] masks = np.empty((n_threads, tile_rows, sf_mask_words(d)), dtype=np.uint64)
-    cdef int thread
-    with nogil:
-        for tile in prange((n + tile_rows - 1) // tile_rows, schedule="static", num_threads=n_threads):
-            first = tile * tile_rows
-            rows = min(tile_rows, n - first)
-            thread = threadid()
-            _nonzero_groups(&X[first, 0], rows, d, &Wt[0, 0], &masks[thread, 0, 0])
-            _logits(&X[first, 0], &masks[thread, 0, 0], rows, d, &Wt[0, 0], dp, k, &Z[first, 0])
-            for i in range(first, first + rows):
-                for c in range(k):
-                    Z[i, c] = Z[i, c] * typed_scale + b[c]
-    return Z.base
+cdef object _raise_for(int status):
+    """Raise the Python exception for a status other than ``SF_OK``."""
+    if status == SF_ERROR_NO_MEMORY:
+        raise MemoryError("softmax_fast: out of memory for the kernels' scratch")
+    if status == SF_ERROR_LABEL:
+        raise ValueError("y holds a label outside 0..n_classes-1")
+    if status == SF_ERROR_ARGUMENT:
+        raise ValueError("an array is empty, or batch_size or n_threads is below 1")
 
 
 def softmax(const floating[:, ::1] Z, floating[:, ::1] out, int n_threads):
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i, c
+    cdef int status
     with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            for c in range(k):
-                out[i, c] = Z[i, c]
-            _softmax_in_place(&out[i, 0], k)
+        status = _softmax(&Z[0, 0], Z.shape[0], Z.shape[1], &out[0, 0], n_threads)
+    _raise_for(status)
     return out.base
 
 
 def cross_entropy(const floating[:, ::1] Z, const Py_ssize_t[::1] y, int n_threads):
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i
-    cdef double[::1] row_loss = np.empty(n, dtype=np.float64)
-    cdef double total = 0
+    cdef double loss = 0
+    cdef int status
     with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            row_loss[i] = _logsumexp(&Z[i, 0], k) - Z[i, y[i]]
-        for i in range(n):
-            total += row_loss[i]
-    return total / n
+        status = _cross_entropy(&Z[0, 0], &y[0], Z.shape[0], Z.shape[1], n_threads, &loss)
+    _raise_for(status)
+    return loss
 
 
 def loss_and_grad(const features_t[:, ::1] X, const Py_ssize_t[::1] y,
                   const floating[:, ::1] W, const floating[::1] b, double scale, int n_threads):
-    loss, _, _, _, _, dWt, db = _run_sgd(X, y, W, b, 0.0, X.shape[0], scale, n_threads, False)
-    return loss, (dWt * _dtype_of(b)(scale)).T.copy(), db
+    dtype = _dtype_of(b)
+    cdef floating[:, ::1] dW = np.empty((W.shape[0], W.shape[1]), dtype=dtype)
+    cdef floating[::1] db = np.empty(W.shape[1], dtype=dtype)
+    cdef double loss = 0
+    cdef Py_ssize_t n_correct = 0
+    cdef int status
+    with nogil:
+        status = _sgd(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], <floating *> &W[0, 0],
+                      <floating *> &b[0], 0, X.shape[0], <floating> scale, n_threads, False, &loss, &n_correct,
+                      &dW[0, 0], &db[0])
+    _raise_for(status)
+    return loss, dW.base, db.base
 
 
 cdef tuple _train_in_place(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
-                           floating[::1] b, double lr, Py_ssize_t batch_size, double scale,
-                           int n_threads):
-    """SGD over ``X[i:i + batch_size]``, ``W`` and ``b`` updated in place; ``(loss_sum, n_batches, n_correct)``."""
-    loss_sum, n_batches, n_correct, W_trained, b_trained, _, _ = _run_sgd(
-        X, y, W, b, lr, batch_size, scale, n_threads, True)
-    np.asarray(W)[...] = W_trained
-    np.asarray(b)[...] = b_trained
-    return loss_sum, n_batches, n_correct
+                           floating[::1] b, double lr, Py_ssize_t batch_size, double scale, int n_threads):
+    """SGD over ``X[i:i + batch_size]``, ``W`` and ``b`` updated in place; ``(loss_sum, n_correct)``."""
+    cdef double loss_sum = 0
+    cdef Py_ssize_t n_correct = 0
+    cdef int status
+    with nogil:
+        status = _sgd(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], <floating> lr,
+                      batch_size, <floating> scale, n_threads, True, &loss_sum, &n_correct, NULL, NULL)
+    _raise_for(status)
+    return loss_sum, n_correct
 
 
 def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
              floating[::1] b, double lr, double scale, int n_threads):
-    loss, _, n_correct = _train_in_place(X, y, W, b, lr, X.shape[0], scale, n_threads)
-    return loss, n_correct
+    return _train_in_place(X, y, W, b, lr, X.shape[0], scale, n_threads)
 
 
 def train_epoch(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
-                floating[::1] b, double lr, Py_ssize_t batch_size, double scale,
-                int n_threads):
-    loss_sum, n_batches, n_correct = _train_in_place(X, y, W, b, lr, batch_size, scale, n_threads)
-    return loss_sum / n_batches, n_correct / X.shape[0]
+                floating[::1] b, double lr, Py_ssize_t batch_size, double scale, int n_threads):
+    loss_sum, n_correct = _train_in_place(X, y, W, b, lr, batch_size, scale, n_threads)
+    return loss_sum / ((X.shape[0] + batch_size - 1) // batch_size), n_correct / X.shape[0]
 
 
 def predict_proba(const features_t[:, ::1] X, const floating[:, ::1] W,
                   const floating[::1] b, double scale, int n_threads):
-    Z_array = _logits_of(X, W, b, scale, n_threads)
-    cdef floating[:, ::1] Z = Z_array
-    cdef Py_ssize_t n = Z.shape[0], k = W.shape[1], i
+    cdef floating[:, ::1] P = np.empty((X.shape[0], W.shape[1]), dtype=_dtype_of(b))
+    cdef int status
     with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            _softmax_in_place(&Z[i, 0], k)
-    return Z_array
+        status = _predict_proba(&X[0, 0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], <floating> scale,
+                                n_threads, &P[0, 0])
+    _raise_for(status)
+    return P.base
 
 
 def predict(const features_t[:, ::1] X, const floating[:, ::1] W,
             const floating[::1] b, double scale, int n_threads):
-    Z_array = _logits_of(X, W, b, scale, n_threads)
-    cdef floating[:, ::1] Z = Z_array
-    cdef Py_ssize_t n = Z.shape[0], k = W.shape[1], i
-    cdef Py_ssize_t[::1] labels = np.empty(n, dtype=np.intp)
+    cdef Py_ssize_t[::1] labels = np.empty(X.shape[0], dtype=np.intp)
+    cdef int status
     with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            labels[i] = _argmax(&Z[i, 0], k)
+        status = _predict(&X[0, 0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], <floating> scale,
+                          n_threads, &labels[0])
+    _raise_for(status)
     return labels.base
+
+
+include "_c_api.pxi"

@@ -18,8 +18,16 @@ done serially in row order. The results are bitwise identical for any thread
 count.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
+
+# A kernel loaded from the cache and called from a user's jitted function
+# finds Numba's threads not started, unless something started them, and the
+# process aborts with "Symbol not found: allocate_sched" (numba/numba#9938).
+# Starting them on import, as set_num_threads does, keeps every kernel
+# callable from any @njit code.
+numba.set_num_threads(numba.get_num_threads())
 
 # ``fastmath=True`` would include "nnan" and "ninf": LLVM could then assume that
 # no value is NaN or inf and delete the checks that catch a diverging run. These

@@ -1,4 +1,4 @@
-"""The Cython extension: what happens when it is missing, and when the compiler has no OpenMP."""
+"""The Cython extension: its exported C API, and what happens when it is missing or the compiler has no OpenMP."""
 
 import os
 import shutil
@@ -7,8 +7,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import ctypes
+
+import numba
 import numpy as np
 import pytest
+from numba.extending import get_cython_function_address
 
 import softmax_fast.kernels as kernels
 import softmax_fast.kernels.cython_kernels as cython_kernels
@@ -22,6 +26,76 @@ def run_python(code, **kwargs):
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True, **kwargs
     )
+
+
+# The C API's train_epoch: (X, y, n, d, k, W, b, lr, batch_size, scale, n_threads, mean_loss, accuracy) -> status.
+C_TYPES = {np.float32: ctypes.c_float, np.float64: ctypes.c_double}
+
+
+def train_epoch_prototype(weight_type):
+    pointer, size = ctypes.c_void_p, ctypes.c_ssize_t
+    return ctypes.CFUNCTYPE(ctypes.c_int, pointer, pointer, size, size, size, pointer, pointer, weight_type, size,
+                            weight_type, ctypes.c_int, ctypes.POINTER(ctypes.c_double),
+                            ctypes.POINTER(ctypes.c_double))
+
+
+def api_name(kernel, dtype, input_kind):
+    return f"{kernel}_{'f32' if np.dtype(dtype) == np.float32 else 'f64'}{'_u8' if input_kind == 'uint8' else ''}"
+
+
+def test_every_c_api_function_is_exported():
+    expected = {f"{kernel}_{suffix}" for kernel in ("softmax", "cross_entropy") for suffix in ("f32", "f64")}
+    expected |= {api_name(kernel, dtype, kind) for kernel in
+                 ("loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict")
+                 for dtype in (np.float32, np.float64) for kind in ("float", "uint8")}
+    assert set(cython_kernels.__pyx_capi__) == expected
+
+
+def test_train_epoch_by_address_through_ctypes_equals_the_python_api(dtype, input_kind):
+    X, y, W, b, scale = make_problem(300, 37, 5, dtype, input_kind)
+    address = get_cython_function_address("softmax_fast.kernels.cython_kernels", api_name("train_epoch", dtype,
+                                                                                           input_kind))
+    train_epoch = train_epoch_prototype(C_TYPES[dtype])(address)
+    W_c, b_c = W.copy(), b.copy()
+    mean_loss, accuracy = ctypes.c_double(), ctypes.c_double()
+    status = train_epoch(X.ctypes.data, y.ctypes.data, 300, 37, 5, W_c.ctypes.data, b_c.ctypes.data, 0.2, 64,
+                         scale, 2, ctypes.byref(mean_loss), ctypes.byref(accuracy))
+    assert status == 0
+    loss, expected_accuracy = kernels.get_backend("cython").train_epoch(X, y, W, b, 0.2, 64, scale, n_threads=2)
+    np.testing.assert_array_equal(W_c, W)
+    np.testing.assert_array_equal(b_c, b)
+    assert (mean_loss.value, accuracy.value) == (loss, expected_accuracy)
+
+
+@pytest.mark.parametrize("labels, status", [([0, 5, 1], -2), ([0, -1, 1], -2)], ids=["too_large", "negative"])
+def test_c_api_rejects_a_label_out_of_range_before_writing(labels, status):
+    X, _, W, b, _ = make_problem(3, 8, 5, np.float64, "float")
+    y = np.array(labels, dtype=np.intp)
+    train_epoch = train_epoch_prototype(ctypes.c_double)(
+        get_cython_function_address("softmax_fast.kernels.cython_kernels", "train_epoch_f64"))
+    W_before = W.copy()
+    result = train_epoch(X.ctypes.data, y.ctypes.data, 3, 8, 5, W.ctypes.data, b.ctypes.data, 0.2, 2, 1.0, 1,
+                         ctypes.byref(ctypes.c_double()), ctypes.byref(ctypes.c_double()))
+    assert result == status
+    np.testing.assert_array_equal(W, W_before)
+
+
+def test_predict_by_address_from_a_numba_function(dtype):
+    X, _, W, b, _ = make_problem(200, 20, 4, dtype, "float")
+    # Numba calls a ctypes function of known address and prototype from jitted code.
+    address = get_cython_function_address("softmax_fast.kernels.cython_kernels", api_name("predict", dtype, "float"))
+    predict_at = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_ssize_t,
+                                  ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p, C_TYPES[dtype], ctypes.c_int,
+                                  ctypes.c_void_p)(address)
+
+    @numba.njit
+    def labels_of(X, W, b, labels):
+        return predict_at(X.ctypes, X.shape[0], X.shape[1], W.shape[1], W.ctypes, b.ctypes, W.dtype.type(1), 1,
+                          labels.ctypes)
+
+    labels = np.empty(200, dtype=np.intp)
+    assert labels_of(X, W, b, labels) == 0
+    np.testing.assert_array_equal(labels, kernels.get_backend("numpy").predict(X, W, b))
 
 
 def test_extension_is_built_with_openmp_here():

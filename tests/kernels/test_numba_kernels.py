@@ -1,4 +1,5 @@
-"""The Numba kernels' on-disk cache: a second process loads instead of compiling, even from a read-only install."""
+"""The Numba kernels: called from a user's own @njit code, and their on-disk cache (a second process loads
+instead of compiling, even from a read-only install)."""
 
 import os
 import shutil
@@ -7,11 +8,70 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numba
+import numpy as np
 import pytest
 
 import softmax_fast
+from problems import assert_close, make_problem
+from softmax_fast.kernels import numba_kernels
 
 PACKAGE_DIR = Path(softmax_fast.__file__).resolve().parent
+
+
+@numba.njit
+def user_training_loop(X, y, W, b, lr, batch_size, scale, epochs):
+    """A user's own jitted loop: SGD steps on batches in reverse order, the learning rate halved each epoch."""
+    losses = np.empty(epochs)
+    for epoch in range(epochs):
+        total = 0.0
+        for start in range(X.shape[0] - batch_size, -batch_size, -batch_size):
+            rows = slice(max(start, 0), start + batch_size)
+            loss, _ = numba_kernels.sgd_step(X[rows], y[rows], W, b, lr / 2**epoch, scale)
+            total += loss
+        losses[epoch] = total
+    return losses
+
+
+def test_kernels_called_from_a_user_njit_function_match_the_reference(reference, dtype, input_kind):
+    X, y, W, b, scale = make_problem(250, 30, 4, dtype, input_kind)
+    W_reference, b_reference = W.copy(), b.copy()
+    cast = np.dtype(dtype).type
+    losses = user_training_loop(X, y, W, b, cast(0.5), 64, cast(scale), 3)
+    for epoch in range(3):
+        total = 0.0
+        for start in range(250 - 64, -64, -64):
+            rows = slice(max(start, 0), start + 64)
+            loss, _ = reference.sgd_step(X[rows], y[rows], W_reference, b_reference, 0.5 / 2**epoch, scale)
+            total += loss
+        assert_close(losses[epoch], total, dtype)
+    assert_close(W, W_reference, dtype)
+    assert_close(b, b_reference, dtype)
+
+
+def test_a_new_process_calls_the_cached_kernels_from_njit_code():
+    # Without Numba's threads started on import the kernels, loaded from the
+    # cache, abort such a process (numba/numba#9938).
+    code = textwrap.dedent(
+        """
+        import numba
+        import numpy as np
+        from softmax_fast.kernels.numba_kernels import train_epoch
+
+        @numba.njit
+        def two_epochs(X, y, W, b):
+            for _ in range(2):
+                loss, _ = train_epoch(X, y, W, b, np.float32(0.1), 4, np.float32(1))
+            return loss
+
+        print(two_epochs(np.ones((10, 3), np.float32), np.zeros(10, np.intp), np.zeros((3, 2), np.float32),
+                         np.zeros(2, np.float32)))
+        """
+    )
+    for _ in range(2):  # the first run may compile; the second loads every kernel from the cache
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert float(result.stdout) < np.log(2)
 
 # Trains one epoch with the Numba backend and prints how many of train_epoch's
 # specialisations were loaded from the cache and how many were compiled.

@@ -2,7 +2,7 @@
 
 :class:`SoftmaxRegression` is the estimator; the compiled kernels and their
 NumPy reference live in :mod:`softmax_fast.kernels`. The API is described in
-``docs/API.md``; what it calls stable is kept from one minor version to the next.
+``docs/API.md``; what it calls stable does not change within a minor series (0.1.x).
 """
 
 import os

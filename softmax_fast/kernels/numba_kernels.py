@@ -228,6 +228,7 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
 
 @_kernel(parallel=True)
 def softmax(Z, out):
+    """``out (n, k) = softmax(Z (n, k))`` row by row (``out`` may be ``Z``); returns ``out``."""
     for i in prange(Z.shape[0]):
         out[i] = Z[i]
         _softmax_in_place(out[i])
@@ -236,6 +237,7 @@ def softmax(Z, out):
 
 @_kernel(parallel=True)
 def cross_entropy(Z, y):
+    """Mean over rows of ``logsumexp(Z[i]) - Z[i, y[i]]``, a float64 summed in row order."""
     n = Z.shape[0]
     row_loss = np.empty(n, dtype=np.float64)
     for i in prange(n):
@@ -248,6 +250,7 @@ def cross_entropy(Z, y):
 
 @_kernel()
 def loss_and_grad(X, y, W, b, scale):
+    """``(mean loss, dW (d, k), db (k,))`` of the batch ``X * scale (n, d)``; ``W``, ``b`` unchanged."""
     Wt = np.ascontiguousarray(W.T)
     F, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W)
     _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct)
@@ -258,18 +261,21 @@ def loss_and_grad(X, y, W, b, scale):
 
 @_kernel()
 def sgd_step(X, y, W, b, lr, scale):
+    """One SGD step on the batch ``X (n, d)``, ``W`` and ``b`` in place; ``(mean loss, n_correct)``."""
     loss, _, n_correct = _train_batches(X, y, W, b, lr, X.shape[0], scale)
     return loss, n_correct
 
 
 @_kernel()
 def train_epoch(X, y, W, b, lr, batch_size, scale):
+    """SGD over ``X[i:i + batch_size]`` in order, ``W``, ``b`` in place; ``(mean batch loss, accuracy)``."""
     loss_sum, n_batches, n_correct = _train_batches(X, y, W, b, lr, batch_size, scale)
     return loss_sum / n_batches, n_correct / X.shape[0]
 
 
 @_kernel(parallel=True)
 def predict_proba(X, W, b, scale):
+    """Class probabilities ``(n, k)`` of the rows of ``X * scale``, in ``W``'s dtype."""
     Wt = np.ascontiguousarray(W.T)
     P = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
     for i in prange(X.shape[0]):
@@ -280,6 +286,7 @@ def predict_proba(X, W, b, scale):
 
 @_kernel(parallel=True)
 def predict(X, W, b, scale):
+    """Index of each row's largest logit, ``(n,)`` np.intp (the first of ties)."""
     n = X.shape[0]
     Wt = np.ascontiguousarray(W.T)
     Z = np.empty((n, W.shape[1]), dtype=W.dtype)

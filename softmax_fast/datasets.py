@@ -532,7 +532,8 @@ def load_npz_dataset(path):
 
     The file holds ``X (n, d)`` and ``y`` as ``(n,)`` labels or ``(n, k)``
     one-hot rows, optionally ``X_test (m, d)`` and ``y_test`` like ``y``; any
-    d, k and dtypes. One-hot rows are returned as their labels ``0..k-1``
+    d, k and real dtypes (NaN and inf are left for the estimator to reject,
+    which scans the features once per fit). One-hot rows are returned as their labels ``0..k-1``
     (``np.intp``), the form the estimator takes. It is loaded with
     ``allow_pickle=False``. Raises :class:`DatasetError` naming the file and
     what is wrong.
@@ -565,6 +566,8 @@ def _checked_pair(path, arrays, x_key, y_key):
     X, y = arrays[x_key], arrays[y_key]
     if X.ndim != 2 or X.shape[0] == 0:
         raise DatasetError(f"{path}: {x_key} must be 2-D (n_samples, n_features) with n >= 1, got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: {x_key} must hold real numbers, got dtype {X.dtype}")
     if y.ndim not in (1, 2):
         raise DatasetError(f"{path}: {y_key} must be 1-D labels or 2-D one-hot rows, got shape {y.shape}")
     if len(y) != len(X):

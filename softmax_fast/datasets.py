@@ -222,10 +222,14 @@ def write_idx(path, array):
     data = header + array.tobytes()
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=GZIP_LEVEL)
-    _write_atomically(path, data)
+    write_atomically(path, data)
 
 
-def _write_atomically(path, data):
+def write_atomically(path, data):
+    """Write the bytes ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    Used for the cached IDX files and the training checkpoints.
+    """
     # The temporary file is in the same directory, so os.replace is a rename within
     # one file system; open(..., "xb") gives it the umask's permissions (mkstemp: 0600).
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -436,7 +440,8 @@ def _print_to_stderr(line):
     print(line, file=sys.stderr)
 
 
-def _one_line(exc):
+def one_line(exc):
+    """The message of ``exc`` on one line (its type's name if it has none)."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -458,7 +463,7 @@ def _save(arrays, directory, name, report):
         for file_name, array in arrays.items():
             write_idx(directory / f"{file_name}.gz", array)
     except OSError as exc:
-        report(f"{name}: could not save to {directory}: {_one_line(exc)}; using the data without saving it")
+        report(f"{name}: could not save to {directory}: {one_line(exc)}; using the data without saving it")
     else:
         report(f"{name}: saved to {directory}")
 
@@ -484,7 +489,7 @@ def _load(name, data_dir, report):
             arrays = source.fetch()
             _verify(arrays, DIGESTS[name])
         except (DatasetError, OSError) as exc:
-            failures.append(f"{source.description}: {_one_line(exc)}")
+            failures.append(f"{source.description}: {one_line(exc)}")
             report(f"{name}: {failures[-1]}")
             continue
         report(f"{name}: {source.description}: verified, using it")
@@ -545,7 +550,7 @@ def load_npz_dataset(path):
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:  # ValueError: object arrays or not an npz
-        raise DatasetError(f"{path}: cannot read it as .npz: {_one_line(exc)}") from exc
+        raise DatasetError(f"{path}: cannot read it as .npz: {one_line(exc)}") from exc
     X, y = _checked_pair(path, arrays, "X", "y")
     if "X_test" not in arrays and "y_test" not in arrays:
         return (X, _labels_of(path, "y", y)), None

@@ -104,6 +104,17 @@ def test_any_real_features_are_converted_to_dtype(spy_backend, X_dtype, dtype):
     np.testing.assert_array_equal(model.predict_proba(X), as_dtype.predict_proba(X.astype(dtype)))
 
 
+@pytest.mark.parametrize("layout", [np.asfortranarray, lambda X: np.repeat(X, 2, axis=1)[:, ::2]],
+                         ids=["fortran", "strided"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_features_in_any_layout_train_like_c_ordered_ones(layout, dtype):
+    X, y = blobs()
+    X = (np.abs(X) * 20).astype(dtype)
+    model = SoftmaxRegression(epochs=2).fit(layout(X), y)
+    np.testing.assert_array_equal(model.coef_, SoftmaxRegression(epochs=2).fit(X, y).coef_)
+    np.testing.assert_array_equal(model.predict_proba(layout(X)), model.predict_proba(X))
+
+
 def test_uint8_features_reach_the_kernels_without_a_copy(spy_backend):
     pixels = np.random.default_rng(0).integers(0, 256, size=(100, 10), dtype=np.uint8)
     SoftmaxRegression(epochs=1, batch_size=16).fit(pixels, np.arange(100) % 3).predict(pixels)

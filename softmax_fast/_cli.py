@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from .datasets import DatasetError, DatasetUnavailableError, one_line
+from .datasets import DatasetError, DatasetUnavailableError, _one_line
 
 EXIT_DATA_ERROR = 1
 EXIT_USAGE = 2
@@ -58,7 +58,7 @@ def run(main, prog):
     try:
         status = main()
     except (DatasetError, OSError, ValueError) as exc:
-        message = str(exc) if isinstance(exc, DatasetUnavailableError) else one_line(exc)
+        message = str(exc) if isinstance(exc, DatasetUnavailableError) else _one_line(exc)
         print(f"{prog}: error: {message}", file=sys.stderr)
         status = EXIT_DATA_ERROR
     except KeyboardInterrupt:

@@ -222,10 +222,10 @@ def write_idx(path, array):
     data = header + array.tobytes()
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=GZIP_LEVEL)
-    write_atomically(path, data)
+    _write_atomically(path, data)
 
 
-def write_atomically(path, data):
+def _write_atomically(path, data):
     """Write the bytes ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 
     Used for the cached IDX files and the training checkpoints.
@@ -440,7 +440,7 @@ def _print_to_stderr(line):
     print(line, file=sys.stderr)
 
 
-def one_line(exc):
+def _one_line(exc):
     """The message of ``exc`` on one line (its type's name if it has none)."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -463,7 +463,7 @@ def _save(arrays, directory, name, report):
         for file_name, array in arrays.items():
             write_idx(directory / f"{file_name}.gz", array)
     except OSError as exc:
-        report(f"{name}: could not save to {directory}: {one_line(exc)}; using the data without saving it")
+        report(f"{name}: could not save to {directory}: {_one_line(exc)}; using the data without saving it")
     else:
         report(f"{name}: saved to {directory}")
 
@@ -489,7 +489,7 @@ def _load(name, data_dir, report):
             arrays = source.fetch()
             _verify(arrays, DIGESTS[name])
         except (DatasetError, OSError) as exc:
-            failures.append(f"{source.description}: {one_line(exc)}")
+            failures.append(f"{source.description}: {_one_line(exc)}")
             report(f"{name}: {failures[-1]}")
             continue
         report(f"{name}: {source.description}: verified, using it")
@@ -537,9 +537,9 @@ def load_npz_dataset(path):
 
     The file holds ``X (n, d)`` and ``y`` as ``(n,)`` labels or ``(n, k)``
     one-hot rows, optionally ``X_test (m, d)`` and ``y_test`` like ``y``; any
-    d, k and real dtypes (NaN and inf are left for the estimator to reject,
-    which scans the features once per fit). One-hot rows are returned as their labels ``0..k-1``
-    (``np.intp``), the form the estimator takes. It is loaded with
+    d, k and real dtypes (NaN and inf are left to the estimator, which checks
+    the features once per fit). One-hot rows are returned as their labels
+    ``0..k-1`` (``np.intp``), the form the estimator takes. It is loaded with
     ``allow_pickle=False``. Raises :class:`DatasetError` naming the file and
     what is wrong.
     """
@@ -550,7 +550,7 @@ def load_npz_dataset(path):
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:  # ValueError: object arrays or not an npz
-        raise DatasetError(f"{path}: cannot read it as .npz: {one_line(exc)}") from exc
+        raise DatasetError(f"{path}: cannot read it as .npz: {_one_line(exc)}") from exc
     X, y = _checked_pair(path, arrays, "X", "y")
     if "X_test" not in arrays and "y_test" not in arrays:
         return (X, _labels_of(path, "y", y)), None

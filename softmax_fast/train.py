@@ -176,7 +176,7 @@ def write_checkpoint(path, model, run):
         contents = dict(arrays)
     checkpoint = io.BytesIO()
     np.savez(checkpoint, **contents, run=json.dumps(run))
-    datasets.write_atomically(path, checkpoint.getvalue())
+    datasets._write_atomically(path, checkpoint.getvalue())
 
 
 def read_checkpoint(path):

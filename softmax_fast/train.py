@@ -186,7 +186,11 @@ def read_checkpoint(path):
                          "when it finishes)")
     model = SoftmaxRegression.load(path)
     with np.load(path, allow_pickle=False) as saved:
-        run = json.loads(str(saved["run"])) if "run" in saved.files else None
+        text = str(saved["run"]) if "run" in saved.files else ""
+    try:
+        run = json.loads(text)
+    except json.JSONDecodeError:
+        run = None
     if not (isinstance(run, dict) and isinstance(run.get("dataset"), str) and isinstance(run.get("cwd"), str)
             and isinstance(run.get("data_dir"), (str, type(None)))):
         raise ValueError(f"{path} is a model file but not a checkpoint of {PROG}: its run options are missing")

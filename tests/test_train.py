@@ -170,6 +170,18 @@ def test_bad_options_are_usage_errors(capsys, args, message):
     assert re.search(message, stderr) and len(stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("run", [None, "{not json", '{"dataset": 3}'], ids=["absent", "not-json", "wrong"])
+def test_resume_rejects_a_model_file_that_is_not_a_checkpoint(tmp_path, capsys, small_dataset, run):
+    data = np.load(small_dataset)
+    SoftmaxRegression(epochs=1).fit(data["X"], data["y"]).save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz") as saved:
+        contents = dict(saved)
+    np.savez(tmp_path / "checkpoint.npz", **contents, **({} if run is None else {"run": run}))
+    status, _, stderr = run_train(["--resume", str(tmp_path)], capsys)
+    assert (status, stderr) == (1, f"{train.PROG}: error: {tmp_path / 'checkpoint.npz'} is a model file but not a "
+                                   f"checkpoint of {train.PROG}: its run options are missing\n")
+
+
 def test_non_finite_features_fail_before_training(tmp_path, capsys, small_dataset):
     data = dict(np.load(small_dataset))
     X = data["X"].astype(np.float32)

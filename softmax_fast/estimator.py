@@ -47,6 +47,9 @@ class TrainingInterrupted(Exception):
         super().__init__(f"training stopped in epoch {epoch} after {batches_done} of its {total_batches} batches")
         self.epoch, self.batches_done, self.total_batches = epoch, batches_done, total_batches
 
+    def __reduce__(self):  # pickle (joblib workers) calls __init__ with these
+        return type(self), (self.epoch, self.batches_done, self.total_batches)
+
 
 class TrainingDivergedError(ValueError):
     """The loss or the weights became NaN or inf in epoch ``epoch``; the model keeps its last finite weights."""
@@ -54,6 +57,9 @@ class TrainingDivergedError(ValueError):
     def __init__(self, message, epoch):
         super().__init__(message)
         self.epoch = epoch
+
+    def __reduce__(self):
+        return type(self), (str(self), self.epoch)
 
 
 @dataclasses.dataclass

@@ -6,6 +6,7 @@ How it fits into scikit-learn (its estimator checks, pipelines, searches) is in 
 import io
 import itertools
 import json
+import pickle
 import re
 
 import numpy as np
@@ -557,3 +558,10 @@ def test_resume_rejects_a_batch_size_that_no_longer_fits_the_interrupted_epoch()
     with pytest.raises(ValueError, match=r"the interrupted epoch \(96 batches done\) does not fit 389 rows in "
                        "batches of 64: was batch_size changed"):
         model.set_params(batch_size=64).resume(X, y)
+
+
+@pytest.mark.parametrize("error", [TrainingInterrupted(2, 32, 98), TrainingDivergedError("diverged", 3)])
+def test_the_training_exceptions_survive_pickling(error):
+    # joblib sends a worker's exception back pickled, e.g. from GridSearchCV(n_jobs=2, error_score="raise").
+    restored = pickle.loads(pickle.dumps(error))
+    assert (type(restored), str(restored), vars(restored)) == (type(error), str(error), vars(error))

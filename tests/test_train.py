@@ -282,14 +282,13 @@ def test_a_signal_mid_training_checkpoints_and_resume_ends_bitwise_as_an_uninter
                                  cwd=directory, stdout=write_end, stderr=stderr)
         os.close(write_end)
         with open(read_end, "rb", buffering=0) as stdout:  # unbuffered: reads no further than asked
-            head = b""
-            while not head.splitlines()[-1:] or not head.splitlines()[-1].startswith(b"epoch"):
-                line = stdout.readline()
-                assert line, f"the run ended before its first epoch line: {head!r}"
-                head += line
-            assert len(whole_stdout.encode()) > len(head) + pipe_capacity
+            head = []
+            while not (head and head[-1].startswith(b"epoch")):
+                head.append(stdout.readline())
+                assert head[-1], f"the run ended before its first epoch line: {head}"
+            assert len(whole_stdout.encode()) > len(b"".join(head)) + pipe_capacity
             child.send_signal(signal_number)
-            head += stdout.read()
+            stdout.read()  # until the run exits
         assert child.wait(timeout=60) == 130
         stderr.seek(0)
         message = stderr.read()

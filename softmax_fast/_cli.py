@@ -3,10 +3,12 @@
 import argparse
 import sys
 
-from .datasets import DatasetError
+from .datasets import DatasetError, DatasetUnavailableError, _one_line
 
 EXIT_DATA_ERROR = 1
 EXIT_USAGE = 2
+# 128 + SIGINT, as shells report a command that Ctrl-C stopped.
+EXIT_INTERRUPTED = 130
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -30,6 +32,13 @@ def non_negative_int(text):
     return value
 
 
+def seed(text):
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text}")
+    return value
+
+
 def positive_float(text):
     value = float(text)
     if not (value > 0 and value != float("inf")):
@@ -41,11 +50,18 @@ def run(main, prog):
     """Run ``main()`` and exit with its status; a data or file problem becomes one line on stderr and exit 1.
 
     ``ValueError`` covers what the estimator and the kernels reject in the data
-    (a wrong shape, a label out of range) and a model file that is not one.
+    (a wrong shape, NaN, a label out of range), a diverging run and a model
+    file that is not one. Only a data set that no source could deliver keeps
+    its message of several lines: the sources tried and where to put the
+    files. Ctrl-C where nothing else handles it is one line and exit 130.
     """
     try:
         status = main()
     except (DatasetError, OSError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        message = str(exc) if isinstance(exc, DatasetUnavailableError) else _one_line(exc)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         status = EXIT_DATA_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        status = EXIT_INTERRUPTED
     sys.exit(status)

@@ -226,6 +226,10 @@ def write_idx(path, array):
 
 
 def _write_atomically(path, data):
+    """Write the bytes ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    Used for the cached IDX files and the training checkpoints.
+    """
     # The temporary file is in the same directory, so os.replace is a rename within
     # one file system; open(..., "xb") gives it the umask's permissions (mkstemp: 0600).
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -437,6 +441,7 @@ def _print_to_stderr(line):
 
 
 def _one_line(exc):
+    """The message of ``exc`` on one line (its type's name if it has none)."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -532,8 +537,9 @@ def load_npz_dataset(path):
 
     The file holds ``X (n, d)`` and ``y`` as ``(n,)`` labels or ``(n, k)``
     one-hot rows, optionally ``X_test (m, d)`` and ``y_test`` like ``y``; any
-    d, k and dtypes. One-hot rows are returned as their labels ``0..k-1``
-    (``np.intp``), the form the estimator takes. It is loaded with
+    d, k and real dtypes (NaN and inf are left to the estimator, which checks
+    the features once per fit). One-hot rows are returned as their labels
+    ``0..k-1`` (``np.intp``), the form the estimator takes. It is loaded with
     ``allow_pickle=False``. Raises :class:`DatasetError` naming the file and
     what is wrong.
     """
@@ -565,6 +571,8 @@ def _checked_pair(path, arrays, x_key, y_key):
     X, y = arrays[x_key], arrays[y_key]
     if X.ndim != 2 or X.shape[0] == 0:
         raise DatasetError(f"{path}: {x_key} must be 2-D (n_samples, n_features) with n >= 1, got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: {x_key} must hold real numbers, got dtype {X.dtype}")
     if y.ndim not in (1, 2):
         raise DatasetError(f"{path}: {y_key} must be 1-D labels or 2-D one-hot rows, got shape {y.shape}")
     if len(y) != len(X):

@@ -1,9 +1,12 @@
 """``SoftmaxRegression``: a scikit-learn classifier of softmax regression over the compiled kernels."""
 
+import dataclasses
+import hashlib
 import json
 import math
 import numbers
 import time
+import zipfile
 
 import numpy as np
 
@@ -19,14 +22,56 @@ from ._sklearn_compat import (
 from .kernels._validation import FLOAT_DTYPES, check_count, check_positive, default_num_threads
 
 #: Version of the ``.npz`` layout written by :meth:`SoftmaxRegression.save`.
-#: Format 2 names the parameters ``random_state`` and ``n_jobs``; format 1 called them ``seed`` and ``threads``.
-MODEL_FORMAT_VERSION = 2
+#: Format 3 adds the state of the shuffling generator and of an interrupted epoch; format 2 names the
+#: parameters ``random_state`` and ``n_jobs``; format 1 called them ``seed`` and ``threads``.
+MODEL_FORMAT_VERSION = 3
 _FORMAT_1_PARAM_NAMES = {"seed": "random_state", "threads": "n_jobs"}
 # An epoch runs as a few kernel calls of this many batches each, so that a
-# progress callback can run between them; the batches, and so the results,
-# are the same as one call for the whole epoch.
+# progress callback and the ``stop`` check can run between them (a call takes
+# milliseconds); the batches, and so the results, are the same as one call
+# for the whole epoch.
 BATCHES_PER_CALL = 32
 _PIXEL_SCALE = 1 / 255
+# The bit generators a saved Generator state may name (the names are looked up in numpy.random).
+_BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
+
+
+class TrainingInterrupted(Exception):
+    """``fit`` or ``resume`` stopped because its ``stop()`` returned true; the model can :meth:`resume`.
+
+    ``epoch`` is the epoch in progress (counted from 1) and ``batches_done`` how many of its
+    ``total_batches`` batches are trained.
+    """
+
+    def __init__(self, epoch, batches_done, total_batches):
+        super().__init__(f"training stopped in epoch {epoch} after {batches_done} of its {total_batches} batches")
+        self.epoch, self.batches_done, self.total_batches = epoch, batches_done, total_batches
+
+    def __reduce__(self):  # pickle (joblib workers) calls __init__ with these
+        return type(self), (self.epoch, self.batches_done, self.total_batches)
+
+
+class TrainingDivergedError(ValueError):
+    """The loss or the weights became NaN or inf in epoch ``epoch``; the model keeps its last finite weights."""
+
+    def __init__(self, message, epoch):
+        super().__init__(message)
+        self.epoch = epoch
+
+    def __reduce__(self):
+        return type(self), (str(self), self.epoch)
+
+
+@dataclasses.dataclass
+class _EpochInProgress:
+    """How far an epoch has got: all that an interrupted fit needs to go on bit for bit."""
+
+    order: np.ndarray | None  # the order of the rows in this epoch (with shuffle), or None
+    batches_done: int = 0
+    loss_sum: float = 0.0  # the sum of the kernel calls' mean batch loss times their number of batches
+    n_correct: int = 0
+    seconds: float = 0.0
+    data_sha256: str = ""  # of the training data, set when the fit is interrupted
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
@@ -89,6 +134,26 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     batch's update), ``test_loss``, ``test_accuracy`` (``None`` without
     validation data) and ``seconds`` of training). Methods that need them
     raise ``NotFittedError`` before :meth:`fit`.
+
+    Divergence: when a batch's loss or the weights become NaN or inf (a
+    learning rate too large for the data), training stops with
+    :class:`TrainingDivergedError` (a ``ValueError``) naming the epoch; the
+    model keeps the weights it had before that epoch, with the history of the
+    epochs before it.
+
+    Interruption: ``fit(..., stop=callable)`` calls ``stop()`` after every
+    kernel call (every ``BATCHES_PER_CALL`` = 32 batches, a few milliseconds)
+    and at the end of each epoch; when it returns true, training stops there
+    with :class:`TrainingInterrupted`. The model then holds everything needed
+    to go on (the position in the epoch, its partial sums, the order of its
+    rows and the shuffling generator); :meth:`save` stores it, and
+    :meth:`resume` on this model or on the one :meth:`load` returns finishes
+    the fit with weights and history bitwise equal to an uninterrupted fit's.
+
+    Reproducibility: the same data, parameters, ``random_state`` (an int),
+    backend and dtype give bitwise identical weights and history (but the
+    ``seconds``) for any ``n_jobs``. Another backend or dtype sums in another
+    order or precision, and so changes the last bits.
     """
 
     def __init__(self, lr=0.2, epochs=10, batch_size=128, backend="auto", dtype="float32", n_jobs=None,
@@ -104,30 +169,57 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     # -- training -------------------------------------------------------------------------------
 
-    def fit(self, X, y, validation_data=None, *, on_batches=None, on_epoch=None):
+    def fit(self, X, y, validation_data=None, *, on_batches=None, on_epoch=None, stop=None):
         """Train from fresh weights for ``epochs`` epochs on ``X (n, d)``, ``y (n,)``; returns ``self``.
 
         ``validation_data=(X_test, y_test)`` is scored after every epoch (its
         labels must be among ``y``'s). ``on_batches(epoch, batches_done,
         batches_total)`` is called as an epoch advances and ``on_epoch(record)``
-        after each epoch with its ``history_`` entry.
+        after each epoch with its ``history_`` entry. ``stop()``, if given, is
+        asked after every kernel call whether to stop: see the class
+        documentation. Raises :class:`TrainingDivergedError` or
+        :class:`TrainingInterrupted`.
         """
         self._check_params()
         X, y = validate_data(self, X, y, reset=True, dtype=_kernel_dtypes(self.dtype), order="C")
         check_classification_targets(y)
         classes, y_indices = np.unique(y, return_inverse=True)
         self._init_model(X.shape[1], classes)
-        validation = None if validation_data is None else self._validation_arrays(*validation_data)
-        backend = kernels.get_backend(self.backend)
-        for _ in range(self.epochs):
-            self._train_one_epoch(backend, X, y_indices, validation, on_batches, on_epoch)
-        return self
+        return self._train(X, y_indices, validation_data, on_batches, on_epoch, stop)
+
+    def resume(self, X, y, validation_data=None, *, on_batches=None, on_epoch=None, stop=None):
+        """Finish a fit that ``stop`` interrupted, on the same ``X`` and ``y``; returns ``self``.
+
+        Trains the rest of the interrupted epoch and the epochs after it, up
+        to ``epochs``, exactly as the uninterrupted fit would have. The
+        arguments are those of :meth:`fit`; ``X`` and ``y`` must be the data of
+        the interrupted fit (checked by their SHA-256). Raises ``ValueError``
+        if there is no interrupted fit to resume.
+        """
+        self._check_params()
+        self._check_is_fitted()
+        epoch = getattr(self, "_epoch_in_progress", None)
+        if epoch is None:
+            raise ValueError("there is no interrupted fit to resume: the last fit ran to its end (or this model "
+                             "was saved without one); call fit to train again")
+        X, y = validate_data(self, X, y, reset=False, dtype=_kernel_dtypes(self.coef_.dtype), order="C")
+        check_classification_targets(y)
+        y_indices = self._label_indices(y)
+        if _data_sha256(X, y_indices) != epoch.data_sha256:
+            raise ValueError("X and y are not the data of the interrupted fit (their SHA-256 differs); "
+                             "resume needs the same rows in the same order")
+        if epoch.batches_done >= math.ceil(len(y) / self.batch_size) or (
+                epoch.order is not None and len(epoch.order) != len(y)):
+            raise ValueError(f"the interrupted epoch ({epoch.batches_done} batches done) does not fit {len(y)} rows "
+                             f"in batches of {self.batch_size}: was batch_size changed?")
+        return self._train(X, y_indices, validation_data, on_batches, on_epoch, stop)
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``X (n, d)``, ``y (n,)`` from the current weights (fresh ones at first); returns ``self``.
 
         ``classes`` must list every label on the first call when ``y`` may not
-        show them all; on a later call it must equal ``classes_``.
+        show them all; on a later call it must equal ``classes_``. The epoch
+        in progress of an interrupted fit, if any, is dropped.
         """
         self._check_params()
         first_call = not hasattr(self, "coef_")
@@ -139,7 +231,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"classes={np.unique(classes).tolist()} differs from the classes of the first "
                              f"partial_fit, {self.classes_.tolist()}")
-        self._train_one_epoch(kernels.get_backend(self.backend), X, self._label_indices(y), None, None, None)
+        self._epoch_in_progress = None
+        self._train_one_epoch(kernels.get_backend(self.backend), X, self._label_indices(y),
+                              self._new_epoch(len(y)), None, None, None, None)
         return self
 
     def _check_params(self):
@@ -168,38 +262,77 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.intercept_ = np.zeros(len(classes), dtype=self.dtype)
         self.history_ = []
         self.n_iter_ = 0
+        self._epoch_in_progress = None
 
-    def _train_one_epoch(self, backend, X, y, validation, on_batches, on_epoch):
-        """One epoch of SGD on kernel-ready ``X (n, d)`` and class indices ``y (n,)``; appends to ``history_``."""
-        n = X.shape[0]
-        if self.shuffle:
-            order = self._rng.permutation(n)
-            X, y = X[order], y[order]
+    def _train(self, X, y, validation_data, on_batches, on_epoch, stop):
+        """Epochs on kernel-ready ``X`` and class indices ``y`` until ``n_iter_`` is ``epochs``; returns ``self``.
+
+        Goes on from the interrupted epoch if there is one.
+        """
+        validation = None if validation_data is None else self._validation_arrays(validation_data)
+        backend = kernels.get_backend(self.backend)
+        while self.n_iter_ < self.epochs:
+            epoch = self._epoch_in_progress or self._new_epoch(len(y))
+            self._epoch_in_progress = None
+            stop_requested = self._train_one_epoch(backend, X, y, epoch, validation, on_batches, on_epoch, stop)
+            if stop_requested and self.n_iter_ < self.epochs:
+                self._interrupt(self._new_epoch(len(y)), X, y)
+        return self
+
+    def _new_epoch(self, n):
+        """A new epoch over ``n`` rows: their order is drawn now when shuffling."""
+        return _EpochInProgress(order=self._rng.permutation(n) if self.shuffle else None)
+
+    def _interrupt(self, epoch, X, y):
+        """Keep ``epoch`` and the digest of the data for :meth:`resume`, and raise TrainingInterrupted."""
+        epoch.data_sha256 = _data_sha256(X, y)
+        self._epoch_in_progress = epoch
+        raise TrainingInterrupted(self.n_iter_ + 1, epoch.batches_done, math.ceil(len(y) / self.batch_size))
+
+    def _train_one_epoch(self, backend, X, y, epoch, validation, on_batches, on_epoch, stop):
+        """SGD over the batches of ``epoch`` not yet done, on kernel-ready ``X (n, d)`` and class indices ``y (n,)``.
+
+        Appends the epoch's record to ``history_`` and returns whether
+        ``stop()`` asked to stop at its end; raises TrainingInterrupted if it
+        asked before the end, TrainingDivergedError (the weights put back as
+        they were when this call began) if the loss or the weights stop
+        being finite.
+        """
+        number, n = self.n_iter_ + 1, len(y)
+        X_epoch, y_epoch = (X, y) if epoch.order is None else (X[epoch.order], y[epoch.order])
         n_threads = _kernel_threads(self.n_jobs)
         total_batches = math.ceil(n / self.batch_size)
         rows_per_call = BATCHES_PER_CALL * self.batch_size
-        loss_sum, n_correct, batches_done = 0.0, 0, 0
+        first_batch, last_finite = epoch.batches_done, (self.coef_.copy(), self.intercept_.copy())
+        stopping = False
         started = time.perf_counter()
-        for start in range(0, n, rows_per_call):
+        for start in range(first_batch * self.batch_size, n, rows_per_call):
             rows = slice(start, start + rows_per_call)
             loss, accuracy = backend.train_epoch(
-                X[rows], y[rows], self.coef_, self.intercept_, self.lr, self.batch_size, _scale_of(X),
+                X_epoch[rows], y_epoch[rows], self.coef_, self.intercept_, self.lr, self.batch_size, _scale_of(X),
                 n_threads=n_threads,
             )
-            n_rows = len(y[rows])
+            n_rows = len(y_epoch[rows])
             n_batches = math.ceil(n_rows / self.batch_size)
-            loss_sum += loss * n_batches
-            n_correct += round(accuracy * n_rows)
-            batches_done += n_batches
+            if not (math.isfinite(loss) and np.isfinite(self.coef_).all() and np.isfinite(self.intercept_).all()):
+                self.coef_, self.intercept_ = last_finite
+                self._diverged(number, loss, epoch.batches_done, n_batches, first_batch)
+            epoch.loss_sum += loss * n_batches
+            epoch.n_correct += round(accuracy * n_rows)
+            epoch.batches_done += n_batches
             if on_batches is not None:
-                on_batches(len(self.history_) + 1, batches_done, total_batches)
+                on_batches(number, epoch.batches_done, total_batches)
+            stopping = stop is not None and bool(stop())
+            if stopping and epoch.batches_done < total_batches:
+                epoch.seconds += time.perf_counter() - started
+                self._interrupt(epoch, X, y)
         record = {
-            "epoch": len(self.history_) + 1,
-            "train_loss": loss_sum / batches_done,
-            "train_accuracy": n_correct / n,
+            "epoch": number,
+            "train_loss": epoch.loss_sum / epoch.batches_done,
+            "train_accuracy": epoch.n_correct / n,
             "test_loss": None,
             "test_accuracy": None,
-            "seconds": time.perf_counter() - started,
+            "seconds": epoch.seconds + time.perf_counter() - started,
         }
         if validation is not None:
             record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(backend, *validation)
@@ -207,12 +340,31 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.n_iter_ = len(self.history_)
         if on_epoch is not None:
             on_epoch(record)
+        return stopping
 
-    def _validation_arrays(self, X_test, y_test):
-        """Kernel-ready ``(X_test, class indices of y_test)``, checked against the training data."""
-        X_test, y_test = validate_data(self, X_test, y_test, reset=False, dtype=_kernel_dtypes(self.coef_.dtype),
-                                       order="C")
-        return X_test, self._label_indices(y_test)
+    def _diverged(self, epoch, loss, batches_before, n_batches, first_batch):
+        """Raise TrainingDivergedError for the batches after ``batches_before`` in ``epoch``."""
+        what = "the weights became NaN or inf" if math.isfinite(loss) else f"the loss became {loss}"
+        kept = f"before epoch {epoch}" if first_batch == 0 else f"when epoch {epoch} was resumed at batch {first_batch}"
+        raise TrainingDivergedError(
+            f"training diverged in epoch {epoch}: {what} in batches {batches_before + 1} to "
+            f"{batches_before + n_batches}. The learning rate lr={self.lr} is too large for this data: try a "
+            f"smaller one (e.g. lr={self.lr / 10:g}) or scale the features. The model keeps its last finite "
+            f"weights, those it had {kept}.", epoch)
+
+    def _validation_arrays(self, validation_data):
+        """Kernel-ready ``(X_test, class indices of y_test)`` from ``validation_data``, checked against the model."""
+        try:
+            X_test, y_test = validation_data
+        except (TypeError, ValueError):
+            raise TypeError("validation_data must be a pair (X_test, y_test), "
+                            f"got {type(validation_data).__name__}") from None
+        try:
+            X_test, y_test = validate_data(self, X_test, y_test, reset=False,
+                                           dtype=_kernel_dtypes(self.coef_.dtype), order="C")
+            return X_test, self._label_indices(y_test)
+        except ValueError as exc:
+            raise ValueError(f"validation_data: {exc}") from exc
 
     def _loss_and_accuracy(self, backend, X, y_indices):
         """Mean cross-entropy and accuracy on kernel-ready ``X (n, d)`` and class indices ``y (n,)``."""
@@ -258,17 +410,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def save(self, path):
-        """Write the fitted model to ``path`` (``.npz``, readable without pickle).
+    def save(self, file):
+        """Write the fitted model to ``file`` (a path or a binary file object) as ``.npz``, readable without pickle.
 
         The parameters are stored as JSON; a ``RandomState`` or ``Generator``
-        ``random_state`` is stored as ``None`` (its state is not part of the
-        model). :meth:`load` restores every fitted attribute except
-        ``feature_names_in_``.
+        ``random_state`` is stored as ``None``, but the state of the shuffling
+        generator is stored, so training after :meth:`load` goes on as it
+        would have here. An interrupted fit is stored with everything
+        :meth:`resume` needs. :meth:`load` restores every fitted attribute
+        except ``feature_names_in_``.
         """
         self._check_is_fitted()
+        epoch = getattr(self, "_epoch_in_progress", None)
+        arrays = {}
+        if epoch is not None and epoch.order is not None:
+            arrays["epoch_order"] = epoch.order
         np.savez(
-            path,
+            file,
             format_version=MODEL_FORMAT_VERSION,
             softmax_fast_version=__version__,
             coef=self.coef_,
@@ -278,6 +436,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             classes=np.asarray(self.classes_.tolist()),
             params=json.dumps(self._json_params()),
             history=json.dumps(self.history_),
+            rng_state=json.dumps(_generator_state(self._rng)),
+            epoch_in_progress=json.dumps(None if epoch is None else {
+                field.name: getattr(epoch, field.name) for field in dataclasses.fields(epoch) if field.name != "order"
+            }),
+            **arrays,
         )
 
     def _json_params(self):
@@ -288,34 +451,64 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
 
     @classmethod
-    def load(cls, path):
-        """A model written by :meth:`save` (format 1 or 2). Raises ``ValueError`` for a file that is not one."""
+    def load(cls, file):
+        """A model written by :meth:`save` (format 1 to 3), from a path or a binary file object.
+
+        Raises ``ValueError`` naming ``file`` and the problem for anything that
+        is not such a model: not an ``.npz``, missing or inconsistent arrays,
+        non-finite weights, invalid parameters or training state. Never
+        unpickles.
+        """
         try:
-            with np.load(path, allow_pickle=False) as saved:
+            with np.load(file, allow_pickle=False) as saved:
                 contents = {name: saved[name] for name in saved.files}
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{path} is not a softmax_fast model file: {exc}") from exc
+            return cls._from_saved(contents)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{file} is not a softmax_fast model file: {exc}") from exc
+
+    @classmethod
+    def _from_saved(cls, contents):
+        """The model held by the arrays of a saved file; ``ValueError`` saying what is wrong with them."""
         required = {"format_version", "coef", "intercept", "classes", "params", "history"}
         if not required <= contents.keys():
-            raise ValueError(f"{path} is not a softmax_fast model file: missing {sorted(required - contents.keys())}")
-        format_version = int(contents["format_version"])
-        if format_version not in (1, MODEL_FORMAT_VERSION):
-            raise ValueError(f"{path} has model format {format_version}; "
+            raise ValueError(f"missing {sorted(required - contents.keys())}")
+        format_version = _saved_json(contents, "format_version")
+        if format_version not in (1, 2, MODEL_FORMAT_VERSION):
+            raise ValueError(f"it has model format {format_version!r}; "
                              f"this softmax_fast reads formats 1 to {MODEL_FORMAT_VERSION}")
         coef, intercept, classes = contents["coef"], contents["intercept"], contents["classes"]
-        if (coef.ndim != 2 or coef.dtype not in FLOAT_DTYPES or intercept.dtype != coef.dtype
-                or intercept.shape != (coef.shape[1],) or classes.shape != (coef.shape[1],)):
-            raise ValueError(f"{path} has inconsistent arrays: coef {coef.shape} {coef.dtype}, "
-                             f"intercept {intercept.shape} {intercept.dtype}, classes {classes.shape}")
-        params = json.loads(str(contents["params"]))
-        if format_version == 1:
-            params = {_FORMAT_1_PARAM_NAMES.get(name, name): value for name, value in params.items()}
-        model = cls(**params)
+        if (coef.ndim != 2 or coef.shape[0] < 1 or coef.shape[1] < 2 or coef.dtype not in FLOAT_DTYPES
+                or intercept.dtype != coef.dtype or intercept.shape != (coef.shape[1],)
+                or classes.shape != (coef.shape[1],)):
+            raise ValueError(f"inconsistent arrays: coef {coef.shape} {coef.dtype} (expected (n_features, "
+                             f"n_classes >= 2) of float32 or float64), intercept {intercept.shape} "
+                             f"{intercept.dtype}, classes {classes.shape}")
+        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+            raise ValueError("the weights coef and intercept hold NaN or inf")
+        params = _saved_json(contents, "params")
+        if not isinstance(params, dict) or not params.keys() <= set(cls._get_param_names()) | set(
+                _FORMAT_1_PARAM_NAMES):
+            raise ValueError(f"params must be a JSON object of the parameters {cls._get_param_names()}, "
+                             f"got {contents['params']}")
+        model = cls(**{_FORMAT_1_PARAM_NAMES.get(name, name): value for name, value in params.items()})
+        try:
+            model._check_params()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid params: {exc}") from exc
+        history = _saved_json(contents, "history")
+        if not (isinstance(history, list) and all(isinstance(record, dict) for record in history)):
+            raise ValueError("history must be a JSON list of one object per epoch")
         model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
         model.n_features_in_ = coef.shape[0]
-        model.history_ = json.loads(str(contents["history"]))
-        model.n_iter_ = len(model.history_)
-        model._rng = _random_generator(model.random_state)
+        model.history_ = history
+        model.n_iter_ = len(history)
+        if format_version == MODEL_FORMAT_VERSION:
+            model._rng = _generator_from_state(_saved_json(contents, "rng_state"))
+            model._epoch_in_progress = _epoch_from_saved(_saved_json(contents, "epoch_in_progress"),
+                                                         contents.get("epoch_order"))
+        else:
+            model._rng = _random_generator(model.random_state)
+            model._epoch_in_progress = None
         return model
 
 
@@ -346,3 +539,67 @@ def _random_generator(random_state):
     if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
         return random_state
     return np.random.RandomState(random_state)
+
+
+def _data_sha256(X, y):
+    """SHA-256 of kernel-ready training data (C-ordered ``X`` and ``y``), which ``resume`` compares."""
+    digest = hashlib.sha256(X)
+    digest.update(y)
+    return digest.hexdigest()
+
+
+def _saved_json(contents, name):
+    """The JSON value stored as array ``name`` of a saved model; ``ValueError`` if it is absent or not JSON."""
+    if name not in contents:
+        raise ValueError(f"missing ['{name}']")
+    try:
+        return json.loads(str(contents[name]))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not JSON: {exc}") from exc
+
+
+def _generator_state(rng):
+    """``{"kind": "RandomState" or "Generator", "state": ...}``: the state of ``rng`` in JSON values."""
+    if isinstance(rng, np.random.RandomState):
+        return {"kind": "RandomState", "state": _json_values(rng.get_state(legacy=False))}
+    return {"kind": "Generator", "state": _json_values(rng.bit_generator.state)}
+
+
+def _json_values(value):
+    """``value`` (dicts of arrays and numbers) with NumPy arrays and scalars as lists and Python numbers."""
+    if isinstance(value, dict):
+        return {key: _json_values(item) for key, item in value.items()}
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+
+
+def _generator_from_state(saved):
+    """A new random generator in the state :func:`_generator_state` described; ``ValueError`` if it cannot be."""
+    try:
+        kind, state = saved["kind"], saved["state"]
+        if kind == "RandomState":
+            rng = np.random.RandomState()
+            rng.set_state(state)
+            return rng
+        if kind == "Generator" and state["bit_generator"] in _BIT_GENERATORS:
+            rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+            rng.bit_generator.state = state
+            return rng
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"rng_state is not the state of a NumPy random generator: {exc!r}") from exc
+    raise ValueError(f"rng_state is not the state of a RandomState or of a Generator over one of "
+                     f"{', '.join(_BIT_GENERATORS)}")
+
+
+def _epoch_from_saved(saved, order):
+    """The interrupted epoch that the saved JSON object and row order describe, or ``None``; ``ValueError``."""
+    if saved is None:
+        return None
+    fields = {"batches_done": int, "loss_sum": float, "n_correct": int, "seconds": float, "data_sha256": str}
+    if not (isinstance(saved, dict) and saved.keys() == fields.keys()
+            and all(isinstance(saved[name], kind) for name, kind in fields.items())
+            and saved["batches_done"] >= 0 and saved["n_correct"] >= 0):
+        raise ValueError(f"epoch_in_progress must be null or an object of {fields}, got {saved}")
+    if order is not None and not (order.ndim == 1 and order.dtype.kind == "i"
+                                  and np.array_equal(np.sort(order), np.arange(len(order)))):
+        raise ValueError("epoch_order must be a permutation of the rows")
+    return _EpochInProgress(order=order, **saved)

@@ -40,6 +40,10 @@ def main(argv=None):
     model = SoftmaxRegression.load(args.model)
     train, test = datasets.load_dataset(args.dataset, args.data_dir)
     X, y = test if test is not None else train
+    unknown = np.setdiff1d(y, model.classes_)
+    if unknown.size:
+        raise ValueError(f"{args.dataset} has labels that are not classes of the model, e.g. {unknown[:5].tolist()}; "
+                         f"the model's: {model.classes_.tolist()}")
     predicted = model.predict(X)
     accuracy = float(np.mean(predicted == y))
     matrix = confusion_matrix(y, predicted, model.classes_)

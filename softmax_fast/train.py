@@ -2,21 +2,37 @@
 
 With no arguments it runs the seed experiment: MNIST, learning rate 0.2, 10
 epochs, batches of 128 in order, seed 42. See ``--help`` for the options.
+
+Ctrl-C (SIGINT) or SIGTERM stops training after the kernel call in progress
+(at most 32 batches: milliseconds), writes ``checkpoint.npz`` into the run's
+directory and exits with status 130; ``--resume DIR`` finishes that run with
+the weights and metrics an uninterrupted run would have had. A run whose loss
+becomes NaN or inf stops at that epoch, writes the model of the epochs before
+it and exits with status 1.
 """
 
 import csv
 import datetime
+import io
 import json
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import _cli, datasets, kernels
-from .estimator import SoftmaxRegression
+from .estimator import SoftmaxRegression, TrainingDivergedError, TrainingInterrupted
 from .metrics import confusion_matrix
 
 PROG = "python -m softmax_fast.train"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
+CHECKPOINT = "checkpoint.npz"
+# The options that fix what a run computes, with their defaults: a resumed run takes them from its checkpoint.
+RUN_DEFAULTS = {"dataset": "mnist", "epochs": 10, "lr": 0.2, "batch_size": 128, "backend": "auto",
+                "dtype": "float32", "seed": 42, "shuffle": False}
 
 
 def parse_args(argv):
@@ -25,27 +41,39 @@ def parse_args(argv):
         description="Train a softmax-regression classifier with minibatch SGD. "
         "The defaults are the seed experiment: MNIST, lr 0.2, 10 epochs, batch 128, seed 42.",
     )
-    parser.add_argument("--dataset", default="mnist",
+    parser.add_argument("--dataset",
                         help="'mnist' (default), 'fashion-mnist', or a .npz file with arrays X, y "
                              "and optionally X_test, y_test")
     parser.add_argument("--data-dir", type=Path,
                         help="directory of the MNIST/Fashion-MNIST IDX files and cache "
                              "(default: $SOFTMAX_FAST_DATA or the user cache directory)")
-    parser.add_argument("--epochs", type=_cli.non_negative_int, default=10, help="default: 10")
-    parser.add_argument("--lr", type=_cli.positive_float, default=0.2, help="learning rate (default: 0.2)")
-    parser.add_argument("--batch-size", type=_cli.positive_int, default=128, help="default: 128")
-    parser.add_argument("--backend", choices=("auto", *kernels.BACKENDS), default="auto",
+    parser.add_argument("--epochs", type=_cli.non_negative_int, help="default: 10")
+    parser.add_argument("--lr", type=_cli.positive_float, help="learning rate (default: 0.2)")
+    parser.add_argument("--batch-size", type=_cli.positive_int, help="default: 128")
+    parser.add_argument("--backend", choices=("auto", *kernels.BACKENDS),
                         help="kernels to train with (default: auto, the fastest available)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
-    parser.add_argument("--threads", type=_cli.positive_int, help="threads of the kernels (default: all CPUs)")
-    parser.add_argument("--seed", type=int, default=42, help="seeds the initial weights and shuffling (default: 42)")
-    parser.add_argument("--shuffle", action="store_true", help="shuffle the training rows every epoch")
+    parser.add_argument("--dtype", choices=("float32", "float64"), help="default: float32")
+    parser.add_argument("--threads", type=_cli.positive_int,
+                        help="threads of the kernels (default: all CPUs); results do not depend on it")
+    parser.add_argument("--seed", type=_cli.seed, help="seeds the initial weights and shuffling (default: 42)")
+    parser.add_argument("--shuffle", action="store_true", default=None, help="shuffle the training rows every epoch")
     parser.add_argument("--out", type=Path, help="output directory (default: a new folder under ./runs/)")
+    parser.add_argument("--resume", type=Path, metavar="DIR",
+                        help=f"finish the interrupted run in DIR from its {CHECKPOINT}, with the options it was "
+                             "started with (--threads, --data-dir and the output options may be given)")
     parser.add_argument("--no-plot", action="store_true", help="do not draw the PNG figures")
     parser.add_argument("--show", action="store_true", help="also show the figures in a window")
     parser.add_argument("--quiet", action="store_true", help="print only errors and the final result")
     parser.add_argument("--json", action="store_true", help="print the final result as JSON on stdout")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    given = [name for name in (*RUN_DEFAULTS, "out") if getattr(args, name) is not None]
+    if args.resume is not None and given:
+        parser.error(f"--resume finishes a run with the options it was started with: remove "
+                     f"{', '.join('--' + name.replace('_', '-') for name in given)}")
+    for name, default in RUN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args
 
 
 def default_out_dir(dataset):
@@ -94,6 +122,92 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
 
+def prepare_out_dir(out_dir):
+    """Create the output directory and check that a file can be written there, before any training."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write to the output directory {out_dir}: {exc.strerror or exc}") from exc
+
+
+class StopSignals:
+    """While active, a first SIGINT or SIGTERM is noted (``received``: its name) and asks training to stop.
+
+    The handlers that were in place come back at once, so a second signal acts as usual (Ctrl-C raises
+    ``KeyboardInterrupt``, SIGTERM terminates).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.received = None
+        self._previous = {number: signal.signal(number, self._note) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        self._restore()
+
+    def _note(self, number, frame):
+        self.received = signal.Signals(number).name
+        self._restore()
+
+    def _restore(self):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def stop_requested(self):
+        return self.received is not None
+
+
+def write_checkpoint(path, model, run):
+    """Write the interrupted ``model`` and the ``run`` options atomically (a temporary file, then ``os.replace``).
+
+    The file is a model file (``SoftmaxRegression.load`` reads it, and so
+    does ``python -m softmax_fast.evaluate``) with one more array, ``run``:
+    the JSON of ``--dataset`` and ``--data-dir`` as given, and of the working
+    directory they are relative to.
+    """
+    saved = io.BytesIO()
+    model.save(saved)
+    saved.seek(0)
+    with np.load(saved) as arrays:
+        contents = dict(arrays)
+    checkpoint = io.BytesIO()
+    np.savez(checkpoint, **contents, run=json.dumps(run))
+    datasets._write_atomically(path, checkpoint.getvalue())
+
+
+def read_checkpoint(path):
+    """``(model, run)`` from a file :func:`write_checkpoint` wrote; ``ValueError`` naming it otherwise."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint (a run leaves one only when it is interrupted, and removes it "
+                         "when it finishes)")
+    model = SoftmaxRegression.load(path)
+    with np.load(path, allow_pickle=False) as saved:
+        text = str(saved["run"]) if "run" in saved.files else ""
+    try:
+        run = json.loads(text)
+    except json.JSONDecodeError:
+        run = None
+    if not (isinstance(run, dict) and isinstance(run.get("dataset"), str) and isinstance(run.get("cwd"), str)
+            and isinstance(run.get("data_dir"), (str, type(None)))):
+        raise ValueError(f"{path} is a model file but not a checkpoint of {PROG}: its run options are missing")
+    return model, run
+
+
+def load_run_data(run, data_dir, report):
+    """The data set of ``run`` (a ``.npz`` or a data directory relative to its working directory).
+
+    ``data_dir``, if not ``None``, replaces the run's data directory.
+    """
+    dataset = str(Path(run["cwd"], run["dataset"])) if run["dataset"].endswith(".npz") else run["dataset"]
+    if data_dir is None and run["data_dir"] is not None:
+        data_dir = Path(run["cwd"], run["data_dir"])
+    return datasets.load_dataset(dataset, data_dir, report=report)
+
+
 def write_metrics(out_dir, summary, history):
     with open(out_dir / "metrics.json", "w") as f:
         json.dump(summary | {"history": history}, f, indent=2)
@@ -124,35 +238,39 @@ def draw_figures(out_dir, model, dataset, test, show):
     return list(figures)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if not args.show:
-        import matplotlib
+def open_run(args):
+    """``(out_dir, model, run)``: a new run from the options, or the interrupted one in ``--resume DIR``.
 
-        matplotlib.use("Agg")
-    progress = Progress(args.epochs, sys.stderr if args.json else sys.stdout, args.quiet)
-    # Create the output directory first, so that an unwritable one fails before training.
-    out_dir = args.out or default_out_dir(args.dataset)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ``run`` holds what the checkpoint keeps besides the model: ``--dataset``
+    and ``--data-dir`` as given and the working directory. The output
+    directory is created and checked, so that an unwritable one fails before
+    training.
+    """
+    if args.resume is None:
+        out_dir = args.out or default_out_dir(args.dataset)
+        model = SoftmaxRegression(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, backend=args.backend,
+                                  dtype=args.dtype, n_jobs=args.threads, random_state=args.seed,
+                                  shuffle=args.shuffle)
+        run = {"dataset": args.dataset, "data_dir": None if args.data_dir is None else str(args.data_dir),
+               "cwd": str(Path.cwd())}
+    else:
+        out_dir = args.resume
+        model, run = read_checkpoint(out_dir / CHECKPOINT)
+        if args.threads is not None:
+            model.set_params(n_jobs=args.threads)
+    prepare_out_dir(out_dir)
+    return out_dir, model, run
 
-    (X, y), test = datasets.load_dataset(args.dataset, args.data_dir, report=progress.say)
-    model = SoftmaxRegression(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, backend=args.backend,
-                              dtype=args.dtype, n_jobs=args.threads, random_state=args.seed, shuffle=args.shuffle)
-    backend_name = kernels.get_backend(args.backend).name
-    progress.say(f"training on {X.shape[0]} rows x {X.shape[1]} features, "
-                 f"{'no test split' if test is None else f'{test[0].shape[0]} test rows'}; "
-                 f"backend {backend_name}, {args.dtype}")
-    started = time.perf_counter()
-    model.fit(X, y, validation_data=test, on_batches=progress.on_batches, on_epoch=progress.on_epoch)
-    train_seconds = time.perf_counter() - started
 
+def write_outputs(out_dir, model, run, test, args, backend_name, train_seconds):
+    """Write the model, the metrics and (unless --no-plot) the figures, remove the checkpoint; returns the summary."""
     model.save(out_dir / "model.npz")
     files = ["model.npz", "metrics.json", "metrics.csv"]
     if not args.no_plot:
-        files += draw_figures(out_dir, model, args.dataset, test, args.show)
+        files += draw_figures(out_dir, model, run["dataset"], test, args.show)
     final = model.history_[-1] if model.history_ else {}
     summary = {
-        "dataset": args.dataset,
+        "dataset": run["dataset"],
         "backend": backend_name,
         "params": model.get_params(),
         "train_seconds": train_seconds,
@@ -162,12 +280,49 @@ def main(argv=None):
         "files": files,
     }
     write_metrics(out_dir, summary, model.history_)
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    return summary
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.show:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    out_dir, model, run = open_run(args)
+    progress = Progress(model.epochs, sys.stderr if args.json else sys.stdout, args.quiet)
+    (X, y), test = load_run_data(run, args.data_dir, progress.say)
+    backend_name = kernels.get_backend(model.backend).name
+    progress.say(f"training on {X.shape[0]} rows x {X.shape[1]} features, "
+                 f"{'no test split' if test is None else f'{test[0].shape[0]} test rows'}; "
+                 f"backend {backend_name}, {model.dtype}")
+    if args.resume is not None:
+        progress.say(f"resuming epoch {model.n_iter_ + 1}/{model.epochs} from {out_dir / CHECKPOINT}")
+    started = time.perf_counter()
+    diverged = None
+    try:
+        with StopSignals() as signals:
+            train = model.fit if args.resume is None else model.resume
+            train(X, y, validation_data=test, on_batches=progress.on_batches, on_epoch=progress.on_epoch,
+                  stop=signals.stop_requested)
+    except TrainingInterrupted as exc:
+        write_checkpoint(out_dir / CHECKPOINT, model, run)
+        print(f"{PROG}: {signals.received}: {exc}; wrote {out_dir / CHECKPOINT}; to finish the run: "
+              f"{PROG} --resume {out_dir}", file=sys.stderr)
+        return _cli.EXIT_INTERRUPTED
+    except TrainingDivergedError as exc:
+        diverged = exc
+    summary = write_outputs(out_dir, model, run, test, args, backend_name, time.perf_counter() - started)
+    if diverged is not None:
+        raise TrainingDivergedError(f"{diverged} Wrote it, with the metrics of the epochs before, to {out_dir}.",
+                                    diverged.epoch) from diverged
     if args.json:
         print(json.dumps(summary | {"history": model.history_}, indent=2))
     else:
         if summary["test_accuracy"] is not None:
             print(f"test accuracy {summary['test_accuracy']:.4f}")
-        print(f"trained in {train_seconds:.2f}s; wrote {', '.join(files)} to {out_dir}")
+        print(f"trained in {summary['train_seconds']:.2f}s; wrote {', '.join(summary['files'])} to {out_dir}")
     return 0
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from softmax_fast import datasets
 from softmax_fast.datasets import (
@@ -276,6 +278,67 @@ def test_write_idx_rejects_what_read_idx_would(tmp_path, array, error, message):
     assert os.listdir(tmp_path) == []
 
 
+
+# --- Fuzzing the IDX reader -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    """A directory for hypothesis examples (function-scoped tmp_path would be shared by them anyway)."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def assert_error_or_exact_array(directory, data):
+    """``read_idx`` of a file holding ``data`` raises IDXFormatError or returns exactly the array the file holds.
+
+    Exactly: written back with ``write_idx``, the array gives the file's (uncompressed) bytes. Any other
+    exception, or a hang on a huge shape, fails the test.
+    """
+    path = directory / "file"
+    path.write_bytes(data)
+    try:
+        array = read_idx(path)
+    except IDXFormatError:
+        return
+    assert array.dtype == np.uint8 and array.flags.c_contiguous and array.flags.writeable
+    write_idx(directory / "rewritten", array)
+    raw = gzip.decompress(data) if data[:2] == datasets.GZIP_MAGIC else data
+    assert (directory / "rewritten").read_bytes() == raw
+
+
+@given(st.binary(max_size=100), st.booleans())
+def test_read_idx_of_random_bytes_is_our_error_or_an_array(fuzz_dir, data, after_gzip_magic):
+    assert_error_or_exact_array(fuzz_dir, datasets.GZIP_MAGIC + data if after_gzip_magic else data)
+
+
+@st.composite
+def mutated_idx_files(draw):
+    """A valid IDX file (of up to 3 small dimensions, maybe gzipped) with a few bytes set, cut or appended.
+
+    Set bytes fall mostly in the header, where the shape and type are.
+    """
+    shape = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+    shape[0] = draw(st.integers(0, 5))
+    data = idx_bytes(tuple(shape))
+    if draw(st.booleans()):
+        data = gzip.compress(data)
+    for _ in range(draw(st.integers(1, 3))):
+        edit = draw(st.sampled_from(["set header byte", "set any byte", "cut", "append"]))
+        if edit == "cut":
+            data = data[:draw(st.integers(0, len(data)))]
+        elif edit == "append":
+            data += draw(st.binary(min_size=1, max_size=8))
+        elif data:
+            end = len(data) if edit == "set any byte" else min(len(data), 4 + 4 * len(shape))
+            position = draw(st.integers(0, end - 1))
+            data = data[:position] + bytes([draw(st.integers(0, 255))]) + data[position + 1:]
+    return data
+
+
+@given(mutated_idx_files())
+def test_read_idx_of_a_mutated_file_is_our_error_or_an_array(fuzz_dir, data):
+    assert_error_or_exact_array(fuzz_dir, data)
+
 # --- The source chain, offline on fake data -------------------------------------
 
 
@@ -528,6 +591,8 @@ GOOD = {"X": np.zeros((4, 3)), "y": np.zeros(4, np.int64)}
         ({**GOOD, "y": np.zeros(3)}, "y has 3 rows but X has 4"),
         ({**GOOD, "X": np.zeros(4)}, r"X must be 2-D \(n_samples, n_features\) with n >= 1, got shape \(4,\)"),
         ({**GOOD, "X": np.zeros((0, 3)), "y": np.zeros(0)}, r"with n >= 1, got shape \(0, 3\)"),
+        ({**GOOD, "X": np.full((4, 3), "1")}, "X must hold real numbers, got dtype <U1"),
+        ({**GOOD, "X_test": np.zeros((2, 3), complex), "y_test": np.zeros(2)}, "X_test must hold real numbers"),
         ({**GOOD, "y": np.zeros((4, 2, 2))}, r"y must be 1-D labels or 2-D one-hot rows, got shape \(4, 2, 2\)"),
         ({**GOOD, "X_test": np.zeros((2, 3))}, r"missing array 'y_test' \(the file has: X, X_test, y\)"),
         ({**GOOD, "X_test": np.zeros((2, 5)), "y_test": np.zeros(2)}, "X_test has 5 features but X has 3"),

@@ -3,7 +3,11 @@
 How it fits into scikit-learn (its estimator checks, pipelines, searches) is in test_sklearn_compat.py.
 """
 
+import io
+import itertools
 import json
+import pickle
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +15,7 @@ import pytest
 import softmax_fast.kernels as kernels
 from softmax_fast import SoftmaxRegression
 from softmax_fast._sklearn_compat import DataConversionWarning, NotFittedError
-from softmax_fast.estimator import BATCHES_PER_CALL
+from softmax_fast.estimator import BATCHES_PER_CALL, TrainingDivergedError, TrainingInterrupted
 from softmax_fast.kernels._validation import default_num_threads
 
 
@@ -99,6 +103,17 @@ def test_any_real_features_are_converted_to_dtype(spy_backend, X_dtype, dtype):
     as_dtype = SoftmaxRegression(epochs=2, batch_size=16, dtype=dtype).fit(X.astype(dtype), y)
     np.testing.assert_array_equal(model.coef_, as_dtype.coef_)
     np.testing.assert_array_equal(model.predict_proba(X), as_dtype.predict_proba(X.astype(dtype)))
+
+
+@pytest.mark.parametrize("layout", [np.asfortranarray, lambda X: np.repeat(X, 2, axis=1)[:, ::2]],
+                         ids=["fortran", "strided"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_features_in_any_layout_train_like_c_ordered_ones(layout, dtype):
+    X, y = blobs()
+    X = (np.abs(X) * 20).astype(dtype)
+    model = SoftmaxRegression(epochs=2).fit(layout(X), y)
+    np.testing.assert_array_equal(model.coef_, SoftmaxRegression(epochs=2).fit(X, y).coef_)
+    np.testing.assert_array_equal(model.predict_proba(layout(X)), model.predict_proba(X))
 
 
 def test_uint8_features_reach_the_kernels_without_a_copy(spy_backend):
@@ -263,30 +278,88 @@ def test_load_reads_format_1_under_the_new_parameter_names(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
-def test_load_rejects_what_is_not_a_model(tmp_path):
+def saved_contents(model):
+    """The arrays of ``model``'s saved file, as a dict."""
+    file = io.BytesIO()
+    model.save(file)
+    file.seek(0)
+    with np.load(file) as saved:
+        return dict(saved)
+
+
+def with_nan(array):
+    array = array.copy()
+    array[0, 0] = np.nan
+    return array
+
+
+SAVED_CHANGES = {
+    "not a model": (lambda saved: {"W": np.zeros(3)}, r"missing \['classes', 'coef'"),
+    "future format": (lambda saved: saved | {"format_version": 99}, "it has model format 99; this softmax_fast reads "
+                      "formats 1 to 3"),
+    "format not a number": (lambda saved: saved | {"format_version": "three"}, "format_version is not JSON"),
+    "intercept too short": (lambda saved: saved | {"intercept": saved["intercept"][:2]}, "inconsistent arrays"),
+    "one class": (lambda saved: saved | {"coef": saved["coef"][:, :1], "intercept": saved["intercept"][:1],
+                                         "classes": saved["classes"][:1]}, "inconsistent arrays"),
+    "integer coef": (lambda saved: saved | {"coef": saved["coef"].astype(int)}, "inconsistent arrays"),
+    "NaN coef": (lambda saved: saved | {"coef": with_nan(saved["coef"])}, "coef and intercept hold NaN or inf"),
+    "params not JSON": (lambda saved: saved | {"params": "{lr: 1"}, "params is not JSON"),
+    "unknown param": (lambda saved: saved | {"params": '{"alpha": 1}'}, "params must be a JSON object of the "
+                      "parameters"),
+    "negative lr": (lambda saved: saved | {"params": '{"lr": -1}'}, "invalid params: lr must be finite and > 0"),
+    "text lr": (lambda saved: saved | {"params": '{"lr": "fast"}'}, "invalid params: lr must be a real number"),
+    "history not a list": (lambda saved: saved | {"history": '{"epoch": 1}'}, "history must be a JSON list"),
+    "no rng_state": (lambda saved: {k: v for k, v in saved.items() if k != "rng_state"}, r"missing \['rng_state'\]"),
+    "rng_state of a function": (lambda saved: saved | {"rng_state": '{"kind": "Generator", "state": '
+                                                         '{"bit_generator": "seed"}}'}, "rng_state is not the state"),
+    "rng_state garbage": (lambda saved: saved | {"rng_state": '{"kind": "RandomState", "state": 3}'},
+                          "rng_state is not the state of a NumPy random generator"),
+    "epoch_in_progress garbage": (lambda saved: saved | {"epoch_in_progress": '{"batches_done": -1}'},
+                                  "epoch_in_progress must be null or an object"),
+    "object array": (lambda saved: saved | {"classes": np.array([None, 1], dtype=object)}, "allow_pickle=False"),
+}
+
+
+@pytest.mark.parametrize("change", SAVED_CHANGES)
+def test_load_rejects_a_file_that_is_not_a_valid_model(tmp_path, change):
     X, y = blobs()
-    model = SoftmaxRegression(epochs=1).fit(X, y)
-    np.savez(tmp_path / "other.npz", W=np.zeros(3))
-    np.savez(tmp_path / "future.npz", format_version=99, coef=model.coef_, intercept=model.intercept_,
-             classes=model.classes_, params="{}", history="[]")
-    np.savez(tmp_path / "wrong_shape.npz", format_version=2, coef=model.coef_, intercept=model.intercept_[:2],
-             classes=model.classes_, params="{}", history="[]")
+    edit, message = SAVED_CHANGES[change]
+    path = tmp_path / "model.npz"
+    np.savez(path, **edit(saved_contents(SoftmaxRegression(epochs=1).fit(X, y))))
+    with pytest.raises(ValueError, match=message) as caught:
+        SoftmaxRegression.load(path)
+    assert str(caught.value).startswith(f"{path} is not a softmax_fast model file: ")
+
+
+def test_load_rejects_a_text_file_and_a_truncated_one(tmp_path):
+    X, y = blobs()
+    SoftmaxRegression(epochs=1).fit(X, y).save(tmp_path / "model.npz")
     (tmp_path / "text.npz").write_text("not a zip file")
-    with pytest.raises(ValueError, match="missing"):
-        SoftmaxRegression.load(tmp_path / "other.npz")
-    with pytest.raises(ValueError, match="has model format 99; this softmax_fast reads formats 1 to 2"):
-        SoftmaxRegression.load(tmp_path / "future.npz")
-    with pytest.raises(ValueError, match="inconsistent arrays"):
-        SoftmaxRegression.load(tmp_path / "wrong_shape.npz")
-    with pytest.raises(ValueError, match="is not a softmax_fast model file"):
-        SoftmaxRegression.load(tmp_path / "text.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "model.npz").read_bytes()[:500])
+    for name in ("text.npz", "cut.npz"):
+        with pytest.raises(ValueError, match=f"{name} is not a softmax_fast model file"):
+            SoftmaxRegression.load(tmp_path / name)
+
+
+def test_an_interrupted_epoch_whose_order_is_not_a_permutation_is_rejected(tmp_path):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=2, shuffle=True)
+    with pytest.raises(TrainingInterrupted):
+        model.fit(X, y, stop=lambda: True)
+    saved = saved_contents(model)
+    np.savez(tmp_path / "model.npz", **saved | {"epoch_order": np.zeros_like(saved["epoch_order"])})
+    with pytest.raises(ValueError, match="epoch_order must be a permutation of the rows"):
+        SoftmaxRegression.load(tmp_path / "model.npz")
 
 
 @pytest.mark.parametrize(
     "params, message",
     [
         ({"lr": 0}, "lr must be finite and > 0"),
+        ({"lr": float("nan")}, "lr must be finite and > 0"),
+        ({"lr": 1e39}, "lr must be between .* to be a float32"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"batch_size": -5}, "batch_size must be >= 1"),
         ({"epochs": -1}, "epochs must be an integer >= 0"),
         ({"epochs": 2.0}, "epochs must be an integer >= 0"),
         ({"dtype": "float16"}, "dtype must be 'float32' or 'float64'"),
@@ -326,3 +399,169 @@ def test_an_unfitted_model_raises_not_fitted_error(tmp_path, method):
     arguments = {"predict": (X,), "predict_proba": (X,), "score": (X, y), "save": (tmp_path / "model.npz",)}
     with pytest.raises(NotFittedError, match="This SoftmaxRegression instance is not fitted yet"):
         getattr(SoftmaxRegression(), method)(*arguments[method])
+
+
+def test_validation_data_must_be_a_pair_of_valid_arrays():
+    X, y = blobs()
+    with pytest.raises(TypeError, match=r"validation_data must be a pair \(X_test, y_test\), got ndarray"):
+        SoftmaxRegression(epochs=1).fit(X, y, validation_data=X[:3])
+    X_test = X[:5].copy()
+    X_test[1, 1] = np.nan
+    with pytest.raises(ValueError, match="^validation_data: Input X contains NaN"):
+        SoftmaxRegression(epochs=1).fit(X, y, validation_data=(X_test, y[:5]))
+
+
+# -- divergence ----------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+@pytest.mark.parametrize("dtype, lr", [("float32", 1e36), ("float64", 1e306)])
+def test_a_learning_rate_too_large_stops_training_with_a_clear_error(backend, dtype, lr):
+    X, y = blobs(n=100)
+    model = SoftmaxRegression(lr=lr, epochs=3, batch_size=16, backend=backend, dtype=dtype)
+    message = rf"diverged in epoch 1: the loss became nan .* The learning rate lr={re.escape(str(lr))} is too large"
+    with pytest.raises(TrainingDivergedError, match=message + " for this data: try a smaller one") as caught:
+        model.fit(1e3 * X, y)
+    assert caught.value.epoch == 1
+    assert model.history_ == [] and model.n_iter_ == 0
+    np.testing.assert_array_equal(model.coef_, SoftmaxRegression(epochs=0, dtype=dtype).fit(X, y).coef_)
+
+
+class DivergingBackend:
+    """The reference backend, except that its train_epoch call number ``at_call`` makes ``what`` non-finite."""
+
+    def __init__(self, at_call, what):
+        self.backend = kernels.get_backend("numpy")
+        self.calls = itertools.count(1)
+        self.at_call, self.what = at_call, what
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def train_epoch(self, X, y, W, b, *args, **kwargs):
+        loss, accuracy = self.backend.train_epoch(X, y, W, b, *args, **kwargs)
+        if next(self.calls) == self.at_call:
+            if self.what == "loss":
+                return float("inf"), accuracy
+            W[0, 0] = np.nan
+        return loss, accuracy
+
+
+@pytest.mark.parametrize("what, message",
+                         [("loss", "the loss became inf"), ("weights", "the weights became NaN or inf")])
+def test_divergence_keeps_the_weights_and_history_of_the_epochs_before_it(monkeypatch, what, message):
+    # 98 batches: 4 kernel calls per epoch; call 10 is the second of epoch 3.
+    X, y = blobs(n=389)
+    params = dict(epochs=5, batch_size=4, lr=0.05, shuffle=True, backend="numpy")
+    two_epochs = SoftmaxRegression(**params | {"epochs": 2}).fit(X, y)
+    diverging = DivergingBackend(10, what)
+    monkeypatch.setattr(kernels, "get_backend", lambda name: diverging)
+    model = SoftmaxRegression(**params)
+    with pytest.raises(TrainingDivergedError, match=f"diverged in epoch 3: {message} in batches 33 to 64.* "
+                       "keeps its last finite weights, those it had before epoch 3") as caught:
+        model.fit(X, y)
+    assert caught.value.epoch == 3 and model.n_iter_ == 2
+    np.testing.assert_array_equal(model.coef_, two_epochs.coef_)
+    np.testing.assert_array_equal(model.intercept_, two_epochs.intercept_)
+    assert without_seconds(model.history_) == without_seconds(two_epochs.history_)
+
+
+# -- interruption and resume ---------------------------------------------------------------------
+
+
+def without_seconds(history):
+    return [{key: value for key, value in record.items() if key != "seconds"} for record in history]
+
+
+def stop_after(n_calls):
+    """A ``stop`` callable that asks to stop at its ``n_calls``-th call."""
+    calls = itertools.count(1)
+    return lambda: next(calls) == n_calls
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
+@pytest.mark.parametrize("through_file", [False, True], ids=["in-memory", "saved"])
+@pytest.mark.parametrize("stop_at_call, epoch, batches_done", [(1, 1, 32), (4, 2, 0), (7, 2, 96)],
+                         ids=["first-call", "end-of-epoch", "mid-epoch"])
+def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(
+        tmp_path, shuffle, through_file, stop_at_call, epoch, batches_done):
+    # 98 batches of 4 rows: kernel calls of 32, 32, 32 and 2 batches per epoch.
+    X, y = blobs(n=389)
+    validation = (X[:50], y[:50])
+    params = dict(epochs=3, batch_size=4, lr=0.05, shuffle=shuffle, random_state=3)
+    expected = SoftmaxRegression(**params).fit(X, y, validation_data=validation)
+
+    model = SoftmaxRegression(**params)
+    with pytest.raises(TrainingInterrupted, match=f"stopped in epoch {epoch} after {batches_done} of its 98 batches"):
+        model.fit(X, y, validation_data=validation, stop=stop_after(stop_at_call))
+    assert model.n_iter_ == epoch - 1
+    if through_file:
+        model.save(tmp_path / "checkpoint.npz")
+        model = SoftmaxRegression.load(tmp_path / "checkpoint.npz")
+    progress = []
+    model.resume(X, y, validation_data=validation, on_batches=lambda *args: progress.append(args))
+    assert progress[0] == (epoch, min(batches_done + 32, 98), 98)
+    np.testing.assert_array_equal(model.coef_, expected.coef_)
+    np.testing.assert_array_equal(model.intercept_, expected.intercept_)
+    assert without_seconds(model.history_) == without_seconds(expected.history_)
+    # The generator goes on as well: one more epoch equals one more epoch of the uninterrupted model.
+    np.testing.assert_array_equal(model.partial_fit(X, y).coef_, expected.partial_fit(X, y).coef_)
+
+
+def test_a_stop_asked_at_the_end_of_the_last_epoch_lets_the_fit_finish():
+    X, y = blobs(n=100)
+    model = SoftmaxRegression(epochs=2, batch_size=100).fit(X, y, stop=stop_after(2))
+    assert model.n_iter_ == 2
+    with pytest.raises(ValueError, match="there is no interrupted fit to resume"):
+        model.resume(X, y)
+
+
+def test_resume_needs_the_data_of_the_interrupted_fit():
+    X, y = blobs(n=389)
+    model = SoftmaxRegression(epochs=2, batch_size=4)
+    with pytest.raises(TrainingInterrupted):
+        model.fit(X, y, stop=lambda: True)
+    with pytest.raises(ValueError, match="X and y are not the data of the interrupted fit"):
+        model.resume(X[::-1], y[::-1])
+
+
+@pytest.mark.parametrize("random_state", [7, np.random.default_rng(7)], ids=["int", "Generator"])
+def test_save_and_load_keep_the_shuffling_generator(tmp_path, random_state):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=2, shuffle=True, random_state=random_state).fit(X, y)
+    model.save(tmp_path / "model.npz")
+    loaded = SoftmaxRegression.load(tmp_path / "model.npz")
+    np.testing.assert_array_equal(loaded.partial_fit(X, y).coef_, model.partial_fit(X, y).coef_)
+
+
+# -- reproducibility -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_same_seed_gives_the_same_bits_for_any_number_of_threads(backend, dtype):
+    X, y = blobs(n=700, d=100, k=5)
+    fits = [SoftmaxRegression(epochs=2, batch_size=64, backend=backend, dtype=dtype, shuffle=True, random_state=5,
+                              n_jobs=n_jobs).fit(X, y, validation_data=(X[:100], y[:100])) for n_jobs in (1, 2, 1)]
+    for model in fits[1:]:
+        np.testing.assert_array_equal(model.coef_, fits[0].coef_)
+        np.testing.assert_array_equal(model.intercept_, fits[0].intercept_)
+        assert without_seconds(model.history_) == without_seconds(fits[0].history_)
+
+
+def test_resume_rejects_a_batch_size_that_no_longer_fits_the_interrupted_epoch():
+    X, y = blobs(n=389)
+    model = SoftmaxRegression(epochs=2, batch_size=4)
+    with pytest.raises(TrainingInterrupted):
+        model.fit(X, y, stop=stop_after(3))
+    with pytest.raises(ValueError, match=r"the interrupted epoch \(96 batches done\) does not fit 389 rows in "
+                       "batches of 64: was batch_size changed"):
+        model.set_params(batch_size=64).resume(X, y)
+
+
+@pytest.mark.parametrize("error", [TrainingInterrupted(2, 32, 98), TrainingDivergedError("diverged", 3)])
+def test_the_training_exceptions_survive_pickling(error):
+    # joblib sends a worker's exception back pickled, e.g. from GridSearchCV(n_jobs=2, error_score="raise").
+    restored = pickle.loads(pickle.dumps(error))
+    assert (type(restored), str(restored), vars(restored)) == (type(error), str(error), vars(error))

@@ -1,14 +1,19 @@
 """``python -m softmax_fast.train`` and ``python -m softmax_fast.evaluate`` end to end, in subprocesses."""
 
 import csv
+import fcntl
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from softmax_fast import SoftmaxRegression
+from softmax_fast import SoftmaxRegression, _cli, evaluate, train
 
 
 def run_module(module, *args, cwd):
@@ -94,6 +99,9 @@ def test_train_prints_one_line_per_epoch_and_the_result(tmp_path, small_dataset)
         (["--lr", "-1"], 2, "argument --lr: expected a finite number > 0, got -1"),
         (["--backend", "torch"], 2, "argument --backend: invalid choice: 'torch'"),
         (["--epochs", "ten"], 2, "argument --epochs: invalid non_negative_int value: 'ten'"),
+        (["--resume", "run", "--lr", "0.1", "--shuffle"], 2, "--resume finishes a run with the options it was "
+         "started with: remove --lr, --shuffle"),
+        (["--resume", "run"], 1, "run/checkpoint.npz: no such checkpoint"),
         (["--dataset", "missing.npz"], 1, "missing.npz"),
         (["--dataset", "cifar"], 1, "cifar"),
         (["--out", "a_file/run"], 1, "a_file"),
@@ -115,6 +123,18 @@ def test_evaluate_rejects_a_file_that_is_not_a_model(tmp_path, small_dataset):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_evaluate_rejects_labels_the_model_does_not_know(tmp_path, capsys, small_dataset):
+    data = np.load(small_dataset)
+    SoftmaxRegression(epochs=1).fit(data["X"], data["y"]).save(tmp_path / "model.npz")
+    np.savez(tmp_path / "other.npz", X=data["X_test"], y=data["y_test"] + 5)
+    with pytest.raises(SystemExit) as exit:
+        _cli.run(lambda: evaluate.main([str(tmp_path / "model.npz"), "--dataset", str(tmp_path / "other.npz")]),
+                 evaluate.PROG)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err == (f"{evaluate.PROG}: error: {tmp_path / 'other.npz'} has labels that are not "
+                                       "classes of the model, e.g. [5, 6, 7]; the model's: [0, 1, 2]\n")
+
+
 def test_one_epoch_on_real_mnist_reaches_90_percent(tmp_path, mnist_dir):
     result = run_module("softmax_fast.train", "--epochs", "1", "--data-dir", str(mnist_dir), "--out",
                         str(tmp_path / "run"), "--json", cwd=tmp_path)
@@ -122,3 +142,172 @@ def test_one_epoch_on_real_mnist_reaches_90_percent(tmp_path, mnist_dir):
     summary = json.loads(result.stdout)
     assert summary["history"][0]["test_accuracy"] >= 0.90
     assert {"curves.png", "weights.png", "confusion.png"} <= set(summary["files"])
+
+
+def run_train(args, capsys):
+    """``python -m softmax_fast.train ARGS`` in this process: ``(exit status, stdout, stderr)``."""
+    with pytest.raises(SystemExit) as exit:
+        _cli.run(lambda: train.main(args), train.PROG)
+    captured = capsys.readouterr()
+    return exit.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lr", "nan"], "argument --lr: expected a finite number > 0, got nan"),
+        (["--lr", "inf"], "argument --lr: expected a finite number > 0, got inf"),
+        (["--batch-size", "0"], "argument --batch-size: expected an integer >= 1, got 0"),
+        (["--epochs", "-1"], "argument --epochs: expected an integer >= 0, got -1"),
+        (["--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
+        (["--seed", "-1"], r"argument --seed: expected an integer in \[0, 2\*\*32\), got -1"),
+        (["--resume", "run", "--out", "elsewhere"], "remove --out"),
+    ],
+)
+def test_bad_options_are_usage_errors(capsys, args, message):
+    status, _, stderr = run_train(args, capsys)
+    assert status == 2
+    assert re.search(message, stderr) and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("run", [None, "{not json", '{"dataset": 3}'], ids=["absent", "not-json", "wrong"])
+def test_resume_rejects_a_model_file_that_is_not_a_checkpoint(tmp_path, capsys, small_dataset, run):
+    data = np.load(small_dataset)
+    SoftmaxRegression(epochs=1).fit(data["X"], data["y"]).save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz") as saved:
+        contents = dict(saved)
+    np.savez(tmp_path / "checkpoint.npz", **contents, **({} if run is None else {"run": run}))
+    status, _, stderr = run_train(["--resume", str(tmp_path)], capsys)
+    assert (status, stderr) == (1, f"{train.PROG}: error: {tmp_path / 'checkpoint.npz'} is a model file but not a "
+                                   f"checkpoint of {train.PROG}: its run options are missing\n")
+
+
+def test_non_finite_features_fail_before_training(tmp_path, capsys, small_dataset):
+    data = dict(np.load(small_dataset))
+    X = data["X"].astype(np.float32)
+    X[5, 5] = np.nan
+    np.savez(tmp_path / "nan.npz", **data | {"X": X})
+    status, _, stderr = run_train(["--dataset", str(tmp_path / "nan.npz"), "--out", str(tmp_path / "run")], capsys)
+    assert status == 1 and len(stderr.splitlines()) == 1
+    assert stderr.startswith(f"{train.PROG}: error: Input X contains NaN.")
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs a directory that even root cannot write")
+def test_an_output_directory_that_cannot_be_written_fails_before_training(capsys, small_dataset):
+    status, _, stderr = run_train(["--dataset", str(small_dataset), "--out", "/sys/kernel"], capsys)
+    assert status == 1
+    assert stderr == f"{train.PROG}: error: [Errno 13] cannot write to the output directory /sys/kernel: " \
+                     "Permission denied\n"
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_a_diverging_run_stops_saves_the_last_finite_model_and_fails(tmp_path, capsys, small_dataset):
+    out = tmp_path / "run"
+    status, stdout, stderr = run_train(["--dataset", str(small_dataset), "--lr", "1e36", "--epochs", "3",
+                                        "--out", str(out), "--no-plot"], capsys)
+    assert status == 1 and len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith(f"{train.PROG}: error: training diverged in epoch 1: the loss became nan")
+    assert "try a smaller one (e.g. lr=1e+35)" in stderr and f"to {out}." in stderr
+    assert sorted(path.name for path in out.iterdir()) == ["metrics.csv", "metrics.json", "model.npz"]
+    model = SoftmaxRegression.load(out / "model.npz")
+    assert model.n_iter_ == 0 and np.isfinite(model.coef_).all()
+    data = np.load(small_dataset)
+    np.testing.assert_array_equal(model.coef_, SoftmaxRegression(epochs=0).fit(data["X"], data["y"]).coef_)
+
+
+def without_seconds(history):
+    return [{key: value for key, value in record.items() if key != "seconds"} for record in history]
+
+
+def test_the_same_seed_gives_the_same_bits_for_any_thread_count(tmp_path, capsys, small_dataset):
+    runs = []
+    for threads in ("1", "2"):
+        out = tmp_path / threads
+        status, _, stderr = run_train(["--dataset", str(small_dataset), "--epochs", "2", "--shuffle", "--threads",
+                                       threads, "--out", str(out), "--no-plot"], capsys)
+        assert status == 0, stderr
+        runs.append((SoftmaxRegression.load(out / "model.npz"), json.loads((out / "metrics.json").read_text())))
+    (model_1, metrics_1), (model_2, metrics_2) = runs
+    np.testing.assert_array_equal(model_1.coef_, model_2.coef_)
+    np.testing.assert_array_equal(model_1.intercept_, model_2.intercept_)
+    assert without_seconds(metrics_1["history"]) == without_seconds(metrics_2["history"])
+
+
+@pytest.fixture(scope="module")
+def pipe_capacity():
+    """The capacity of a pipe shrunk to its minimum (a page), in bytes."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    capacity = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+    os.close(read_end)
+    os.close(write_end)
+    return capacity
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, pipe_capacity):
+    """``(directory, options, stdout)`` of a finished run with enough epochs to fill the pipe twice over.
+
+    Data: 100 noisy rows of 20 features and 3 classes, in ``data.npz`` given relative to ``directory``;
+    batches of 2, so that an epoch is 50 batches and 2 kernel calls.
+    """
+    directory = tmp_path_factory.mktemp("signals")
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, size=130)
+    X = np.clip(rng.integers(0, 256, size=(3, 20))[y] + rng.integers(-90, 91, size=(130, 20)), 0, 255)
+    np.savez(directory / "data.npz", X=X[:100].astype(np.uint8), y=y[:100], X_test=X[100:].astype(np.uint8),
+             y_test=y[100:])
+    # An epoch line ("epoch  12/123  train loss ...  test ...  0.00s") is about 80 bytes.
+    options = ["--dataset", "data.npz", "--epochs", str(2 * pipe_capacity // 40), "--batch-size", "2", "--shuffle",
+               "--seed", "7", "--no-plot"]
+    result = run_module("softmax_fast.train", *options, "--out", "whole", cwd=directory)
+    assert result.returncode == 0, result.stderr
+    return directory, options, result.stdout
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="needs Linux pipes of a settable size")
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_training_checkpoints_and_resume_ends_bitwise_as_an_uninterrupted_run(
+        uninterrupted, pipe_capacity, signal_number):
+    directory, options, whole_stdout = uninterrupted
+    name = signal.Signals(signal_number).name
+    # The run writes its epoch lines into a pipe of which this test reads only the lines up to the first
+    # epoch line before it signals. The rest of a whole run's output does not fit into the pipe, so the
+    # run cannot have finished (it blocks on a full pipe at worst) when the signal arrives.
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, pipe_capacity)
+    with open(directory / f"{name}.stderr", "w+") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "softmax_fast.train", *options, "--out", name],
+                                 cwd=directory, stdout=write_end, stderr=stderr)
+        os.close(write_end)
+        with open(read_end, "rb", buffering=0) as stdout:  # unbuffered: reads no further than asked
+            head = []
+            while not (head and head[-1].startswith(b"epoch")):
+                head.append(stdout.readline())
+                assert head[-1], f"the run ended before its first epoch line: {head}"
+            assert len(whole_stdout.encode()) > len(b"".join(head)) + pipe_capacity
+            child.send_signal(signal_number)
+            stdout.read()  # until the run exits
+        assert child.wait(timeout=60) == 130
+        stderr.seek(0)
+        message = stderr.read()
+    assert message.startswith(f"{train.PROG}: {name}: training stopped in epoch "), message
+    assert message.endswith(f"; wrote {name}/checkpoint.npz; to finish the run: {train.PROG} --resume {name}\n")
+    assert [path.name for path in (directory / name).iterdir()] == ["checkpoint.npz"]
+    interrupted = SoftmaxRegression.load(directory / name / "checkpoint.npz")
+    assert interrupted.n_iter_ < interrupted.epochs
+
+    # Resumed from another directory: the checkpoint knows where the run's relative paths start.
+    elsewhere = directory / f"{name}-elsewhere"
+    elsewhere.mkdir()
+    resumed = run_module("softmax_fast.train", "--resume", str(directory / name), "--no-plot", "--threads", "1",
+                         cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming epoch {interrupted.n_iter_ + 1}/" in resumed.stdout
+    assert sorted(path.name for path in (directory / name).iterdir()) == ["metrics.csv", "metrics.json", "model.npz"]
+    model, expected = (SoftmaxRegression.load(directory / run / "model.npz") for run in (name, "whole"))
+    np.testing.assert_array_equal(model.coef_, expected.coef_)
+    np.testing.assert_array_equal(model.intercept_, expected.intercept_)
+    metrics, expected_metrics = (json.loads((directory / run / "metrics.json").read_text()) for run in (name, "whole"))
+    assert without_seconds(metrics["history"]) == without_seconds(expected_metrics["history"])

@@ -12,6 +12,11 @@ backend's kernels. Shapes: ``X (n, d)``, ``y (n,)`` integer labels in
 
 The compiled backends run on ``n_threads`` threads (default
 :func:`get_num_threads`), with results bitwise identical for any thread count.
+A count above the CPUs this process may use is lowered to that number: more
+threads could not run at once, and a huge count would otherwise ask OpenMP
+for more threads than the system can start. Each call allocates its own
+scratch and the compiled kernels run without the GIL, so threads of the
+caller may run kernels at the same time on separate arrays.
 """
 
 import importlib
@@ -27,7 +32,9 @@ _MODULES = {
 # "auto" takes the first available of these.
 _PREFERENCE = ("cython", "numba", "numpy")
 
-_num_threads = check.default_num_threads()
+# The CPUs this process may use: the default thread count and the most a kernel is run on.
+_CPUS = check.default_num_threads()
+_num_threads = _CPUS
 _loaded = {}
 
 
@@ -61,14 +68,14 @@ class Backend:
     def _threads(self, n_threads):
         """The extra arguments that run a kernel on ``n_threads`` threads (default: :func:`get_num_threads`)."""
         n_threads = _num_threads if n_threads is None else check.check_count("n_threads", n_threads)
-        return self._thread_arguments(n_threads)
+        return self._thread_arguments(min(n_threads, _CPUS))
 
     @staticmethod
     def _model_inputs(X, W, b, scale, *, in_place):
         """Checked ``(X, W, b, scale)``, with ``scale`` of ``W``'s dtype so float32 stays float32."""
         W, b = check.check_weights(W, b, in_place=in_place)
         X = check.check_features(X, W)
-        return X, W, b, W.dtype.type(check.check_positive("scale", scale))
+        return X, W, b, check.check_positive_in("scale", scale, W.dtype)
 
     def _batch_inputs(self, X, y, W, b, scale, *, in_place):
         X, W, b, scale = self._model_inputs(X, W, b, scale, in_place=in_place)
@@ -106,7 +113,7 @@ class Backend:
         their label, both before the update.
         """
         X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=True)
-        lr = W.dtype.type(check.check_positive("lr", lr))
+        lr = check.check_positive_in("lr", lr, W.dtype)
         return self._kernels.sgd_step(X, y, W, b, lr, scale, *self._threads(n_threads))
 
     def train_epoch(self, X, y, W, b, lr, batch_size, scale=1.0, *, n_threads=None):
@@ -117,7 +124,7 @@ class Backend:
         and the fraction of rows predicted right before their batch's update.
         """
         X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=True)
-        lr = W.dtype.type(check.check_positive("lr", lr))
+        lr = check.check_positive_in("lr", lr, W.dtype)
         batch_size = check.check_count("batch_size", batch_size)
         return self._kernels.train_epoch(X, y, W, b, lr, batch_size, scale, *self._threads(n_threads))
 
@@ -141,7 +148,7 @@ def _numba_threads(n_threads):
     """Numba kernels take their thread count from ``numba.set_num_threads`` (per calling thread)."""
     import numba
 
-    # It refuses more than the pool that Numba started with; the count never changes results.
+    # It refuses more than the pool that Numba started with (NUMBA_NUM_THREADS may set it below the CPUs).
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     return ()
 

@@ -130,6 +130,21 @@ def check_positive(name, value):
     return float(value)
 
 
+def check_positive_in(name, value, dtype):
+    """:func:`check_positive`, and representable in the weights' ``dtype``: returns a ``dtype`` scalar.
+
+    A float32 model computes with a float32 ``lr`` and ``scale``: ``1e39``
+    would become inf there and ``1e-50`` zero (or a subnormal), so both are
+    rejected rather than silently changed.
+    """
+    value = check_positive(name, value)
+    info = np.finfo(dtype)
+    if not float(info.smallest_normal) <= value <= float(info.max):
+        raise ValueError(f"{name} must be between {info.smallest_normal:.3g} and {info.max:.3g} to be a {dtype} "
+                         f"(the dtype of W), got {value:g}")
+    return dtype.type(value)
+
+
 def check_count(name, value):
     """Check an integer ``>= 1`` (a batch size or a thread count); returns an int."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from problems import DTYPES
+from problems import DTYPES, INPUT_KINDS, assert_close, tolerance
 
 dtypes = st.sampled_from(DTYPES)
 shapes = st.tuples(st.integers(1, 20), st.integers(1, 12))
@@ -68,3 +68,70 @@ def test_loss_and_grad_agrees_with_central_differences(backend, batch, scale):
     numeric_db = np.array([central_difference(b, i) for i in np.ndindex(b.shape)])
     np.testing.assert_allclose(dW, numeric_dW, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(db, numeric_db, rtol=1e-5, atol=1e-7)
+
+
+# Logits far apart (exp(-2e4) is 0 in any float), equal, and a single class: exact in float32, so every
+# backend computes the same logits, whatever its summation order.
+extremes = st.sampled_from([-1e4, 0.0, 1e4])
+
+
+@st.composite
+def extreme_logits(draw):
+    dtype = draw(dtypes)
+    n, k = draw(st.integers(1, 20)), draw(st.integers(1, 6))
+    Z = draw(arrays(dtype, (n, k), elements=extremes))
+    y = draw(arrays(np.intp, (n,), elements=st.integers(0, k - 1)))
+    return Z, y
+
+
+@given(extreme_logits())
+def test_softmax_and_cross_entropy_of_extreme_logits(backend, reference, case):
+    Z, y = case
+    P = backend.softmax(Z)
+    eps = np.finfo(Z.dtype).eps
+    assert np.all((P >= 0) & (P <= 1))
+    np.testing.assert_allclose(P.sum(axis=1), 1, rtol=0, atol=4 * Z.shape[1] * eps)
+    assert_close(P, reference.softmax(Z), Z.dtype)
+    loss = backend.cross_entropy(Z, y)
+    assert np.isfinite(loss) and loss >= 0
+    assert_close(loss, reference.cross_entropy(Z, y), Z.dtype)
+
+
+@st.composite
+def extreme_batches(draw):
+    """``(X, y, W, b)``: features 0 or 1 (uint8 or float), weights and bias -1e4, 0 or 1e4, 1 to 6 classes."""
+    dtype = draw(dtypes)
+    n, d, k = draw(st.integers(1, 20)), draw(st.integers(1, 12)), draw(st.integers(1, 6))
+    X = draw(arrays(np.uint8, (n, d), elements=st.integers(0, 1)))
+    if draw(st.sampled_from(INPUT_KINDS)) == "float":
+        X = X.astype(dtype)
+    W = draw(arrays(dtype, (d, k), elements=extremes))
+    b = draw(arrays(dtype, (k,), elements=extremes))
+    y = draw(arrays(np.intp, (n,), elements=st.integers(0, k - 1)))
+    return X, y, W, b
+
+
+@given(extreme_batches())
+def test_every_kernel_on_extreme_batches_agrees_with_the_reference(backend, reference, batch):
+    X, y, W, b = batch
+    dtype = W.dtype
+    loss, dW, db = backend.loss_and_grad(X, y, W, b)
+    expected_loss, expected_dW, expected_db = reference.loss_and_grad(X, y, W, b)
+    assert np.isfinite(loss)
+    assert_close(loss, expected_loss, dtype)
+    # Sums of n terms of magnitude <= 1/n with features 0 or 1: they may cancel to rounding noise
+    # (a class that every row predicts with its own frequency), so the tolerance is absolute.
+    for got, want in ((dW, expected_dW), (db, expected_db)):
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, want, rtol=tolerance(dtype), atol=tolerance(dtype))
+    P = backend.predict_proba(X, W, b)
+    assert np.all(np.isfinite(P))
+    assert_close(P, reference.predict_proba(X, W, b), dtype)
+    np.testing.assert_array_equal(backend.predict(X, W, b), reference.predict(X, W, b))
+    W_ref, b_ref = W.copy(), b.copy()
+    loss, n_correct = backend.sgd_step(X, y, W, b, 0.5)
+    expected_loss, expected_correct = reference.sgd_step(X, y, W_ref, b_ref, 0.5)
+    assert np.isfinite(loss) and n_correct == expected_correct
+    assert_close(loss, expected_loss, dtype)
+    assert_close(W, W_ref, dtype)
+    assert_close(b, b_ref, dtype)

@@ -1,5 +1,8 @@
 """Bad input to any backend raises a specific exception that names the argument; never a crash."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -54,6 +57,7 @@ BAD_CALLS = {
     "y huge": (sgd_step_with(y=np.array([0, 1, 2**40, 0, 1, 2])), ValueError, "labels in"),
     "W int": (sgd_step_with(W=W.astype(np.int32)), TypeError, "W must have dtype float32 or float64"),
     "W 1-D": (sgd_step_with(W=W[:, 0].copy()), ValueError, "W must be a non-empty 2-D array"),
+    "W no classes": (sgd_step_with(W=W[:, :0].copy(), b=b[:0].copy()), ValueError, "W must be a non-empty 2-D array"),
     "W Fortran order": (sgd_step_with(W=np.asfortranarray(W)), ValueError, "W is written in place and must be C-contiguous"),
     "W read-only": (sgd_step_with(W=read_only(W)), ValueError, "W is written in place"),
     "W a list": (sgd_step_with(W=W.tolist()), TypeError, "W is updated in place and must be a numpy.ndarray"),
@@ -65,10 +69,15 @@ BAD_CALLS = {
     "lr negative": (sgd_step_with(lr=-0.1), ValueError, "lr must be finite and > 0"),
     "lr NaN": (sgd_step_with(lr=float("nan")), ValueError, "lr must be finite and > 0"),
     "lr string": (sgd_step_with(lr="0.1"), TypeError, "lr must be a real number"),
+    "lr inf in float32": (sgd_step_with(lr=1e39), ValueError, r"lr must be between 1.18e-38 and 3.4e\+38 to be a float32"),
+    "lr 0 in float32": (sgd_step_with(lr=1e-50), ValueError, "lr must be between .* to be a float32 .*got 1e-50"),
     "scale inf": (sgd_step_with(scale=float("inf")), ValueError, "scale must be finite and > 0"),
+    "scale inf in float32": (sgd_step_with(scale=1e39), ValueError, "scale must be between .* to be a float32"),
     "batch_size zero": (train_epoch_with(batch_size=0), ValueError, "batch_size must be >= 1"),
     "batch_size float": (train_epoch_with(batch_size=4.0), TypeError, "batch_size must be an integer"),
     "n_threads zero": (lambda backend: backend.predict(X, W, b, n_threads=0), ValueError, "n_threads must be >= 1"),
+    "n_threads negative": (lambda backend: backend.predict(X, W, b, n_threads=-2), ValueError, "n_threads must be >= 1"),
+    "n_threads float": (lambda backend: backend.predict(X, W, b, n_threads=2.0), TypeError, "n_threads must be an integer"),
     "Z int": (lambda backend: backend.softmax(np.ones((2, 3), dtype=np.int64)), TypeError, "Z must have dtype float32 or float64"),
     "Z empty": (lambda backend: backend.softmax(np.ones((0, 3))), ValueError, "Z must be a non-empty 2-D array"),
     "out wrong shape": (lambda backend: backend.softmax(W, out=np.empty((3, 3), np.float32)), ValueError, "out must have shape"),
@@ -106,3 +115,77 @@ def test_read_only_inputs_in_any_layout_give_the_c_order_result(backend, layout)
     actual = backend.loss_and_grad(layout(X), layout(y), np.asfortranarray(W), b)
     for got, want in zip(actual, expected):
         assert_close(got, want, np.float64)
+
+
+# Run in a fresh interpreter, where a kernel that indexed outside its arrays would crash or corrupt the
+# process instead of raising. Prints one line per call that did not raise the expected ValueError.
+OUT_OF_RANGE_CALLS = """
+import numpy as np
+import softmax_fast.kernels as kernels
+from softmax_fast.kernels import cython_kernels
+
+X = np.ones((6, 4), np.float32)
+W = np.zeros((4, 3), np.float32)
+b = np.zeros(3, np.float32)
+Z = np.zeros((6, 3), np.float32)
+
+
+def expect_value_error(what, call, message):
+    try:
+        call()
+    except ValueError as exc:
+        if message not in str(exc):
+            print(what, "raised", repr(exc))
+    else:
+        print(what, "did not raise")
+
+
+for label in (-1, 3, 2**40, -2**62):
+    y = np.array([0, 1, 2, label, 0, 1])
+    for name in kernels.BACKENDS:
+        backend = kernels.get_backend(name)
+        calls = {
+            "cross_entropy": lambda: backend.cross_entropy(Z, y),
+            "loss_and_grad": lambda: backend.loss_and_grad(X, y, W, b),
+            "sgd_step": lambda: backend.sgd_step(X, y, W, b, 0.1),
+            "train_epoch": lambda: backend.train_epoch(X, y, W, b, 0.1, 4),
+        }
+        for method, call in calls.items():
+            expect_value_error(f"{name}.{method} label {label}", call, "y must hold labels in [0, 3)")
+    if label in (-1, 3):
+        # The compiled module's own functions check the labels again, in C, behind the Python layer.
+        y = y.astype(np.intp)
+        calls = {
+            "cross_entropy": lambda: cython_kernels.cross_entropy(Z, y, 2),
+            "loss_and_grad": lambda: cython_kernels.loss_and_grad(X, y, W, b, 1.0, 2),
+            "sgd_step": lambda: cython_kernels.sgd_step(X, y, W, b, 0.1, 1.0, 2),
+            "train_epoch": lambda: cython_kernels.train_epoch(X, y, W, b, 0.1, 4, 1.0, 2),
+        }
+        for method, call in calls.items():
+            expect_value_error(f"cython_kernels.{method} label {label}", call, "y holds a label outside")
+if np.any(W != 0) or np.any(b != 0):
+    print("a rejected call modified W or b")
+print("done")
+"""
+
+
+def test_labels_out_of_range_raise_in_every_backend_and_leave_the_interpreter_running():
+    result = subprocess.run([sys.executable, "-c", OUT_OF_RANGE_CALLS], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
+
+
+def test_a_huge_thread_count_is_lowered_to_the_cpus(compiled_backend):
+    # Asking OpenMP for 10**5 threads crashes the process: the count is lowered to the CPUs this process may use.
+    script = f"""
+import numpy as np
+import softmax_fast.kernels as kernels
+backend = kernels.get_backend({compiled_backend.name!r})
+X = np.ones((300, 4), np.float32)
+W = np.arange(12, dtype=np.float32).reshape(4, 3)
+b = np.zeros(3, np.float32)
+assert np.array_equal(backend.predict_proba(X, W, b, n_threads=10**5), backend.predict_proba(X, W, b, n_threads=1))
+assert np.array_equal(backend.predict(X, W, b, n_threads=2**40), backend.predict(X, W, b, n_threads=1))
+print("done")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr

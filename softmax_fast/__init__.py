@@ -7,11 +7,12 @@ NumPy reference live in :mod:`softmax_fast.kernels`. The API is described in
 
 import os
 
+# Before the estimator's import: it reads the version.
 __version__ = "0.1.0"
 
-from .estimator import SoftmaxRegression  # noqa: E402  (the estimator reads __version__)
+from .estimator import SoftmaxRegression, TrainingDivergedError, TrainingInterrupted  # noqa: E402
 
-__all__ = ["SoftmaxRegression", "__version__", "get_include"]
+__all__ = ["SoftmaxRegression", "TrainingDivergedError", "TrainingInterrupted", "__version__", "get_include"]
 
 
 def get_include():

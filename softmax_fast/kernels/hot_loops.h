@@ -65,6 +65,16 @@
 #define SF_VECTOR_EXTENSIONS 0
 #endif
 
+/* GCC 12 and clang shuffle vectors in registers (a horizontal sum without a trip through memory). */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define SF_SHUFFLEVECTOR 1
+#endif
+#endif
+#ifndef SF_SHUFFLEVECTOR
+#define SF_SHUFFLEVECTOR 0
+#endif
+
 /*
  * The helpers of a multiversioned function must be inlined into each of its
  * versions: a helper left out of line is compiled for the baseline ISA only.
@@ -175,24 +185,28 @@ SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t
 }
 
 #define SF_T float
+#define SF_T_SIZE 4
 #define SF_X uint8_t
 #define SF_X_IS_T 0
 #define SF_NAME(name) name##_f32_u8
 #include "hot_loops_impl.h"
 
 #define SF_T float
+#define SF_T_SIZE 4
 #define SF_X float
 #define SF_X_IS_T 1
 #define SF_NAME(name) name##_f32_f32
 #include "hot_loops_impl.h"
 
 #define SF_T double
+#define SF_T_SIZE 8
 #define SF_X uint8_t
 #define SF_X_IS_T 0
 #define SF_NAME(name) name##_f64_u8
 #include "hot_loops_impl.h"
 
 #define SF_T double
+#define SF_T_SIZE 8
 #define SF_X double
 #define SF_X_IS_T 1
 #define SF_NAME(name) name##_f64_f64

@@ -7,6 +7,8 @@
 
 /* Features per vector: 64 bytes of weights, whole mask groups. */
 #define SF_LANES ((ptrdiff_t)(SF_VECTOR_BYTES / sizeof(SF_T)))
+/* SF_LANES for the preprocessor: 16 floats or 8 doubles. */
+#define SF_LANES_LITERAL (SF_VECTOR_BYTES / SF_T_SIZE)
 #define SF_GROUPS_PER_LANES (SF_LANES / SF_GROUP)
 
 /* The rows' nonzero masks (see sf_nonzero_groups in hot_loops.h). */
@@ -51,15 +53,30 @@ SF_INLINE SF_NAME(sf_features) SF_NAME(sf_load_features)(const SF_X *p, ptrdiff_
     return features;
 }
 
-/* The sum of the lanes of v, halves added pairwise. */
+/* The sum of the lanes of v, halves added pairwise: in registers where the compiler shuffles vectors. */
 SF_INLINE SF_T SF_NAME(sf_sum_lanes)(SF_NAME(sf_features) v)
 {
+#if SF_SHUFFLEVECTOR
+#if SF_LANES_LITERAL == 16
+    typedef SF_T eight __attribute__((vector_size(8 * sizeof(SF_T))));
+    const eight v8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                     __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+#else
+    const SF_NAME(sf_features) v8 = v;
+#endif
+    typedef SF_T four __attribute__((vector_size(4 * sizeof(SF_T))));
+    typedef SF_T two __attribute__((vector_size(2 * sizeof(SF_T))));
+    const four v4 = __builtin_shufflevector(v8, v8, 0, 1, 2, 3) + __builtin_shufflevector(v8, v8, 4, 5, 6, 7);
+    const two v2 = __builtin_shufflevector(v4, v4, 0, 1) + __builtin_shufflevector(v4, v4, 2, 3);
+    return v2[0] + v2[1];
+#else
     SF_T lanes[SF_LANES];
     memcpy(lanes, &v, sizeof lanes);
     for (int width = SF_LANES / 2; width > 0; width /= 2)
         for (int l = 0; l < width; l++)
             lanes[l] += lanes[l + width];
     return lanes[0];
+#endif
 }
 
 /* acc[c] += features * Wt[c, j:j + SF_LANES] for c < k <= SF_CLASS_BLOCK. */
@@ -266,6 +283,8 @@ static void SF_NAME(sf_weight_gradient)(const SF_X *X, const uint64_t *masks, pt
 }
 
 #undef SF_LANES
+#undef SF_LANES_LITERAL
+#undef SF_T_SIZE
 #undef SF_GROUPS_PER_LANES
 #undef SF_T
 #undef SF_X

@@ -83,11 +83,28 @@ def _logits_row(x, Wt, b, scale, z):
     """``z (k,) = scale * (x (d,) @ Wt.T) + b`` for one row; ``Wt (k, d)`` is W transposed.
 
     Each logit is a dot product along the features, which LLVM vectorises
-    (reassociation lets it keep several partial sums).
+    (reassociation lets it keep several partial sums). Four classes share
+    each load of ``x``: a dot product alone does two loads per multiply-add,
+    which bounded it.
     """
     k, d = Wt.shape
-    for c in range(k):
-        total = z.dtype.type(0)
+    zero = z.dtype.type(0)
+    c = 0
+    while c + 4 <= k:
+        w0, w1, w2, w3 = Wt[c], Wt[c + 1], Wt[c + 2], Wt[c + 3]
+        t0 = t1 = t2 = t3 = zero
+        for j in range(d):
+            t0 += x[j] * w0[j]
+            t1 += x[j] * w1[j]
+            t2 += x[j] * w2[j]
+            t3 += x[j] * w3[j]
+        z[c] = t0 * scale + b[c]
+        z[c + 1] = t1 * scale + b[c + 1]
+        z[c + 2] = t2 * scale + b[c + 2]
+        z[c + 3] = t3 * scale + b[c + 3]
+        c += 4
+    for c in range(c, k):
+        total = zero
         for j in range(d):
             total += x[j] * Wt[c, j]
         z[c] = total * scale + b[c]

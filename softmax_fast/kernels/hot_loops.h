@@ -58,11 +58,17 @@
 #define SF_MULTIVERSIONED 0
 #endif
 
-/* GCC's and clang's vector types keep a tile's accumulators in registers; other compilers get plain loops. */
+/*
+ * GCC's and clang's vector types keep a tile's accumulators in registers;
+ * other compilers get plain loops. -DSF_VECTOR_EXTENSIONS=0 builds the plain
+ * loops anywhere (a test does, so that they stay right).
+ */
+#ifndef SF_VECTOR_EXTENSIONS
 #if defined(__GNUC__)
 #define SF_VECTOR_EXTENSIONS 1
 #else
 #define SF_VECTOR_EXTENSIONS 0
+#endif
 #endif
 
 /* GCC 12 and clang shuffle vectors in registers (a horizontal sum without a trip through memory). */

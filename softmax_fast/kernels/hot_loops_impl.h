@@ -24,6 +24,18 @@ SF_INLINE uint64_t SF_NAME(sf_nonzero_vectors)(uint64_t bits)
     return SF_GROUPS_PER_LANES == 2 ? (bits | bits >> 1) & 0x5555555555555555ull : bits;
 }
 
+#if !SF_VECTOR_EXTENSIONS
+/* The plain loops' one sum: x[0] * w[0] + x[x_step] * w[w_step] + ..., count terms in order. */
+SF_INLINE SF_T SF_NAME(sf_strided_dot)(const SF_X *x, ptrdiff_t x_step, const SF_T *w, ptrdiff_t w_step,
+                                       ptrdiff_t count)
+{
+    SF_T total = 0;
+    for (ptrdiff_t i = 0; i < count; i++)
+        total += (SF_T)x[i * x_step] * w[i * w_step];
+    return total;
+}
+#endif
+
 #if SF_VECTOR_EXTENSIONS
 /* SF_LANES consecutive features of a row of X, or weights of a row of Wt. */
 typedef SF_T SF_NAME(sf_features) __attribute__((vector_size(SF_LANES * sizeof(SF_T))));
@@ -244,12 +256,8 @@ static void SF_NAME(sf_logits)(const SF_X *X, const uint64_t *masks, ptrdiff_t n
 #else
     (void)masks;
     for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t c = 0; c < k; c++) {
-            SF_T total = 0;
-            for (ptrdiff_t j = 0; j < d; j++)
-                total += (SF_T)X[i * d + j] * Wt[c * dp + j];
-            Z[i * k + c] = total;
-        }
+        for (ptrdiff_t c = 0; c < k; c++)
+            Z[i * k + c] = SF_NAME(sf_strided_dot)(X + i * d, 1, Wt + c * dp, 1, d);
 #endif
 }
 
@@ -273,12 +281,8 @@ static void SF_NAME(sf_weight_gradient)(const SF_X *X, const uint64_t *masks, pt
 #else
     (void)masks;
     for (ptrdiff_t j = j0; j < j1; j++)
-        for (ptrdiff_t c = 0; c < k; c++) {
-            SF_T total = 0;
-            for (ptrdiff_t i = 0; i < n; i++)
-                total += (SF_T)X[i * d + j] * G[i * k + c];
-            dWt[c * dp + j] = total;
-        }
+        for (ptrdiff_t c = 0; c < k; c++)
+            dWt[c * dp + j] = SF_NAME(sf_strided_dot)(X + j, d, G + c, k, n);
 #endif
 }
 

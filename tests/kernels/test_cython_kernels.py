@@ -16,7 +16,7 @@ from numba.extending import get_cython_function_address
 
 import softmax_fast.kernels as kernels
 import softmax_fast.kernels.cython_kernels as cython_kernels
-from problems import make_problem
+from problems import assert_close, make_problem
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,41 +122,67 @@ def test_missing_extension_leaves_the_package_importable():
     assert "softmax_fast.kernels.cython_kernels" in reason
 
 
-@pytest.mark.skipif(not (SOURCE_ROOT / "setup.py").exists(), reason="needs the source tree's setup.py")
-def test_compiler_without_openmp_gives_a_serial_build_with_the_same_results(tmp_path):
+needs_source_tree = pytest.mark.skipif(not (SOURCE_ROOT / "setup.py").exists(), reason="needs the source tree's setup.py")
+
+
+def build_copy(tmp_path, env):
+    """A copy of the package in ``tmp_path / "build"``, its extension built with ``env``; returns its directory."""
     build = tmp_path / "build"
     build.mkdir()
     shutil.copy(SOURCE_ROOT / "setup.py", build)
     shutil.copytree(
         SOURCE_ROOT / "softmax_fast", build / "softmax_fast", ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__")
     )
-    # A compiler driver that rejects -fopenmp, as Apple clang without libomp does.
-    compiler = tmp_path / "cc-without-openmp"
-    compiler.write_text('#!/bin/sh\nfor arg; do [ "$arg" = -fopenmp ] && exit 1; done\nexec gcc "$@"\n')
-    compiler.chmod(0o755)
-    env = os.environ | {"CC": str(compiler)}
     result = subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=build, env=env, capture_output=True, text=True
+        [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=build, env=os.environ | env, capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "building the Cython kernels WITHOUT OpenMP" in result.stderr
+    return build, result
 
-    X, y, W, b, scale = make_problem(300, 784, 10, np.float32, "uint8")
+
+def train_epoch_in(build, tmp_path, X, y, W, b, scale, check):
+    """W after one epoch of the copy's cython backend, run in a fresh interpreter after ``check`` (code)."""
     np.savez(tmp_path / "problem.npz", X=X, y=y, W=W, b=b)
-    serial = run_python(
+    run_python(
         f"""
         import numpy as np
         import softmax_fast.kernels as kernels
         from softmax_fast.kernels import cython_kernels
-        assert not cython_kernels.OPENMP_ENABLED
         assert cython_kernels.__file__.startswith({str(build)!r}), cython_kernels.__file__
+        {check}
         p = dict(np.load({str(tmp_path / "problem.npz")!r}))
         kernels.get_backend("cython").train_epoch(p["X"], p["y"], p["W"], p["b"], 0.2, 128, {scale})
-        np.save({str(tmp_path / "W_serial.npy")!r}, p["W"])
+        np.save({str(tmp_path / "W_trained.npy")!r}, p["W"])
         """,
         cwd=build,
         env=os.environ | {"PYTHONPATH": str(build)},
     )
-    assert serial.returncode == 0
+    return np.load(tmp_path / "W_trained.npy")
+
+
+@needs_source_tree
+def test_compiler_without_openmp_gives_a_serial_build_with_the_same_results(tmp_path):
+    # A compiler driver that rejects -fopenmp, as Apple clang without libomp does.
+    compiler = tmp_path / "cc-without-openmp"
+    compiler.write_text('#!/bin/sh\nfor arg; do [ "$arg" = -fopenmp ] && exit 1; done\nexec gcc "$@"\n')
+    compiler.chmod(0o755)
+    build, result = build_copy(tmp_path, {"CC": str(compiler)})
+    assert "building the Cython kernels WITHOUT OpenMP" in result.stderr
+
+    X, y, W, b, scale = make_problem(300, 784, 10, np.float32, "uint8")
+    W_serial = train_epoch_in(build, tmp_path, X, y, W.copy(), b.copy(), scale,
+                              "assert not cython_kernels.OPENMP_ENABLED")
     kernels.get_backend("cython").train_epoch(X, y, W, b, 0.2, 128, scale)
-    np.testing.assert_array_equal(np.load(tmp_path / "W_serial.npy"), W)
+    np.testing.assert_array_equal(W_serial, W)
+
+
+@needs_source_tree
+def test_plain_loops_without_vector_extensions_match_the_reference(tmp_path):
+    # The loops other compilers than GCC and clang get, built here with GCC.
+    build, _ = build_copy(tmp_path, {"CFLAGS": "-DSF_VECTOR_EXTENSIONS=0"})
+    for d, k in [(531, 10), (37, 19)]:  # the narrow and the wide logits
+        X, y, W, b, scale = make_problem(300, d, k, np.float64, "uint8")
+        W_plain = train_epoch_in(build, tmp_path, X, y, W.copy(), b.copy(), scale, "")
+        kernels.get_backend("numpy").train_epoch(X, y, W, b, 0.2, 128, scale)
+        assert_close(W_plain, W, np.float64)

@@ -487,6 +487,37 @@ cdef int _predict(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
     return status
 
 
+cdef int _loss_and_grad(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
+                        const floating *W, const floating *b, floating scale, int n_threads, double *loss,
+                        floating *dW, floating *db) noexcept nogil:
+    """The mean loss of the batch ``X (n, d)`` and its gradient ``dW (d, k)``, ``db (k,)``; a status."""
+    cdef Py_ssize_t n_correct
+    # Without an update _sgd only reads W and b.
+    return _sgd(X, y, n, d, k, <floating *> W, <floating *> b, 0, n, scale, n_threads, False, loss, &n_correct,
+                dW, db)
+
+
+cdef int _sgd_step(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
+                   floating *W, floating *b, floating lr, floating scale, int n_threads, double *loss,
+                   Py_ssize_t *n_correct) noexcept nogil:
+    """One SGD step on the batch ``X (n, d)``, ``W`` and ``b`` in place; its mean loss and right predictions."""
+    return _sgd(X, y, n, d, k, W, b, lr, n, scale, n_threads, True, loss, n_correct, NULL, NULL)
+
+
+cdef int _train_epoch(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
+                      floating *W, floating *b, floating lr, Py_ssize_t batch_size, floating scale, int n_threads,
+                      double *mean_loss, double *accuracy) noexcept nogil:
+    """SGD over ``X[i:i + batch_size]`` in place; the mean of the batch losses and the accuracy before updates."""
+    cdef double loss_sum
+    cdef Py_ssize_t n_correct
+    cdef int status = _sgd(X, y, n, d, k, W, b, lr, batch_size, scale, n_threads, True, &loss_sum, &n_correct,
+                           NULL, NULL)
+    if status == SF_OK:
+        mean_loss[0] = loss_sum / ((n + batch_size - 1) // batch_size)
+        accuracy[0] = <double> n_correct / n
+    return status
+
+
 # The Python functions, reached through softmax_fast.kernels, which has checked
 # every argument; a status that is not SF_OK is a bug there or no memory.
 
@@ -528,38 +559,35 @@ def loss_and_grad(const features_t[:, ::1] X, const Py_ssize_t[::1] y,
     cdef floating[:, ::1] dW = np.empty((W.shape[0], W.shape[1]), dtype=dtype)
     cdef floating[::1] db = np.empty(W.shape[1], dtype=dtype)
     cdef double loss = 0
-    cdef Py_ssize_t n_correct = 0
     cdef int status
     with nogil:
-        status = _sgd(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], <floating *> &W[0, 0],
-                      <floating *> &b[0], 0, X.shape[0], <floating> scale, n_threads, False, &loss, &n_correct,
-                      &dW[0, 0], &db[0])
+        status = _loss_and_grad(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0],
+                                <floating> scale, n_threads, &loss, &dW[0, 0], &db[0])
     _raise_for(status)
     return loss, dW.base, db.base
 
 
-cdef tuple _train_in_place(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
-                           floating[::1] b, double lr, Py_ssize_t batch_size, double scale, int n_threads):
-    """SGD over ``X[i:i + batch_size]``, ``W`` and ``b`` updated in place; ``(loss_sum, n_correct)``."""
-    cdef double loss_sum = 0
+def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
+             floating[::1] b, double lr, double scale, int n_threads):
+    cdef double loss = 0
     cdef Py_ssize_t n_correct = 0
     cdef int status
     with nogil:
-        status = _sgd(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], <floating> lr,
-                      batch_size, <floating> scale, n_threads, True, &loss_sum, &n_correct, NULL, NULL)
+        status = _sgd_step(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], <floating> lr,
+                           <floating> scale, n_threads, &loss, &n_correct)
     _raise_for(status)
-    return loss_sum, n_correct
-
-
-def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
-             floating[::1] b, double lr, double scale, int n_threads):
-    return _train_in_place(X, y, W, b, lr, X.shape[0], scale, n_threads)
+    return loss, n_correct
 
 
 def train_epoch(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
                 floating[::1] b, double lr, Py_ssize_t batch_size, double scale, int n_threads):
-    loss_sum, n_correct = _train_in_place(X, y, W, b, lr, batch_size, scale, n_threads)
-    return loss_sum / ((X.shape[0] + batch_size - 1) // batch_size), n_correct / X.shape[0]
+    cdef double mean_loss = 0, accuracy = 0
+    cdef int status
+    with nogil:
+        status = _train_epoch(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0],
+                              <floating> lr, batch_size, <floating> scale, n_threads, &mean_loss, &accuracy)
+    _raise_for(status)
+    return mean_loss, accuracy
 
 
 def predict_proba(const features_t[:, ::1] X, const floating[:, ::1] W,

@@ -134,4 +134,5 @@ def test_every_kernel_on_extreme_batches_agrees_with_the_reference(backend, refe
     assert np.isfinite(loss) and n_correct == expected_correct
     assert_close(loss, expected_loss, dtype)
     assert_close(W, W_ref, dtype)
-    assert_close(b, b_ref, dtype)
+    # b moves by lr * db, the cancelling sum above: where b starts at zero it ends as rounding noise.
+    np.testing.assert_allclose(b, b_ref, rtol=tolerance(dtype), atol=tolerance(dtype))

@@ -31,6 +31,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport exp, expf, log, logf
 from libc.stdint cimport uint64_t
+from libc.string cimport memset
 
 import numpy as np
 
@@ -90,35 +91,66 @@ cdef extern from *:
     void sf_aligned_free(void *p) noexcept nogil
 
 cdef extern from "hot_loops.h" nogil:
-    const int SF_TILE
+    const int SF_CLASS_BLOCK
+    const int SF_GEMM_ROWS
     const int SF_FEATURE_TILE
     const int SF_MULTIVERSIONED
     Py_ssize_t sf_mask_words(Py_ssize_t d)
     Py_ssize_t sf_padded_features(Py_ssize_t d, size_t item_size)
+    Py_ssize_t sf_whole_vectors(Py_ssize_t n, size_t item_size)
+    Py_ssize_t sf_gemm_logits_scratch(Py_ssize_t n, Py_ssize_t d, size_t item_size)
+    Py_ssize_t sf_gemm_gradient_scratch(Py_ssize_t n, size_t item_size)
+    Py_ssize_t sf_gemm_padded_classes(Py_ssize_t k, size_t item_size)
+    void sf_finish_rows_f32(float *Z, Py_ssize_t n, Py_ssize_t ldz, Py_ssize_t k, const Py_ssize_t *labels,
+                            const float *b, float scale, float inv_n, double *row_loss,
+                            unsigned char *row_correct)
+    void sf_finish_rows_f64(double *Z, Py_ssize_t n, Py_ssize_t ldz, Py_ssize_t k, const Py_ssize_t *labels,
+                            const double *b, double scale, double inv_n, double *row_loss,
+                            unsigned char *row_correct)
     void sf_nonzero_groups_f32_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
     void sf_logits_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *Wt,
-                       Py_ssize_t dp, Py_ssize_t k, float *Z)
+                       Py_ssize_t dp, Py_ssize_t k, float *Z, Py_ssize_t ldz)
     void sf_weight_gradient_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t k, float *dWt,
-                                Py_ssize_t dp)
+                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t ldg, Py_ssize_t k,
+                                float *dWt, Py_ssize_t dp)
+    void sf_gemm_logits_f32_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, const float *W, Py_ssize_t k, float *Z,
+                             Py_ssize_t ldz, float *scratch)
+    void sf_gemm_weight_gradient_f32_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
+                                      const float *G, Py_ssize_t ldg, Py_ssize_t k, float lr, float scale, int update,
+                                      float *W, float *scratch)
     void sf_nonzero_groups_f32_f32(const float *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
     void sf_logits_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *Wt,
-                       Py_ssize_t dp, Py_ssize_t k, float *Z)
+                       Py_ssize_t dp, Py_ssize_t k, float *Z, Py_ssize_t ldz)
     void sf_weight_gradient_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t k, float *dWt,
-                                Py_ssize_t dp)
+                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t ldg, Py_ssize_t k,
+                                float *dWt, Py_ssize_t dp)
+    void sf_gemm_logits_f32_f32(const float *X, Py_ssize_t n, Py_ssize_t d, const float *W, Py_ssize_t k, float *Z,
+                             Py_ssize_t ldz, float *scratch)
+    void sf_gemm_weight_gradient_f32_f32(const float *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
+                                      const float *G, Py_ssize_t ldg, Py_ssize_t k, float lr, float scale, int update,
+                                      float *W, float *scratch)
     void sf_nonzero_groups_f64_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
     void sf_logits_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *Wt,
-                       Py_ssize_t dp, Py_ssize_t k, double *Z)
+                       Py_ssize_t dp, Py_ssize_t k, double *Z, Py_ssize_t ldz)
     void sf_weight_gradient_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t k, double *dWt,
-                                Py_ssize_t dp)
+                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t ldg, Py_ssize_t k,
+                                double *dWt, Py_ssize_t dp)
+    void sf_gemm_logits_f64_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, const double *W, Py_ssize_t k, double *Z,
+                             Py_ssize_t ldz, double *scratch)
+    void sf_gemm_weight_gradient_f64_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
+                                      const double *G, Py_ssize_t ldg, Py_ssize_t k, double lr, double scale, int update,
+                                      double *W, double *scratch)
     void sf_nonzero_groups_f64_f64(const double *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
     void sf_logits_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *Wt,
-                       Py_ssize_t dp, Py_ssize_t k, double *Z)
+                       Py_ssize_t dp, Py_ssize_t k, double *Z, Py_ssize_t ldz)
     void sf_weight_gradient_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t k, double *dWt,
-                                Py_ssize_t dp)
+                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t ldg, Py_ssize_t k,
+                                double *dWt, Py_ssize_t dp)
+    void sf_gemm_logits_f64_f64(const double *X, Py_ssize_t n, Py_ssize_t d, const double *W, Py_ssize_t k, double *Z,
+                             Py_ssize_t ldz, double *scratch)
+    void sf_gemm_weight_gradient_f64_f64(const double *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
+                                      const double *G, Py_ssize_t ldg, Py_ssize_t k, double lr, double scale, int update,
+                                      double *W, double *scratch)
 
 #: Whether this extension was compiled with OpenMP (otherwise every kernel runs on one thread).
 OPENMP_ENABLED = bool(SOFTMAX_FAST_OPENMP)
@@ -192,37 +224,76 @@ cdef inline void _nonzero_groups(const features_t *X, Py_ssize_t n, Py_ssize_t d
 
 
 cdef inline void _row_logits(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                             const floating *Wt, Py_ssize_t dp, Py_ssize_t k, floating *Z) noexcept nogil:
-    """``Z (n, k) = X (n, d) @ Wt[:, :d].T``, given the rows' nonzero masks; ``Wt`` is ``(k, dp)``."""
-    if floating is float:
-        if features_t is uchar:
-            sf_logits_f32_u8(X, masks, n, d, Wt, dp, k, Z)
-        elif features_t is float:
-            sf_logits_f32_f32(X, masks, n, d, Wt, dp, k, Z)
-    else:
-        if features_t is uchar:
-            sf_logits_f64_u8(X, masks, n, d, Wt, dp, k, Z)
-        elif features_t is double:
-            sf_logits_f64_f64(X, masks, n, d, Wt, dp, k, Z)
+                             const floating *Wt, Py_ssize_t dp, Py_ssize_t k, floating *Z,
+                             Py_ssize_t ldz) noexcept nogil:
+    """``Z[i, :k] = X (n, d) @ Wt[:, :d].T``, ``Z``'s rows ``ldz`` apart, given the rows' nonzero masks.
 
-
-cdef inline void _weight_gradient(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                  Py_ssize_t j0, Py_ssize_t j1, const floating *G, Py_ssize_t k,
-                                  floating *dWt, Py_ssize_t dp) noexcept nogil:
-    """``dWt[:, j] = G.T @ X[:, j]`` for features ``j0 <= j < j1``: the transposed gradient ``(k, dp)``.
-
-    ``G`` is ``(n, k)``; ``j0`` is a whole number of vectors of features.
+    ``Wt`` is ``(k, dp)``, ``k <= SF_CLASS_BLOCK``.
     """
     if floating is float:
         if features_t is uchar:
-            sf_weight_gradient_f32_u8(X, masks, n, d, j0, j1, G, k, dWt, dp)
+            sf_logits_f32_u8(X, masks, n, d, Wt, dp, k, Z, ldz)
         elif features_t is float:
-            sf_weight_gradient_f32_f32(X, masks, n, d, j0, j1, G, k, dWt, dp)
+            sf_logits_f32_f32(X, masks, n, d, Wt, dp, k, Z, ldz)
     else:
         if features_t is uchar:
-            sf_weight_gradient_f64_u8(X, masks, n, d, j0, j1, G, k, dWt, dp)
+            sf_logits_f64_u8(X, masks, n, d, Wt, dp, k, Z, ldz)
         elif features_t is double:
-            sf_weight_gradient_f64_f64(X, masks, n, d, j0, j1, G, k, dWt, dp)
+            sf_logits_f64_f64(X, masks, n, d, Wt, dp, k, Z, ldz)
+
+
+cdef inline void _weight_gradient(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
+                                  Py_ssize_t j0, Py_ssize_t j1, const floating *G, Py_ssize_t ldg, Py_ssize_t k,
+                                  floating *dWt, Py_ssize_t dp) noexcept nogil:
+    """``dWt[:, j] = G[:, :k].T @ X[:, j]`` for features ``j0 <= j < j1``: the transposed gradient ``(k, dp)``.
+
+    ``G`` has ``n`` rows ``ldg`` apart; ``j0`` is a whole number of vectors of features.
+    """
+    if floating is float:
+        if features_t is uchar:
+            sf_weight_gradient_f32_u8(X, masks, n, d, j0, j1, G, ldg, k, dWt, dp)
+        elif features_t is float:
+            sf_weight_gradient_f32_f32(X, masks, n, d, j0, j1, G, ldg, k, dWt, dp)
+    else:
+        if features_t is uchar:
+            sf_weight_gradient_f64_u8(X, masks, n, d, j0, j1, G, ldg, k, dWt, dp)
+        elif features_t is double:
+            sf_weight_gradient_f64_f64(X, masks, n, d, j0, j1, G, ldg, k, dWt, dp)
+
+
+cdef inline void _gemm_logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, const floating *W, Py_ssize_t k,
+                              floating *Z, Py_ssize_t ldz, floating *scratch) noexcept nogil:
+    """``Z[i, :k] = X (n, d) @ W (d, k)`` for many classes, ``Z``'s rows ``ldz`` apart (see ``hot_loops.h``)."""
+    if floating is float:
+        if features_t is uchar:
+            sf_gemm_logits_f32_u8(X, n, d, W, k, Z, ldz, scratch)
+        elif features_t is float:
+            sf_gemm_logits_f32_f32(X, n, d, W, k, Z, ldz, scratch)
+    else:
+        if features_t is uchar:
+            sf_gemm_logits_f64_u8(X, n, d, W, k, Z, ldz, scratch)
+        elif features_t is double:
+            sf_gemm_logits_f64_f64(X, n, d, W, k, Z, ldz, scratch)
+
+
+cdef inline void _gemm_weight_gradient(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
+                                       Py_ssize_t j1, const floating *G, Py_ssize_t ldg, Py_ssize_t k,
+                                       floating lr, floating scale, bint update, floating *W,
+                                       floating *scratch) noexcept nogil:
+    """``X.T @ G`` for features ``j0 <= j < j1`` and many classes: ``W`` updated with it, or written with it.
+
+    See ``sf_gemm_weight_gradient`` in ``hot_loops.h``.
+    """
+    if floating is float:
+        if features_t is uchar:
+            sf_gemm_weight_gradient_f32_u8(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, scratch)
+        elif features_t is float:
+            sf_gemm_weight_gradient_f32_f32(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, scratch)
+    else:
+        if features_t is uchar:
+            sf_gemm_weight_gradient_f64_u8(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, scratch)
+        elif features_t is double:
+            sf_gemm_weight_gradient_f64_f64(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, scratch)
 
 
 cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule, Py_ssize_t *start,
@@ -233,82 +304,96 @@ cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule,
     stop[0] = min(n, granules * (part + 1) // n_parts * granule)
 
 
-cdef inline bint _finish_row(floating *z, Py_ssize_t k, Py_ssize_t label, const floating *b,
-                             floating scale, floating inv_n, double *loss) noexcept nogil:
-    """Turn ``z``, one row of ``X @ W``, into that row of ``d loss / d Z = (softmax - onehot) / n``.
+cdef inline void _finish_rows(floating *Z, Py_ssize_t n, Py_ssize_t ldz, Py_ssize_t k, const Py_ssize_t *labels,
+                              const floating *b, floating scale, floating inv_n, double *row_loss,
+                              unsigned char *row_correct) noexcept nogil:
+    """Rows of ``X @ W`` in ``Z`` (``n`` rows ``ldz`` apart) to rows of ``d loss / d Z = (softmax - onehot) / n``.
 
-    Applies ``scale`` and the bias first; stores the row's cross-entropy in
-    ``loss`` and returns whether its argmax is ``label``.
+    Applies ``scale`` and the bias first; ``row_loss`` gets each row's
+    cross-entropy and ``row_correct`` whether its argmax is its label (see
+    ``sf_finish_rows`` in ``hot_loops.h``).
     """
-    cdef Py_ssize_t c
-    for c in range(k):
-        z[c] = z[c] * scale + b[c]
-    cdef bint correct = _argmax(z, k) == label
-    cdef floating target = z[label]
-    loss[0] = _softmax_in_place(z, k) - target
-    z[label] -= 1
-    for c in range(k):
-        z[c] *= inv_n
-    return correct
+    if floating is float:
+        sf_finish_rows_f32(Z, n, ldz, k, labels, b, scale, inv_n, row_loss, row_correct)
+    else:
+        sf_finish_rows_f64(Z, n, ldz, k, labels, b, scale, inv_n, row_loss, row_correct)
 
 
 cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d,
-                      Py_ssize_t k, Py_ssize_t dp, floating *Wt, floating *b, floating lr,
+                      Py_ssize_t k, floating *weights, Py_ssize_t ldw, floating *b, floating lr,
                       floating scale, Py_ssize_t batch_size, bint update, uint64_t *masks,
-                      floating *G,
-                      double *row_loss, unsigned char *row_correct, floating *dWt, floating *db,
+                      floating *G, Py_ssize_t ldg, double *row_loss, unsigned char *row_correct,
+                      floating *gradient, floating *db, floating *scratch, Py_ssize_t thread_scratch,
                       double *loss_sum, Py_ssize_t *n_correct) noexcept nogil:
     """One thread's share of SGD over the batches ``X[i:i + batch_size]``, in an OpenMP team.
 
-    ``Wt (k, dp)`` holds the weights transposed and padded, ``b (k,)`` the
-    bias; ``masks`` (the rows' nonzero masks), ``G (rows, k)``, ``row_loss``
-    and ``row_correct`` have ``min(batch_size, n)`` rows, ``dWt`` is
-    ``(k, dp)`` and ``db (k,)``. Every thread calls this with the same
-    arguments. With ``update`` false (one batch, for ``loss_and_grad``) the
-    weights stay and ``G.T @ X`` (without ``scale``) is left in ``dWt`` and
-    ``G.sum(0)`` in ``db``. Thread 0 adds each batch's mean loss to
-    ``loss_sum`` and its right predictions to ``n_correct``.
+    Up to ``SF_CLASS_BLOCK`` classes, ``weights`` is ``Wt (k, ldw)``, the
+    weights transposed and padded, and ``gradient`` a scratch ``dWt (k,
+    ldw)``; with more, ``weights`` is ``W (d, k)`` itself and ``gradient``
+    (without ``update``) the output ``dW (d, k)``. ``b (ldg,)`` is the bias,
+    zero past ``k``; ``masks`` (the rows' nonzero masks, narrow case), ``G (rows, ldg)``,
+    ``row_loss`` and ``row_correct`` have ``min(batch_size, n)`` rows, ``db``
+    is ``(k,)``, ``scratch`` holds ``thread_scratch`` values per thread (GEMM
+    case). Every thread calls this with the same arguments. With ``update``
+    false (one batch, for ``loss_and_grad``) the weights stay and the
+    gradient of the mean loss is left in ``gradient`` (narrow case: ``G.T @
+    X`` without ``scale``) and ``G.sum(0)`` in ``db``. Thread 0 adds each
+    batch's mean loss to ``loss_sum`` and its right predictions to
+    ``n_correct``.
     """
     cdef int thread = sf_thread_number(), n_threads = sf_team_size()
+    cdef bint wide = k > SF_CLASS_BLOCK
     cdef Py_ssize_t start = 0, rows, first, stop, i, j, c
-    cdef floating inv_n, total
+    cdef floating inv_n
     cdef double batch_loss
     cdef const features_t *batch
     cdef Py_ssize_t words = sf_mask_words(d)
+    cdef floating *own_scratch = scratch + thread * thread_scratch
     while start < n:
         rows = min(batch_size, n - start)
         batch = X + start * d
         inv_n = (<floating> 1) / rows
-        _share(rows, thread, n_threads, SF_TILE, &first, &stop)
-        _nonzero_groups(batch + first * d, stop - first, d, Wt, masks + first * words)
-        _row_logits(batch + first * d, masks + first * words, stop - first, d, Wt, dp, k, G + first * k)
-        for i in range(first, stop):
-            row_correct[i] = _finish_row(G + i * k, k, y[start + i], b, scale, inv_n, &row_loss[i])
+        _share(rows, thread, n_threads, SF_GEMM_ROWS, &first, &stop)
+        if wide:
+            _gemm_logits(batch + first * d, stop - first, d, weights, k, G + first * ldg, ldg, own_scratch)
+        else:
+            _nonzero_groups(batch + first * d, stop - first, d, weights, masks + first * words)
+            _row_logits(batch + first * d, masks + first * words, stop - first, d, weights, ldw, k,
+                        G + first * ldg, ldg)
+        _finish_rows(G + first * ldg, stop - first, ldg, k, y + start + first, b, scale, inv_n, row_loss + first,
+                     row_correct + first)
         sf_barrier()
 
         # The next batch's rows come from memory while this one's gradient is computed.
         if start + rows < n:
-            _share(min(batch_size, n - start - rows), thread, n_threads, SF_TILE, &first, &stop)
+            _share(min(batch_size, n - start - rows), thread, n_threads, SF_GEMM_ROWS, &first, &stop)
             sf_prefetch(batch + (rows + first) * d, (stop - first) * d * sizeof(features_t))
-        _share(d, thread, n_threads, SF_FEATURE_TILE, &first, &stop)
-        _weight_gradient(batch, masks, rows, d, first, stop, G, k, dWt, dp)
-        if update:
-            for c in range(k):
-                for j in range(first, stop):
-                    Wt[c * dp + j] -= lr * (scale * dWt[c * dp + j])
+        if wide:
+            _share(d, thread, n_threads, SF_GEMM_ROWS, &first, &stop)
+            _gemm_weight_gradient(batch, rows, d, first, stop, G, ldg, k, lr, scale, update,
+                                  weights if update else gradient, own_scratch)
+        else:
+            _share(d, thread, n_threads, SF_FEATURE_TILE, &first, &stop)
+            _weight_gradient(batch, masks, rows, d, first, stop, G, ldg, k, gradient, ldw)
+            if update:
+                for c in range(k):
+                    for j in range(first, stop):
+                        weights[c * ldw + j] -= lr * (scale * gradient[c * ldw + j])
         if thread == 0:
             batch_loss = 0
             for i in range(rows):
                 batch_loss += row_loss[i]
                 n_correct[0] += row_correct[i]
             loss_sum[0] += batch_loss / rows
+            # db = G.sum(0), each column summed over the rows in order; row by row, as G is laid out.
             for c in range(k):
-                total = 0
-                for i in range(rows):
-                    total += G[i * k + c]
-                db[c] = total
-                if update:
-                    b[c] -= lr * total
+                db[c] = 0
+            for i in range(rows):
+                for c in range(k):
+                    db[c] += G[i * ldg + c]
+            if update:
+                for c in range(k):
+                    b[c] -= lr * db[c]
         sf_barrier()
         start += rows
 
@@ -359,36 +444,58 @@ cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t
         status = _check_labels(y, n, k)
     if status != SF_OK:
         return status
-    cdef Py_ssize_t dp = sf_padded_features(d, sizeof(floating)), rows = min(batch_size, n)
-    cdef Py_ssize_t i, j, c
-    cdef floating *Wt = _transposed_weights(W, d, k, dp)
-    cdef floating *dWt = <floating *> sf_aligned_malloc(k * dp * sizeof(floating))
-    cdef floating *G = <floating *> sf_aligned_malloc(rows * k * sizeof(floating))
+    cdef bint wide = k > SF_CLASS_BLOCK
+    cdef Py_ssize_t rows = min(batch_size, n), i, j, c
+    # Narrow: the weights transposed, rows ldw apart; GEMM: W as it is. G's rows (and the bias's working copy)
+    # hold whole vectors for the rows' finishing, whole panels for the GEMM.
+    cdef Py_ssize_t ldw = k if wide else sf_padded_features(d, sizeof(floating))
+    cdef Py_ssize_t ldg = (sf_gemm_padded_classes(k, sizeof(floating)) if wide
+                           else sf_whole_vectors(k, sizeof(floating)))
+    # A thread's share of a batch's rows (whole tiles) for the GEMM's packed rows.
+    cdef Py_ssize_t tiles = (rows + SF_GEMM_ROWS - 1) // SF_GEMM_ROWS
+    cdef Py_ssize_t share_rows = (tiles + n_threads - 1) // n_threads * SF_GEMM_ROWS
+    cdef Py_ssize_t thread_scratch = max(sf_gemm_logits_scratch(share_rows, d, sizeof(floating)),
+                                         sf_gemm_gradient_scratch(rows, sizeof(floating))) if wide else 0
+    cdef floating *weights = W if wide else _transposed_weights(W, d, k, ldw)
+    cdef floating *gradient = dW if wide else <floating *> sf_aligned_malloc(k * ldw * sizeof(floating))
+    cdef floating *G = <floating *> sf_aligned_malloc(rows * ldg * sizeof(floating))
+    cdef floating *scratch = <floating *> sf_aligned_malloc(max(1, n_threads * thread_scratch) * sizeof(floating))
+    cdef floating *bias = <floating *> sf_aligned_malloc(ldg * sizeof(floating))
     cdef floating *db_batch = <floating *> sf_aligned_malloc(k * sizeof(floating))
     cdef uint64_t *masks = <uint64_t *> sf_aligned_malloc(rows * sf_mask_words(d) * sizeof(uint64_t))
     cdef double *row_loss = <double *> sf_aligned_malloc(rows * sizeof(double))
     cdef unsigned char *row_correct = <unsigned char *> sf_aligned_malloc(rows)
-    if (Wt == NULL or dWt == NULL or G == NULL or db_batch == NULL or masks == NULL or row_loss == NULL
-            or row_correct == NULL):
+    if (weights == NULL or (gradient == NULL and not (wide and update)) or G == NULL or scratch == NULL
+            or bias == NULL or db_batch == NULL or masks == NULL or row_loss == NULL or row_correct == NULL):
         status = SF_ERROR_NO_MEMORY
     else:
+        # The GEMM reads G's padding columns: zeros.
+        memset(G, 0, rows * ldg * sizeof(floating))
+        memset(bias, 0, ldg * sizeof(floating))
+        for c in range(k):
+            bias[c] = b[c]
         loss_sum[0] = 0
         n_correct[0] = 0
         with parallel(num_threads=n_threads):
-            _sgd_worker(X, y, n, d, k, dp, Wt, b, lr, scale, batch_size, update, masks, G, row_loss,
-                        row_correct, dWt, db_batch, loss_sum, n_correct)
-        for j in range(d):
+            _sgd_worker(X, y, n, d, k, weights, ldw, bias, lr, scale, batch_size, update, masks, G, ldg, row_loss,
+                        row_correct, gradient, db_batch, scratch, thread_scratch, loss_sum, n_correct)
+        for j in range(d if not wide else 0):
             for c in range(k):
                 if update:
-                    W[j * k + c] = Wt[c * dp + j]
+                    W[j * k + c] = weights[c * ldw + j]
                 else:
-                    dW[j * k + c] = dWt[c * dp + j] * scale
-        if not update:
-            for c in range(k):
+                    dW[j * k + c] = gradient[c * ldw + j] * scale
+        for c in range(k):
+            if update:
+                b[c] = bias[c]
+            else:
                 db[c] = db_batch[c]
-    sf_aligned_free(Wt)
-    sf_aligned_free(dWt)
+    if not wide:
+        sf_aligned_free(weights)
+        sf_aligned_free(gradient)
     sf_aligned_free(G)
+    sf_aligned_free(scratch)
+    sf_aligned_free(bias)
     sf_aligned_free(db_batch)
     sf_aligned_free(masks)
     sf_aligned_free(row_loss)
@@ -402,27 +509,33 @@ cdef int _logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, 
     cdef int status = _check_sizes(n, d, k, 1, n_threads)
     if status != SF_OK:
         return status
+    cdef bint wide = k > SF_CLASS_BLOCK
     cdef Py_ssize_t dp = sf_padded_features(d, sizeof(floating)), words = sf_mask_words(d)
     cdef Py_ssize_t tile, first, rows, i, c
-    cdef uint64_t *thread_masks
-    # Rows go in tiles, their nonzero masks in their thread's scratch.
-    cdef Py_ssize_t tile_rows = 64
-    cdef floating *Wt = _transposed_weights(W, d, k, dp)
-    cdef uint64_t *masks = <uint64_t *> sf_aligned_malloc(n_threads * tile_rows * words * sizeof(uint64_t))
-    if Wt == NULL or masks == NULL:
+    # Rows go in tiles; each thread has scratch for a tile's nonzero masks (narrow) or packed rows (GEMM).
+    cdef Py_ssize_t tile_rows = 128
+    cdef Py_ssize_t thread_scratch = (sf_gemm_logits_scratch(tile_rows, d, sizeof(floating)) * sizeof(floating)
+                                      if wide else tile_rows * words * sizeof(uint64_t))
+    cdef unsigned char *own_scratch
+    cdef floating *Wt = NULL if wide else _transposed_weights(W, d, k, dp)
+    cdef unsigned char *scratch = <unsigned char *> sf_aligned_malloc(n_threads * thread_scratch)
+    if (Wt == NULL and not wide) or scratch == NULL:
         status = SF_ERROR_NO_MEMORY
     else:
         for tile in prange((n + tile_rows - 1) // tile_rows, schedule="static", num_threads=n_threads):
             first = tile * tile_rows
             rows = min(tile_rows, n - first)
-            thread_masks = masks + threadid() * tile_rows * words
-            _nonzero_groups(X + first * d, rows, d, Wt, thread_masks)
-            _row_logits(X + first * d, thread_masks, rows, d, Wt, dp, k, Z + first * k)
+            own_scratch = scratch + threadid() * thread_scratch
+            if wide:
+                _gemm_logits(X + first * d, rows, d, W, k, Z + first * k, k, <floating *> own_scratch)
+            else:
+                _nonzero_groups(X + first * d, rows, d, Wt, <uint64_t *> own_scratch)
+                _row_logits(X + first * d, <uint64_t *> own_scratch, rows, d, Wt, dp, k, Z + first * k, k)
             for i in range(first, first + rows):
                 for c in range(k):
                     Z[i * k + c] = Z[i * k + c] * scale + b[c]
     sf_aligned_free(Wt)
-    sf_aligned_free(masks)
+    sf_aligned_free(scratch)
     return status
 
 

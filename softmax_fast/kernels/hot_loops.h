@@ -1,37 +1,52 @@
 /*
  * The matrix loops of the Cython kernels: the logits X @ W of a block of rows
- * and the weight gradient G.T @ X of a block of features.
+ * and the weight gradient X.T @ G of a block of features.
  *
  * They are C so that GCC can compile each loop for several instruction sets
  * and pick one when the extension is loaded (target_clones): a wheel built
  * here stays portable and still uses AVX-512 or AVX2 where the CPU has them.
  * Everything else (softmax, loss, threads, updates) stays in Cython.
  *
- * Both loops run their vectors along the features, SF_LANES of them (64
- * bytes of weights) at a time: the weights are held transposed, Wt (k, dp),
- * each class a row padded with zeros to dp features, a whole number of
- * vectors, and the gradient is produced the same way, dWt (k, dp). The loops
- * read uint8 pixels as they are stored (a quarter of float32's memory
- * traffic) or features of the weights' type, converting a vector of them at a
- * time, once for all the classes it meets. Accumulators stay in registers:
- * fixed trip counts and GCC's vector types see to it.
+ * Two families, by the number of classes k:
  *
- * Zeros are skipped: each row gets a bit mask of its groups of SF_GROUP
- * features that are not all zero (sf_nonzero_groups), and the loops visit
- * only the vectors with a bit set, so MNIST's blank borders cost a bit test,
- * not a branch per feature to mispredict. A skipped term is an exact zero,
- * so skipping never changes a result, and each output is summed in an order
- * fixed by the data alone (a logit: lane l of a vector accumulator sums the
- * features j = l mod SF_LANES in ascending order, then the lanes are added
- * in a fixed tree; a gradient entry: rows ascending), whatever the tiling or
- * the thread that computes it: results are bitwise independent of the
+ * Up to SF_CLASS_BLOCK classes (MNIST's case), the loops run their vectors
+ * along the features, SF_LANES of them (64 bytes of weights) at a time: the
+ * weights are held transposed, Wt (k, dp), each class a row padded with zeros
+ * to dp features, a whole number of vectors, and the gradient is produced the
+ * same way, dWt (k, dp). The loops read uint8 pixels as they are stored (a
+ * quarter of float32's memory traffic) or features of the weights' type,
+ * converting a vector of them at a time, once for all the classes it meets.
+ * Accumulators stay in registers: fixed trip counts and GCC's vector types
+ * see to it. Zeros are skipped: each row gets a bit mask of its groups of
+ * SF_GROUP features that are not all zero (sf_nonzero_groups), and the loops
+ * visit only the vectors with a bit set, so MNIST's blank borders cost a bit
+ * test, not a branch per feature to mispredict. A skipped term is an exact
+ * zero, so skipping never changes a result.
+ *
+ * With more classes (a linear probe on embeddings, say), two GEMMs on W
+ * (d, k) as it is, vectors along the classes: tiles of SF_GEMM_ROWS rows (or
+ * features) by a panel of SF_GEMM_VECTORS vectors of classes, the rows packed
+ * once for all panels, so that each value loaded serves several
+ * multiply-adds; the gradient updates W as it is produced.
+ *
+ * Each output is summed in an order fixed by the data alone (a narrow logit:
+ * lane l of a vector accumulator sums the features j = l mod SF_LANES in
+ * ascending order, then the lanes are added in a fixed tree; a GEMM logit:
+ * features ascending; a gradient entry: rows ascending), whatever the tiling
+ * or the thread that computes it: results are bitwise independent of the
  * thread count.
  *
- * hot_loops_impl.h is included once per (weight type, feature type) pair.
+ * The rows of a batch are finished (softmax, loss, the gradient of the
+ * logits) by sf_finish_rows, vectorised along the classes with its own exp.
+ *
+ * hot_loops_impl.h is included once per (weight type, feature type) pair;
+ * what depends on the weight type alone is compiled in the pair whose
+ * features have that type (SF_X_IS_T), named by SF_T_NAME.
  */
 #ifndef SOFTMAX_FAST_HOT_LOOPS_H
 #define SOFTMAX_FAST_HOT_LOOPS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -41,12 +56,17 @@
 /*
  * Classes done in one pass over a row's features (logits, up to this many
  * classes) or over a vector of features' rows (gradient): one vector
- * accumulator each, 16 of AVX-512's 32 registers.
+ * accumulator each, 16 of AVX-512's 32 registers. More classes than this go
+ * to the GEMM loops.
  */
 #define SF_CLASS_BLOCK 16
-/* Rows and classes of a logits tile when there are more classes: each vector of weights serves SF_TILE rows. */
-#define SF_TILE 4
-#define SF_TILE_CLASSES 4
+/*
+ * A tile of the GEMM loops: SF_GEMM_ROWS rows (logits) or features
+ * (gradient) by SF_GEMM_VECTORS vectors of classes, 24 accumulators in
+ * AVX-512's 32 registers; each value loaded serves 4 or 6 multiply-adds.
+ */
+#define SF_GEMM_ROWS 6
+#define SF_GEMM_VECTORS 4
 /* Features per share of the gradient among threads: whole vectors of floats or doubles. */
 #define SF_FEATURE_TILE 16
 
@@ -133,6 +153,37 @@ SF_INLINE ptrdiff_t sf_padded_features(ptrdiff_t d, size_t item_size)
     return (d + lanes - 1) / lanes * lanes;
 }
 
+/* n rounded up to whole vectors of item_size-byte values: scratch that keeps the next block 64-byte aligned. */
+SF_INLINE ptrdiff_t sf_whole_vectors(ptrdiff_t n, size_t item_size)
+{
+    return sf_padded_features(n, item_size);
+}
+
+/* The scratch, in item_size-byte values, of sf_gemm_logits on n rows of d features. */
+SF_INLINE ptrdiff_t sf_gemm_logits_scratch(ptrdiff_t n, ptrdiff_t d, size_t item_size)
+{
+    const ptrdiff_t lanes = SF_VECTOR_BYTES / (ptrdiff_t)item_size;
+    const ptrdiff_t tiles = (n + SF_GEMM_ROWS - 1) / SF_GEMM_ROWS;
+    return sf_whole_vectors(tiles * SF_GEMM_ROWS * d + d * SF_GEMM_VECTORS * lanes, item_size);
+}
+
+/* The scratch, in item_size-byte values, of sf_gemm_weight_gradient on n rows. */
+SF_INLINE ptrdiff_t sf_gemm_gradient_scratch(ptrdiff_t n, size_t item_size)
+{
+    return sf_whole_vectors(n * SF_GEMM_ROWS, item_size);
+}
+
+/*
+ * The row stride of G for sf_gemm_weight_gradient, k classes of item_size
+ * bytes: whole panels, and one vector more, so that rows are not a multiple
+ * of 4 KiB apart (which would map them all to the same cache sets).
+ */
+SF_INLINE ptrdiff_t sf_gemm_padded_classes(ptrdiff_t k, size_t item_size)
+{
+    const ptrdiff_t lanes = SF_VECTOR_BYTES / (ptrdiff_t)item_size, panel = SF_GEMM_VECTORS * lanes;
+    return (k + panel - 1) / panel * panel + lanes;
+}
+
 /* Bit w set where 8-byte word w of p[0:64] is not all zero bits: for uint8 features, 8 groups. */
 SF_INLINE unsigned sf_nonzero_words(const unsigned char *p)
 {
@@ -202,6 +253,7 @@ SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t
 #define SF_X float
 #define SF_X_IS_T 1
 #define SF_NAME(name) name##_f32_f32
+#define SF_T_NAME(name) name##_f32
 #include "hot_loops_impl.h"
 
 #define SF_T double
@@ -216,6 +268,7 @@ SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t
 #define SF_X double
 #define SF_X_IS_T 1
 #define SF_NAME(name) name##_f64_f64
+#define SF_T_NAME(name) name##_f64
 #include "hot_loops_impl.h"
 
 #endif

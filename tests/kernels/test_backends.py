@@ -10,9 +10,10 @@ BATCH_SIZE = 128
 # (n, d, k, logits): n not a multiple of the batch size, n below it, two classes,
 # one feature, MNIST's shape, rows of more than 512 features that end in a
 # short vector with as many classes as one pass of the compiled logits takes
-# (16), more classes than that (the compiled kernels' wide-k loops, in tiles
-# of 4 classes: 40 fills them, 19 does not), logits of magnitude ~1000, and
-# all logits tied.
+# (16), more classes than that (the compiled kernels' GEMM loops, in panels
+# of 64 float32 or 32 float64 classes and tiles of 6 rows: 19 and 40 classes
+# fill part of one panel, 70 fills one or two and part of the next), logits
+# of magnitude ~1000, and all logits tied.
 SHAPES = {
     "n_not_multiple_of_batch": (300, 20, 5, "moderate"),
     "n_below_batch": (50, 20, 5, "moderate"),
@@ -22,6 +23,7 @@ SHAPES = {
     "long_rows": (130, 531, 16, "moderate"),
     "many_classes": (150, 37, 40, "moderate"),
     "many_classes_long_rows": (70, 531, 19, "moderate"),
+    "many_panels": (130, 50, 70, "moderate"),
     "large_logits": (150, 784, 10, "large"),
     "ties": (130, 20, 5, "ties"),
 }
@@ -149,7 +151,7 @@ def test_ties_go_to_the_lowest_class(backend, dtype):
     np.testing.assert_array_equal(backend.predict(X, W, b, scale), 0)
 
 
-@pytest.mark.parametrize("n_classes", [10, 40])
+@pytest.mark.parametrize("n_classes", [10, 70])
 def test_thread_count_does_not_change_a_bit(compiled_backend, dtype, input_kind, n_classes):
     X, y, W, b, scale = make_problem(1000, 784, n_classes, dtype, input_kind, seed=2)
     Z = (X * scale).astype(dtype) @ W + b

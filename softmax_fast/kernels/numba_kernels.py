@@ -11,15 +11,17 @@ meet the contract; ``scale`` and ``lr`` should then be of the weights' dtype.
 
 The matrix loops are written in the one form LLVM's loop vectoriser turns into
 register-blocked code: sums along the innermost loop, over rows of two
-matrices that are both contiguous along it. The logits ``F @ Wt.T`` (``F`` the
-batch's features, ``Wt (k, d)`` the weights transposed) are computed in tiles
-of ``ROW_TILE`` rows by ``CLASS_TILE`` classes, one vector accumulator per
-logit, so that each vector of features meets every class of the tile and each
-vector of weights every row. The weight gradient ``G.T @ F`` is produced a block
-of ``FEATURE_BLOCK`` features at a time, each vector of a row's features
-meeting ``CLASS_TILE`` classes and each class taking ``ROW_TILE`` rows per
-update. Rows whose features are all zero in a block (MNIST's blank borders)
-add nothing to its gradient and are passed over.
+matrices that are both contiguous along it. The logits ``X @ Wt.T`` (``Wt (k,
+d)`` the weights transposed; ``scale`` multiplies the sums) are computed in
+tiles of ``ROW_TILE`` rows by ``CLASS_TILE`` classes, one vector accumulator
+per logit, so that each vector of X, converted once to the weights' dtype,
+meets every class of the tile and each vector of weights every row. The
+weight gradient ``G.T @ X`` is produced a block of ``FEATURE_BLOCK`` features
+at a time, each vector of a row of X meeting ``CLASS_TILE`` classes and each
+class taking ``ROW_TILE`` rows per update. Rows whose features are all zero
+in a block (MNIST's blank borders) add nothing to its gradient and are
+passed over. X is read as it is stored: uint8 pixels are a quarter of
+float32's memory traffic, and no converted copy of the batch is written.
 
 Parallel work is split so that no sum depends on how it is shared among
 threads: chunks of rows for the forward pass, blocks of features for the
@@ -115,9 +117,12 @@ def _logsumexp(z):
 
 
 @_kernel()
-def _softmax_in_place(z):
-    """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input."""
-    row_max = z[_argmax(z)]
+def _softmax_in_place(z, best):
+    """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input.
+
+    ``best`` is the index of the maximum of ``z`` (``_argmax(z)``).
+    """
+    row_max = z[best]
     total = z.dtype.type(0)
     for c in range(z.shape[0]):
         z[c] = np.exp(z[c] - row_max)
@@ -128,66 +133,92 @@ def _softmax_in_place(z):
 
 
 @_kernel()
-def _features(X, scale, F):
-    """``F (n, d) = X (n, d) * scale`` in ``F``'s dtype (the weights'): uint8 pixels converted once."""
-    n, d = X.shape
-    for i in range(n):
-        for j in range(d):
-            F[i, j] = F.dtype.type(X[i, j]) * scale
+def _n_blocks(d):
+    """The number of blocks of ``FEATURE_BLOCK`` features (the last may be shorter) in ``d`` features."""
+    return (d + FEATURE_BLOCK - 1) // FEATURE_BLOCK
 
 
 @_kernel()
-def _logits_tile(F, i0, Wt, c0, b, Z):
-    """``Z[i, c] = F[i] @ Wt[c] + b[c]`` for ``ROW_TILE`` rows from ``i0`` and ``CLASS_TILE`` classes from ``c0``.
+def _nonzero_blocks(X, nonzero):
+    """``nonzero (n, _n_blocks(d))`` bool: whether each block of features of each row of ``X (n, d)`` holds a nonzero.
 
-    ``F (n, d)``, ``Wt (k, d)``, ``Z (n, k)``. Rows from ``n`` and classes from
-    ``k`` on are replaced by the last one: computed again and written again
-    with the same value, so that every tile has the same constant shape. The
-    loops over the tile, of constant length, are unrolled; the loop over the
-    features is vectorised with one accumulator per logit, each summing its
-    features in the same order, wherever it is in the tile.
+    Blocks in the outer loop: the width of the inner one is then the same for
+    every row (LLVM specialises it), which runs it four times as fast.
     """
-    n, d = F.shape
+    n, d = X.shape
+    for block in range(_n_blocks(d)):
+        start = block * FEATURE_BLOCK
+        width = min(FEATURE_BLOCK, d - start)
+        for i in range(n):
+            x = X[i, start:start + width]
+            any_nonzero = False
+            for j in range(width):
+                any_nonzero |= x[j] != 0
+            nonzero[i, block] = any_nonzero
+
+
+@_kernel()
+def _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z):
+    """``Z[i, c] = scale * X[i] @ Wt[c] + b[c]`` for ``ROW_TILE`` rows from ``i0`` and ``CLASS_TILE`` classes from ``c0``.
+
+    ``X (n, d)``, ``nonzero`` from ``_nonzero_blocks(X)``, ``Wt (k, d)``,
+    ``Z (n, k)``. Rows from ``n`` and classes from ``k`` on are replaced by
+    the last one: computed again and written again with the same value, so
+    that every tile has the same constant shape. The loops over the tile, of
+    constant length, are unrolled; the loop over the features is vectorised
+    with one accumulator per logit, each summing its features in the same
+    order, wherever it is in the tile; each vector of X is converted to the
+    weights' dtype once for all the classes of the tile. The loop runs from
+    the first block of features that is nonzero in some row of the tile to
+    the last (MNIST's blank top and bottom rows of pixels, which would add
+    exact zeros for finite weights, are passed over).
+    """
+    n, d = X.shape
     k = Wt.shape[0]
-    acc = _stack_array(TILE, F.dtype)
+    first_block, last_block = nonzero.shape[1], -1
+    for r in range(ROW_TILE):
+        flags = nonzero[min(i0 + r, n - 1)]
+        for block in range(nonzero.shape[1]):
+            if flags[block]:
+                first_block = min(first_block, block)
+                last_block = max(last_block, block)
+    # Indices start + j, start known not negative: Numba then drops its test for
+    # negative indices, which would turn the loads into gathers.
+    start = max(first_block * FEATURE_BLOCK, 0)
+    stop = min((last_block + 1) * FEATURE_BLOCK, d)
+    acc = _stack_array(TILE, Wt.dtype)
     for t in range(TILE):
         acc[t] = 0
-    for j in range(d):
+    for j in range(stop - start):
         for r in range(ROW_TILE):
-            x = F[min(i0 + r, n - 1), j]
+            x = Wt.dtype.type(X[min(i0 + r, n - 1), start + j])
             for c in range(CLASS_TILE):
-                acc[r * CLASS_TILE + c] += x * Wt[min(c0 + c, k - 1), j]
+                acc[r * CLASS_TILE + c] += x * Wt[min(c0 + c, k - 1), start + j]
     for r in range(ROW_TILE):
         for c in range(CLASS_TILE):
-            Z[min(i0 + r, n - 1), min(c0 + c, k - 1)] = acc[r * CLASS_TILE + c] + b[min(c0 + c, k - 1)]
+            Z[min(i0 + r, n - 1), min(c0 + c, k - 1)] = acc[r * CLASS_TILE + c] * scale + b[min(c0 + c, k - 1)]
 
 
 @_kernel()
-def _logits(F, Wt, b, Z):
-    """``Z (n, k) = F (n, d) @ Wt.T + b``, ``Wt (k, d)`` the weights transposed.
+def _logits(X, scale, Wt, b, nonzero, Z):
+    """``Z (n, k) = (X (n, d) * scale) @ Wt.T + b``, ``Wt (k, d)`` the weights transposed.
 
-    A tile of classes meets every row before the next, so that its weights
-    stay in the cache.
+    Fills ``nonzero`` (see ``_nonzero_blocks``) first. A tile of classes
+    meets every row before the next, so that its weights stay in the cache.
     """
-    n = F.shape[0]
+    _nonzero_blocks(X, nonzero)
+    n = X.shape[0]
     k = Wt.shape[0]
     for c0 in range(0, k, CLASS_TILE):
         for i0 in range(0, n, ROW_TILE):
-            _logits_tile(F, i0, Wt, c0, b, Z)
-
-
-@_kernel()
-def _chunk_logits(X, scale, Wt, b, F, Z):
-    """``Z (n, k) = (X * scale) @ Wt.T + b`` for rows ``X (n, d)``, through their features ``F (n, d)`` (filled)."""
-    _features(X, scale, F)
-    _logits(F, Wt, b, Z)
+            _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z)
 
 
 @_kernel(parallel=True)
-def _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct):
+def _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct):
     """Forward pass of one batch, chunks of ``ROW_CHUNK`` rows in parallel.
 
-    Fills ``F (n, d)`` with the features ``X * scale`` in the weights' dtype,
+    Fills ``nonzero`` (see ``_nonzero_blocks``),
     ``G (n, k)`` with ``d loss / d Z = (softmax(Z) - onehot(y)) / n``,
     ``row_loss (n,)`` float64 with each row's cross-entropy and
     ``row_correct (n,)`` with whether its argmax is its label.
@@ -197,14 +228,16 @@ def _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct):
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         start = chunk * ROW_CHUNK
         stop = min(start + ROW_CHUNK, n)
-        _chunk_logits(X[start:stop], scale, Wt, b, F[start:stop], G[start:stop])
+        _logits(X[start:stop], scale, Wt, b, nonzero[start:stop], G[start:stop])
         for i in range(start, stop):
-            z = G[i]
-            row_correct[i] = _argmax(z) == y[i]
-            target = z[y[i]]
-            row_loss[i] = _softmax_in_place(z) - target
-            z[y[i]] -= 1
-            z *= inv_n
+            z, label = G[i], y[i]
+            best = _argmax(z)
+            row_correct[i] = best == label
+            target = z[label]
+            row_loss[i] = _softmax_in_place(z, best) - target
+            z[label] -= 1
+            for c in range(z.shape[0]):
+                z[c] *= inv_n
 
 
 @_kernel()
@@ -223,34 +256,31 @@ def _reduce_rows(G, row_loss, row_correct, db):
 
 
 @_kernel()
-def _gradient_block(X, F, G, j0, rows, dWt):
-    """``dWt[:, j0:j0 + FEATURE_BLOCK] = G.T @ F[:, j0:j0 + FEATURE_BLOCK]`` (fewer features at the end).
+def _gradient_block(X, scale, nonzero, G, block, rows, dWt):
+    """``dWt[:, j0:j0 + FEATURE_BLOCK] = scale * G.T @ X[:, j0:j0 + FEATURE_BLOCK]``, ``j0 = block * FEATURE_BLOCK``.
 
-    ``X (n, d)`` the batch (only tested for zeros), ``F (n, d)`` its features,
-    ``G (n, k)``, ``dWt (k, d)``; ``rows (n,)`` is scratch. The rows whose
-    features here are not all zero are listed in order and taken ``ROW_TILE``
-    at a time: each of ``CLASS_TILE`` classes adds their ``ROW_TILE`` terms to
-    its accumulators, vectors along the features, in one update (the last
-    group is filled up with terms of weight zero). Accumulators on the stack,
-    which LLVM knows alias no array, let each vector of features loaded serve
-    every class. Skipped rows would add exact zeros (for finite ``G``).
+    ``X (n, d)`` (fewer than ``FEATURE_BLOCK`` features in the last block),
+    ``nonzero`` from ``_nonzero_blocks(X)``, ``G (n, k)``, ``dWt (k, d)``;
+    ``rows (n,)`` is scratch. The rows whose features here are not all zero
+    are listed in order and taken ``ROW_TILE`` at a time: each of
+    ``CLASS_TILE`` classes adds their ``ROW_TILE`` terms to its accumulators,
+    vectors along the features, in one update (the last group is filled up
+    with terms of weight zero). Accumulators on the stack, which LLVM knows
+    alias no array, let each vector of X loaded and converted serve every class.
+    Skipped rows would add exact zeros (for finite ``G``).
     """
-    n, d = F.shape
+    n, d = X.shape
     k = G.shape[1]
+    # Indices from j0 + j: with j0 known not negative, Numba's test for negative
+    # indices goes away, and with it the gathers it made of the loads.
+    j0 = max(block * FEATURE_BLOCK, 0)
     width = min(FEATURE_BLOCK, d - j0)
     n_rows = 0
     for i in range(n):
-        x = X[i, j0:j0 + width]
-        nonzero = False
-        for j in range(width):
-            nonzero |= x[j] != 0
         rows[n_rows] = i
-        n_rows += nonzero
-    # Indices from j0 + j: with j0 known not negative, Numba's test for negative
-    # indices goes away, and with it the gathers it made of the loads.
-    j0 = max(j0, 0)
-    acc = _stack_array(GRADIENT_ACCUMULATORS, F.dtype)
-    weights = _stack_array(TILE, F.dtype)
+        n_rows += nonzero[i, block]
+    acc = _stack_array(GRADIENT_ACCUMULATORS, G.dtype)
+    weights = _stack_array(TILE, G.dtype)
     group = _stack_array(ROW_TILE, rows.dtype)
     for c0 in range(0, k, CLASS_TILE):
         for t in range(GRADIENT_ACCUMULATORS):
@@ -265,26 +295,26 @@ def _gradient_block(X, F, G, j0, rows, dWt):
                 for c in range(CLASS_TILE):
                     total = acc[c * FEATURE_BLOCK + j]
                     for r in range(ROW_TILE):
-                        total += weights[r * CLASS_TILE + c] * F[group[r], j0 + j]
+                        total += weights[r * CLASS_TILE + c] * G.dtype.type(X[group[r], j0 + j])
                     acc[c * FEATURE_BLOCK + j] = total
         # Classes from k on repeat the last one: their (equal) columns are written again.
         for c in range(CLASS_TILE):
             for j in range(width):
-                dWt[min(c0 + c, k - 1), j0 + j] = acc[c * FEATURE_BLOCK + j]
+                dWt[min(c0 + c, k - 1), j0 + j] = acc[c * FEATURE_BLOCK + j] * scale
 
 
 @_kernel(parallel=True)
-def _weight_gradient(X, F, G, dWt, lr, Wt):
-    """``dWt (k, d) = G.T @ F``: the weight gradient, transposed; then, if ``lr > 0``, ``Wt -= lr * dWt``.
+def _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt):
+    """``dWt (k, d) = scale * G.T @ X``: the weight gradient, transposed; then, if ``lr > 0``, ``Wt -= lr * dWt``.
 
     Blocks of ``FEATURE_BLOCK`` features in parallel, each one's update right
-    after its gradient. ``X (n, d)`` is the batch, ``F`` its features, ``G (n, k)``.
+    after its gradient. ``X (n, d)``, ``nonzero`` from ``_nonzero_blocks(X)``, ``G (n, k)``.
     """
-    n, d = F.shape
+    n, d = X.shape
     k = G.shape[1]
-    for block in prange((d + FEATURE_BLOCK - 1) // FEATURE_BLOCK):
+    for block in prange(_n_blocks(d)):
+        _gradient_block(X, scale, nonzero, G, block, np.empty(n, dtype=np.intp), dWt)
         j0 = block * FEATURE_BLOCK
-        _gradient_block(X, F, G, j0, np.empty(n, dtype=np.intp), dWt)
         if lr > 0:
             stop = min(j0 + FEATURE_BLOCK, d)
             for c in range(k):
@@ -294,15 +324,16 @@ def _weight_gradient(X, F, G, dWt, lr, Wt):
 
 
 @_kernel()
-def _sgd_step(X, y, Wt, b, lr, scale, F, G, row_loss, row_correct, dWt, db):
+def _sgd_step(X, y, Wt, b, lr, scale, nonzero, G, row_loss, row_correct, dWt, db):
     """One SGD step on the batch ``X (n, d)``; ``Wt (k, d)`` (W transposed) and ``b`` in place.
 
-    ``F``, ``G``, ``row_loss``, ``row_correct``, ``dWt`` and ``db`` are scratch
-    with ``n``, ``n``, ``n``, ``n``, ``k`` and ``k`` rows. Returns ``(loss, n_correct)``.
+    ``nonzero``, ``G``, ``row_loss``, ``row_correct``, ``dWt`` and ``db`` are
+    scratch (see ``_batch_scratch``) with ``n`` rows but for the last two.
+    Returns ``(loss, n_correct)``.
     """
-    _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct)
+    _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct)
     loss, n_correct = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(X, F, G, dWt, lr, Wt)
+    _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt)
     for c in range(b.shape[0]):
         b[c] -= lr * db[c]
     return loss, n_correct
@@ -312,11 +343,11 @@ def _sgd_step(X, y, Wt, b, lr, scale, F, G, row_loss, row_correct, dWt, db):
 def _batch_scratch(rows, W):
     """Scratch for batches of up to ``rows`` rows and weights like ``W (d, k)``.
 
-    Returns ``(F (rows, d), G (rows, k), row_loss (rows,) float64,
-    row_correct (rows,) bool, dWt (k, d), db (k,))``, floats of ``W``'s dtype.
+    Returns ``(nonzero (rows, _n_blocks(d)) bool, G (rows, k), row_loss (rows,)
+    float64, row_correct (rows,) bool, dWt (k, d), db (k,))``, floats of ``W``'s dtype.
     """
     d, k = W.shape
-    return (np.empty((rows, d), dtype=W.dtype), np.empty((rows, k), dtype=W.dtype),
+    return (np.empty((rows, _n_blocks(d)), dtype=np.bool_), np.empty((rows, k), dtype=W.dtype),
             np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
             np.empty((k, d), dtype=W.dtype), np.empty(k, dtype=W.dtype))
 
@@ -329,7 +360,7 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
     """
     n = X.shape[0]
     Wt = np.ascontiguousarray(W.T)
-    F, G, row_loss, row_correct, dWt, db = _batch_scratch(min(batch_size, n), W)
+    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(min(batch_size, n), W)
     loss_sum = 0.0
     n_batches = 0
     n_correct = 0
@@ -338,7 +369,7 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
         rows = stop - start
         loss, batch_correct = _sgd_step(
             X[start:stop], y[start:stop], Wt, b, lr, scale,
-            F[:rows], G[:rows], row_loss[:rows], row_correct[:rows], dWt, db,
+            nonzero[:rows], G[:rows], row_loss[:rows], row_correct[:rows], dWt, db,
         )
         loss_sum += loss
         n_correct += batch_correct
@@ -352,7 +383,7 @@ def softmax(Z, out):
     """``out (n, k) = softmax(Z (n, k))`` row by row (``out`` may be ``Z``); returns ``out``."""
     for i in prange(Z.shape[0]):
         out[i] = Z[i]
-        _softmax_in_place(out[i])
+        _softmax_in_place(out[i], _argmax(out[i]))
     return out
 
 
@@ -373,10 +404,10 @@ def cross_entropy(Z, y):
 def loss_and_grad(X, y, W, b, scale):
     """``(mean loss, dW (d, k), db (k,))`` of the batch ``X * scale (n, d)``; ``W``, ``b`` unchanged."""
     Wt = np.ascontiguousarray(W.T)
-    F, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W)
-    _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct)
+    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W)
+    _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct)
     loss, _ = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(X, F, G, dWt, W.dtype.type(0), Wt)
+    _weight_gradient(X, scale, nonzero, G, dWt, W.dtype.type(0), Wt)
     return loss, np.ascontiguousarray(dWt.T), db
 
 
@@ -403,9 +434,10 @@ def predict_proba(X, W, b, scale):
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         start = chunk * ROW_CHUNK
         stop = min(start + ROW_CHUNK, n)
-        _chunk_logits(X[start:stop], scale, Wt, b, np.empty((stop - start, d), dtype=W.dtype), P[start:stop])
+        nonzero = np.empty((stop - start, _n_blocks(d)), dtype=np.bool_)
+        _logits(X[start:stop], scale, Wt, b, nonzero, P[start:stop])
         for i in range(start, stop):
-            _softmax_in_place(P[i])
+            _softmax_in_place(P[i], _argmax(P[i]))
     return P
 
 
@@ -419,7 +451,8 @@ def predict(X, W, b, scale):
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         start = chunk * ROW_CHUNK
         stop = min(start + ROW_CHUNK, n)
-        _chunk_logits(X[start:stop], scale, Wt, b, np.empty((stop - start, d), dtype=W.dtype), Z[start:stop])
+        nonzero = np.empty((stop - start, _n_blocks(d)), dtype=np.bool_)
+        _logits(X[start:stop], scale, Wt, b, nonzero, Z[start:stop])
         for i in range(start, stop):
             labels[i] = _argmax(Z[i])
     return labels

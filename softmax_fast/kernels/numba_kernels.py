@@ -1,4 +1,4 @@
-"""Numba kernels: the ``@njit`` backend, with the structure of the Cython one.
+"""Numba kernels: the ``@njit`` backend.
 
 Same contract as :mod:`softmax_fast.kernels.reference`; they run on
 ``numba.get_num_threads()`` threads (set it with ``numba.set_num_threads``,
@@ -9,18 +9,33 @@ and the label range; nothing here checks them again. They take no Python
 objects, so a user's own ``@njit`` code can call them directly with arrays that
 meet the contract; ``scale`` and ``lr`` should then be of the weights' dtype.
 
-The weights are used transposed, ``Wt (k, d)``, so that the inner loops run
-along the features of X's rows, which LLVM vectorises for the CPU Numba
-compiles on (AVX-512 here). Parallel work is split so that no sum depends on
-how it is shared among threads: rows in parallel for the forward pass, blocks
-of features in parallel for the weight gradient, every reduction over rows
-done serially in row order. The results are bitwise identical for any thread
-count.
+The matrix loops are written in the one form LLVM's loop vectoriser turns into
+register-blocked code: sums along the innermost loop, over rows of two
+matrices that are both contiguous along it. The logits ``X @ Wt.T`` (``Wt (k,
+d)`` the weights transposed; ``scale`` multiplies the sums) are computed in
+tiles of ``ROW_TILE`` rows by ``CLASS_TILE`` classes, one vector accumulator
+per logit, so that each vector of X, converted once to the weights' dtype,
+meets every class of the tile and each vector of weights every row. The
+weight gradient ``G.T @ X`` is produced a block of ``FEATURE_BLOCK`` features
+at a time, each vector of a row of X meeting ``CLASS_TILE`` classes and each
+class taking ``ROW_TILE`` rows per update. Rows whose features are all zero
+in a block (MNIST's blank borders) add nothing to its gradient and are
+passed over. X is read as it is stored: uint8 pixels are a quarter of
+float32's memory traffic, and no converted copy of the batch is written.
+
+Parallel work is split so that no sum depends on how it is shared among
+threads: chunks of rows for the forward pass, blocks of features for the
+weight gradient, every reduction over rows done in row order by one thread,
+in groups fixed by the data alone. The results are bitwise identical for any
+thread count.
 """
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 # A kernel loaded from the cache and called from a user's jitted function
 # finds Numba's threads not started, unless something started them, and the
@@ -35,10 +50,50 @@ numba.set_num_threads(numba.get_num_threads())
 # contraction into FMA let the inner loops vectorise.
 FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
+# Rows and classes of a logits tile: ROW_TILE * CLASS_TILE vector accumulators
+# (20 of AVX-512's 32 registers), ROW_TILE + CLASS_TILE loads for as many FMAs.
+# Five classes divide MNIST's 10 and a probe's 1000 classes: no tile wasted.
+ROW_TILE = 4
+CLASS_TILE = 5
+TILE = ROW_TILE * CLASS_TILE
+# Rows per share of the forward pass among threads (a whole number of tiles).
+ROW_CHUNK = 32
+# Features per block of the weight gradient: the unit of work shared among
+# threads, and of the skipping of zeros.
+FEATURE_BLOCK = 64
+GRADIENT_ACCUMULATORS = CLASS_TILE * FEATURE_BLOCK
+
 
 def _kernel(parallel=False):
     """``@njit`` with this module's options, releasing the GIL and cached on disk."""
     return njit(cache=True, nogil=True, parallel=parallel, fastmath=set(FASTMATH_FLAGS))
+
+
+@intrinsic
+def _stack_array(typingctx, size, dtype):
+    """An uninitialised 1-D array of ``size`` (a compile-time constant) items of ``dtype``, on the stack.
+
+    Unlike ``np.empty`` (a call LLVM cannot see through), LLVM knows this
+    memory: its items, indexed by constants once the loops over them are
+    unrolled, become registers, and stores to it cannot alias any other
+    array. It lives in the frame of the jitted function that calls this:
+    it must not be returned from it.
+    """
+    if not isinstance(size, types.IntegerLiteral) or not isinstance(dtype, (types.DType, types.NumberClass)):
+        return None
+    item = dtype.dtype
+    array_type = types.Array(item, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        item_type = context.get_value_type(item)
+        data = cgutils.alloca_once(builder, item_type, size=size.literal_value)
+        array = make_array(array_type)(context, builder)
+        item_size = context.get_constant(types.intp, context.get_abi_sizeof(item_type))
+        populate_array(array, data=data, shape=[context.get_constant(types.intp, size.literal_value)],
+                       strides=[item_size], itemsize=item_size, meminfo=None)
+        return array._getvalue()
+
+    return array_type(size, dtype), codegen
 
 
 @_kernel()
@@ -62,9 +117,12 @@ def _logsumexp(z):
 
 
 @_kernel()
-def _softmax_in_place(z):
-    """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input."""
-    row_max = z[_argmax(z)]
+def _softmax_in_place(z, best):
+    """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input.
+
+    ``best`` is the index of the maximum of ``z`` (``_argmax(z)``).
+    """
+    row_max = z[best]
     total = z.dtype.type(0)
     for c in range(z.shape[0]):
         z[c] = np.exp(z[c] - row_max)
@@ -74,65 +132,112 @@ def _softmax_in_place(z):
     return row_max + np.log(total)
 
 
-# Features per block of the weight gradient: the unit of work shared among threads.
-FEATURE_BLOCK = 64
+@_kernel()
+def _n_blocks(d):
+    """The number of blocks of ``FEATURE_BLOCK`` features (the last may be shorter) in ``d`` features."""
+    return (d + FEATURE_BLOCK - 1) // FEATURE_BLOCK
 
 
 @_kernel()
-def _logits_row(x, Wt, b, scale, z):
-    """``z (k,) = scale * (x (d,) @ Wt.T) + b`` for one row; ``Wt (k, d)`` is W transposed.
+def _nonzero_blocks(X, nonzero):
+    """``nonzero (n, _n_blocks(d))`` bool: whether each block of features of each row of ``X (n, d)`` holds a nonzero.
 
-    Each logit is a dot product along the features, which LLVM vectorises
-    (reassociation lets it keep several partial sums). Four classes share
-    each load of ``x``: a dot product alone does two loads per multiply-add,
-    which bounded it.
+    Blocks in the outer loop: the width of the inner one is then the same for
+    every row (LLVM specialises it), which runs it four times as fast.
     """
-    k, d = Wt.shape
-    zero = z.dtype.type(0)
-    c = 0
-    while c + 4 <= k:
-        w0, w1, w2, w3 = Wt[c], Wt[c + 1], Wt[c + 2], Wt[c + 3]
-        t0 = t1 = t2 = t3 = zero
-        for j in range(d):
-            t0 += x[j] * w0[j]
-            t1 += x[j] * w1[j]
-            t2 += x[j] * w2[j]
-            t3 += x[j] * w3[j]
-        z[c] = t0 * scale + b[c]
-        z[c + 1] = t1 * scale + b[c + 1]
-        z[c + 2] = t2 * scale + b[c + 2]
-        z[c + 3] = t3 * scale + b[c + 3]
-        c += 4
-    for c in range(c, k):
-        total = zero
-        for j in range(d):
-            total += x[j] * Wt[c, j]
-        z[c] = total * scale + b[c]
+    n, d = X.shape
+    for block in range(_n_blocks(d)):
+        start = block * FEATURE_BLOCK
+        width = min(FEATURE_BLOCK, d - start)
+        for i in range(n):
+            x = X[i, start:start + width]
+            any_nonzero = False
+            for j in range(width):
+                any_nonzero |= x[j] != 0
+            nonzero[i, block] = any_nonzero
+
+
+@_kernel()
+def _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z):
+    """``Z[i, c] = scale * X[i] @ Wt[c] + b[c]`` for ``ROW_TILE`` rows from ``i0`` and ``CLASS_TILE`` classes from ``c0``.
+
+    ``X (n, d)``, ``nonzero`` from ``_nonzero_blocks(X)``, ``Wt (k, d)``,
+    ``Z (n, k)``. Rows from ``n`` and classes from ``k`` on are replaced by
+    the last one: computed again and written again with the same value, so
+    that every tile has the same constant shape. The loops over the tile, of
+    constant length, are unrolled; the loop over the features is vectorised
+    with one accumulator per logit, each summing its features in the same
+    order, wherever it is in the tile; each vector of X is converted to the
+    weights' dtype once for all the classes of the tile. The loop runs from
+    the first block of features that is nonzero in some row of the tile to
+    the last (MNIST's blank top and bottom rows of pixels, which would add
+    exact zeros for finite weights, are passed over).
+    """
+    n, d = X.shape
+    k = Wt.shape[0]
+    first_block, last_block = nonzero.shape[1], -1
+    for r in range(ROW_TILE):
+        flags = nonzero[min(i0 + r, n - 1)]
+        for block in range(nonzero.shape[1]):
+            if flags[block]:
+                first_block = min(first_block, block)
+                last_block = max(last_block, block)
+    # Indices start + j, start known not negative: Numba then drops its test for
+    # negative indices, which would turn the loads into gathers.
+    start = max(first_block * FEATURE_BLOCK, 0)
+    stop = min((last_block + 1) * FEATURE_BLOCK, d)
+    acc = _stack_array(TILE, Wt.dtype)
+    for t in range(TILE):
+        acc[t] = 0
+    for j in range(stop - start):
+        for r in range(ROW_TILE):
+            x = Wt.dtype.type(X[min(i0 + r, n - 1), start + j])
+            for c in range(CLASS_TILE):
+                acc[r * CLASS_TILE + c] += x * Wt[min(c0 + c, k - 1), start + j]
+    for r in range(ROW_TILE):
+        for c in range(CLASS_TILE):
+            Z[min(i0 + r, n - 1), min(c0 + c, k - 1)] = acc[r * CLASS_TILE + c] * scale + b[min(c0 + c, k - 1)]
+
+
+@_kernel()
+def _logits(X, scale, Wt, b, nonzero, Z):
+    """``Z (n, k) = (X (n, d) * scale) @ Wt.T + b``, ``Wt (k, d)`` the weights transposed.
+
+    Fills ``nonzero`` (see ``_nonzero_blocks``) first. A tile of classes
+    meets every row before the next, so that its weights stay in the cache.
+    """
+    _nonzero_blocks(X, nonzero)
+    n = X.shape[0]
+    k = Wt.shape[0]
+    for c0 in range(0, k, CLASS_TILE):
+        for i0 in range(0, n, ROW_TILE):
+            _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z)
 
 
 @_kernel(parallel=True)
-def _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct):
-    """Forward pass of one batch, rows in parallel.
+def _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct):
+    """Forward pass of one batch, chunks of ``ROW_CHUNK`` rows in parallel.
 
-    Copies the rows into ``F (n, d)`` in the weights' dtype (uint8 pixels are
-    converted once here, not in every loop that reads them) and fills
+    Fills ``nonzero`` (see ``_nonzero_blocks``),
     ``G (n, k)`` with ``d loss / d Z = (softmax(Z) - onehot(y)) / n``,
     ``row_loss (n,)`` float64 with each row's cross-entropy and
     ``row_correct (n,)`` with whether its argmax is its label.
     """
-    n, d = X.shape
+    n = X.shape[0]
     inv_n = G.dtype.type(1) / n
-    for i in prange(n):
-        x, f = X[i], F[i]
-        for j in range(d):
-            f[j] = x[j]
-        z = G[i]
-        _logits_row(f, Wt, b, scale, z)
-        row_correct[i] = _argmax(z) == y[i]
-        target = z[y[i]]
-        row_loss[i] = _softmax_in_place(z) - target
-        z[y[i]] -= 1
-        z *= inv_n
+    for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        start = chunk * ROW_CHUNK
+        stop = min(start + ROW_CHUNK, n)
+        _logits(X[start:stop], scale, Wt, b, nonzero[start:stop], G[start:stop])
+        for i in range(start, stop):
+            z, label = G[i], y[i]
+            best = _argmax(z)
+            row_correct[i] = best == label
+            target = z[label]
+            row_loss[i] = _softmax_in_place(z, best) - target
+            z[label] -= 1
+            for c in range(z.shape[0]):
+                z[c] *= inv_n
 
 
 @_kernel()
@@ -150,56 +255,86 @@ def _reduce_rows(G, row_loss, row_correct, db):
     return loss_sum / n, n_correct
 
 
-@_kernel(parallel=True)
-def _weight_gradient(X, G, scale, dWt):
-    """``dWt (k, d) = scale * G.T @ X``: the weight gradient, transposed.
+@_kernel()
+def _gradient_block(X, scale, nonzero, G, block, rows, dWt):
+    """``dWt[:, j0:j0 + FEATURE_BLOCK] = scale * G.T @ X[:, j0:j0 + FEATURE_BLOCK]``, ``j0 = block * FEATURE_BLOCK``.
 
-    Blocks of ``FEATURE_BLOCK`` features in parallel; within a block each row
-    in order adds ``G[i, c] * X[i, block]`` to a local accumulator, a
-    multiply-add along the features that LLVM vectorises. (Indices counted
-    from 0 within the block: Numba then knows they are not negative and emits
-    no wraparound test that would stop the vectoriser.)
+    ``X (n, d)`` (fewer than ``FEATURE_BLOCK`` features in the last block),
+    ``nonzero`` from ``_nonzero_blocks(X)``, ``G (n, k)``, ``dWt (k, d)``;
+    ``rows (n,)`` is scratch. The rows whose features here are not all zero
+    are listed in order and taken ``ROW_TILE`` at a time: each of
+    ``CLASS_TILE`` classes adds their ``ROW_TILE`` terms to its accumulators,
+    vectors along the features, in one update (the last group is filled up
+    with terms of weight zero). Accumulators on the stack, which LLVM knows
+    alias no array, let each vector of X loaded and converted serve every class.
+    Skipped rows would add exact zeros (for finite ``G``).
     """
     n, d = X.shape
     k = G.shape[1]
-    for block in prange((d + FEATURE_BLOCK - 1) // FEATURE_BLOCK):
-        start = block * FEATURE_BLOCK
-        width = min(FEATURE_BLOCK, d - start)
-        acc = np.zeros((k, FEATURE_BLOCK), dtype=dWt.dtype)
-        for i in range(n):
-            x = X[i, start:start + width]
-            # A row whose block is all zero adds nothing: test it (a vectorised
-            # reduction) and skip its k multiply-adds.
-            nonzero = False
+    # Indices from j0 + j: with j0 known not negative, Numba's test for negative
+    # indices goes away, and with it the gathers it made of the loads.
+    j0 = max(block * FEATURE_BLOCK, 0)
+    width = min(FEATURE_BLOCK, d - j0)
+    n_rows = 0
+    for i in range(n):
+        rows[n_rows] = i
+        n_rows += nonzero[i, block]
+    acc = _stack_array(GRADIENT_ACCUMULATORS, G.dtype)
+    weights = _stack_array(TILE, G.dtype)
+    group = _stack_array(ROW_TILE, rows.dtype)
+    for c0 in range(0, k, CLASS_TILE):
+        for t in range(GRADIENT_ACCUMULATORS):
+            acc[t] = 0
+        for first in range(0, n_rows, ROW_TILE):
+            for r in range(ROW_TILE):
+                i = rows[min(first + r, n_rows - 1)]
+                group[r] = i
+                for c in range(CLASS_TILE):
+                    weights[r * CLASS_TILE + c] = G[i, min(c0 + c, k - 1)] if first + r < n_rows else 0
             for j in range(width):
-                nonzero |= x[j] != 0
-            if not nonzero:
-                continue
+                for c in range(CLASS_TILE):
+                    total = acc[c * FEATURE_BLOCK + j]
+                    for r in range(ROW_TILE):
+                        total += weights[r * CLASS_TILE + c] * G.dtype.type(X[group[r], j0 + j])
+                    acc[c * FEATURE_BLOCK + j] = total
+        # Classes from k on repeat the last one: their (equal) columns are written again.
+        for c in range(CLASS_TILE):
+            for j in range(width):
+                dWt[min(c0 + c, k - 1), j0 + j] = acc[c * FEATURE_BLOCK + j] * scale
+
+
+@_kernel(parallel=True)
+def _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt):
+    """``dWt (k, d) = scale * G.T @ X``: the weight gradient, transposed; then, if ``lr > 0``, ``Wt -= lr * dWt``.
+
+    Blocks of ``FEATURE_BLOCK`` features in parallel, each one's update right
+    after its gradient. ``X (n, d)``, ``nonzero`` from ``_nonzero_blocks(X)``, ``G (n, k)``.
+    """
+    n, d = X.shape
+    k = G.shape[1]
+    for block in prange(_n_blocks(d)):
+        _gradient_block(X, scale, nonzero, G, block, np.empty(n, dtype=np.intp), dWt)
+        j0 = block * FEATURE_BLOCK
+        if lr > 0:
+            stop = min(j0 + FEATURE_BLOCK, d)
             for c in range(k):
-                g = G[i, c]
-                row = acc[c]
-                for j in range(width):
-                    row[j] += g * x[j]
-        for c in range(k):
-            for j in range(width):
-                dWt[c, start + j] = acc[c, j] * scale
+                weights, gradient = Wt[c, j0:stop], dWt[c, j0:stop]
+                for j in range(stop - j0):
+                    weights[j] -= lr * gradient[j]
 
 
 @_kernel()
-def _sgd_step(X, y, Wt, b, lr, scale, F, G, row_loss, row_correct, dWt, db):
+def _sgd_step(X, y, Wt, b, lr, scale, nonzero, G, row_loss, row_correct, dWt, db):
     """One SGD step on the batch ``X (n, d)``; ``Wt (k, d)`` (W transposed) and ``b`` in place.
 
-    ``F``, ``G``, ``row_loss``, ``row_correct``, ``dWt`` and ``db`` are scratch
-    with ``n``, ``n``, ``n``, ``n``, ``k`` and ``k`` rows. Returns ``(loss, n_correct)``.
+    ``nonzero``, ``G``, ``row_loss``, ``row_correct``, ``dWt`` and ``db`` are
+    scratch (see ``_batch_scratch``) with ``n`` rows but for the last two.
+    Returns ``(loss, n_correct)``.
     """
-    _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct)
+    _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct)
     loss, n_correct = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(F, G, scale, dWt)
-    k, d = Wt.shape
-    for c in range(k):
-        weights, gradient = Wt[c], dWt[c]
-        for j in range(d):
-            weights[j] -= lr * gradient[j]
+    _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt)
+    for c in range(b.shape[0]):
         b[c] -= lr * db[c]
     return loss, n_correct
 
@@ -208,11 +343,11 @@ def _sgd_step(X, y, Wt, b, lr, scale, F, G, row_loss, row_correct, dWt, db):
 def _batch_scratch(rows, W):
     """Scratch for batches of up to ``rows`` rows and weights like ``W (d, k)``.
 
-    Returns ``(F (rows, d), G (rows, k), row_loss (rows,) float64,
-    row_correct (rows,) bool, dWt (k, d), db (k,))``, floats of ``W``'s dtype.
+    Returns ``(nonzero (rows, _n_blocks(d)) bool, G (rows, k), row_loss (rows,)
+    float64, row_correct (rows,) bool, dWt (k, d), db (k,))``, floats of ``W``'s dtype.
     """
     d, k = W.shape
-    return (np.empty((rows, d), dtype=W.dtype), np.empty((rows, k), dtype=W.dtype),
+    return (np.empty((rows, _n_blocks(d)), dtype=np.bool_), np.empty((rows, k), dtype=W.dtype),
             np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
             np.empty((k, d), dtype=W.dtype), np.empty(k, dtype=W.dtype))
 
@@ -225,7 +360,7 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
     """
     n = X.shape[0]
     Wt = np.ascontiguousarray(W.T)
-    F, G, row_loss, row_correct, dWt, db = _batch_scratch(min(batch_size, n), W)
+    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(min(batch_size, n), W)
     loss_sum = 0.0
     n_batches = 0
     n_correct = 0
@@ -234,7 +369,7 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
         rows = stop - start
         loss, batch_correct = _sgd_step(
             X[start:stop], y[start:stop], Wt, b, lr, scale,
-            F[:rows], G[:rows], row_loss[:rows], row_correct[:rows], dWt, db,
+            nonzero[:rows], G[:rows], row_loss[:rows], row_correct[:rows], dWt, db,
         )
         loss_sum += loss
         n_correct += batch_correct
@@ -248,7 +383,7 @@ def softmax(Z, out):
     """``out (n, k) = softmax(Z (n, k))`` row by row (``out`` may be ``Z``); returns ``out``."""
     for i in prange(Z.shape[0]):
         out[i] = Z[i]
-        _softmax_in_place(out[i])
+        _softmax_in_place(out[i], _argmax(out[i]))
     return out
 
 
@@ -269,10 +404,10 @@ def cross_entropy(Z, y):
 def loss_and_grad(X, y, W, b, scale):
     """``(mean loss, dW (d, k), db (k,))`` of the batch ``X * scale (n, d)``; ``W``, ``b`` unchanged."""
     Wt = np.ascontiguousarray(W.T)
-    F, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W)
-    _forward_batch(X, y, Wt, b, scale, F, G, row_loss, row_correct)
+    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W)
+    _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct)
     loss, _ = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(F, G, scale, dWt)
+    _weight_gradient(X, scale, nonzero, G, dWt, W.dtype.type(0), Wt)
     return loss, np.ascontiguousarray(dWt.T), db
 
 
@@ -293,22 +428,31 @@ def train_epoch(X, y, W, b, lr, batch_size, scale):
 @_kernel(parallel=True)
 def predict_proba(X, W, b, scale):
     """Class probabilities ``(n, k)`` of the rows of ``X * scale``, in ``W``'s dtype."""
+    n, d = X.shape
     Wt = np.ascontiguousarray(W.T)
-    P = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
-    for i in prange(X.shape[0]):
-        _logits_row(X[i], Wt, b, scale, P[i])
-        _softmax_in_place(P[i])
+    P = np.empty((n, W.shape[1]), dtype=W.dtype)
+    for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        start = chunk * ROW_CHUNK
+        stop = min(start + ROW_CHUNK, n)
+        nonzero = np.empty((stop - start, _n_blocks(d)), dtype=np.bool_)
+        _logits(X[start:stop], scale, Wt, b, nonzero, P[start:stop])
+        for i in range(start, stop):
+            _softmax_in_place(P[i], _argmax(P[i]))
     return P
 
 
 @_kernel(parallel=True)
 def predict(X, W, b, scale):
     """Index of each row's largest logit, ``(n,)`` np.intp (the first of ties)."""
-    n = X.shape[0]
+    n, d = X.shape
     Wt = np.ascontiguousarray(W.T)
     Z = np.empty((n, W.shape[1]), dtype=W.dtype)
     labels = np.empty(n, dtype=np.intp)
-    for i in prange(n):
-        _logits_row(X[i], Wt, b, scale, Z[i])
-        labels[i] = _argmax(Z[i])
+    for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        start = chunk * ROW_CHUNK
+        stop = min(start + ROW_CHUNK, n)
+        nonzero = np.empty((stop - start, _n_blocks(d)), dtype=np.bool_)
+        _logits(X[start:stop], scale, Wt, b, nonzero, Z[start:stop])
+        for i in range(start, stop):
+            labels[i] = _argmax(Z[i])
     return labels

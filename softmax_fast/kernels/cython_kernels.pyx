@@ -5,22 +5,24 @@ Same contract as :mod:`softmax_fast.kernels.reference`. The ``def`` functions
 are reached only through :mod:`softmax_fast.kernels`, which has already checked
 shapes, dtypes, C order and the label range, so nothing here checks bounds.
 
-The matrix loops (logits ``X @ W`` and gradient ``G.T @ X``) are C, in
-``hot_loops.h``, compiled for several instruction sets and chosen at load
-time; the row-level softmax and loss and the batch-level orchestration are
-here. Training runs one OpenMP parallel region per call: in every batch the
-threads share the rows for the forward pass (per-row masks of the nonzero
-feature groups, logits, softmax, loss), meet at a barrier, share the features for the gradient and update,
-and meet again. No sum depends on how the work is shared (each logit and each
-gradient entry is computed whole by one thread, reductions over rows run
-serially in row order), so results are bitwise identical for any
-``n_threads``.
+The matrix loops (logits ``X @ W`` and gradient ``X.T @ G``) and the rows'
+finishing (softmax, loss, gradient of the logits) are C, in ``hot_loops.h``,
+compiled for several instruction sets and chosen at load time; the
+batch-level orchestration is here. Training runs one OpenMP parallel region
+per call: in every batch the threads share the rows for the forward pass
+(logits, softmax, loss), meet at a barrier, share the features for the
+gradient and update, and meet again. No sum depends on how the work is
+shared (each logit and each gradient entry is computed whole by one thread,
+reductions over rows run serially in row order), so results are bitwise
+identical for any ``n_threads``.
 
-The weights are copied into a scratch ``Wt (k, dp)``, transposed so that the C
-loops run their vectors along the features, each class's row padded with
-zeros to ``dp`` features (whole vector registers); they are copied back when a
-call returns. The gradient scratch ``dWt (k, dp)`` has the same layout, so the
-update is a contiguous pass.
+Up to ``SF_CLASS_BLOCK`` (16) classes, MNIST's case, the weights are copied
+into a scratch ``Wt (k, dp)``, transposed so that the C loops run their
+vectors along the features, each class's row padded with zeros to ``dp``
+features (whole vector registers), and copied back when a call returns; the
+gradient scratch ``dWt (k, dp)`` has the same layout, so the update is a
+contiguous pass. With more classes the C loops are GEMMs on ``W (d, k)`` in
+place, and the gradient updates it as it is produced.
 
 Fused types: ``floating`` is the dtype of ``W`` and ``b`` (float32/float64) and
 ``features_t`` the dtype of ``X``; the Python layer only lets ``X`` be uint8 or

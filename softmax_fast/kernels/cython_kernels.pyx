@@ -351,11 +351,13 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
     cdef const features_t *batch
     cdef Py_ssize_t words = sf_mask_words(d)
     cdef floating *own_scratch = scratch + thread * thread_scratch
+    # Rows are shared in whole GEMM tiles; the narrow loops take a row at a time, and even shares.
+    cdef Py_ssize_t row_granule = SF_GEMM_ROWS if wide else 1
     while start < n:
         rows = min(batch_size, n - start)
         batch = X + start * d
         inv_n = (<floating> 1) / rows
-        _share(rows, thread, n_threads, SF_GEMM_ROWS, &first, &stop)
+        _share(rows, thread, n_threads, row_granule, &first, &stop)
         if wide:
             _gemm_logits(batch + first * d, stop - first, d, weights, k, G + first * ldg, ldg, own_scratch)
         else:
@@ -368,7 +370,7 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
 
         # The next batch's rows come from memory while this one's gradient is computed.
         if start + rows < n:
-            _share(min(batch_size, n - start - rows), thread, n_threads, SF_GEMM_ROWS, &first, &stop)
+            _share(min(batch_size, n - start - rows), thread, n_threads, row_granule, &first, &stop)
             sf_prefetch(batch + (rows + first) * d, (stop - first) * d * sizeof(features_t))
         if wide:
             _share(d, thread, n_threads, SF_GEMM_ROWS, &first, &stop)

@@ -426,33 +426,33 @@ def train_epoch(X, y, W, b, lr, batch_size, scale):
 
 
 @_kernel(parallel=True)
-def predict_proba(X, W, b, scale):
-    """Class probabilities ``(n, k)`` of the rows of ``X * scale``, in ``W``'s dtype."""
+def _logits_of_rows(X, W, b, scale):
+    """``Z (n, k) = X * scale @ W + b`` in ``W``'s dtype, chunks of ``ROW_CHUNK`` rows in parallel."""
     n, d = X.shape
     Wt = np.ascontiguousarray(W.T)
-    P = np.empty((n, W.shape[1]), dtype=W.dtype)
+    Z = np.empty((n, W.shape[1]), dtype=W.dtype)
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         start = chunk * ROW_CHUNK
         stop = min(start + ROW_CHUNK, n)
         nonzero = np.empty((stop - start, _n_blocks(d)), dtype=np.bool_)
-        _logits(X[start:stop], scale, Wt, b, nonzero, P[start:stop])
-        for i in range(start, stop):
-            _softmax_in_place(P[i], _argmax(P[i]))
+        _logits(X[start:stop], scale, Wt, b, nonzero, Z[start:stop])
+    return Z
+
+
+@_kernel(parallel=True)
+def predict_proba(X, W, b, scale):
+    """Class probabilities ``(n, k)`` of the rows of ``X * scale``, in ``W``'s dtype."""
+    P = _logits_of_rows(X, W, b, scale)
+    for i in prange(X.shape[0]):
+        _softmax_in_place(P[i], _argmax(P[i]))
     return P
 
 
 @_kernel(parallel=True)
 def predict(X, W, b, scale):
     """Index of each row's largest logit, ``(n,)`` np.intp (the first of ties)."""
-    n, d = X.shape
-    Wt = np.ascontiguousarray(W.T)
-    Z = np.empty((n, W.shape[1]), dtype=W.dtype)
-    labels = np.empty(n, dtype=np.intp)
-    for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
-        start = chunk * ROW_CHUNK
-        stop = min(start + ROW_CHUNK, n)
-        nonzero = np.empty((stop - start, _n_blocks(d)), dtype=np.bool_)
-        _logits(X[start:stop], scale, Wt, b, nonzero, Z[start:stop])
-        for i in range(start, stop):
-            labels[i] = _argmax(Z[i])
+    Z = _logits_of_rows(X, W, b, scale)
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    for i in prange(X.shape[0]):
+        labels[i] = _argmax(Z[i])
     return labels

@@ -1,8 +1,9 @@
 """Build the Cython kernels: ``-O3``, and OpenMP where the compiler supports it.
 
 The exported C API (``cython_kernels.pxd`` and its definitions,
-``_c_api.pxi``) is generated first from Tempita templates, one plain name per
-type pair, the way scikit-learn generates its ``.pyx.tp`` kernels.
+``_c_api.pxi``) and the declarations of the C loops with their fused callers
+(``_hot_loops.pxi``) are generated first from Tempita templates, one plain
+name per type pair, the way scikit-learn generates its ``.pyx.tp`` kernels.
 
 OpenMP is detected by compiling and linking a small test program with the same
 compiler that builds the extension. Where that fails (for example Apple clang
@@ -32,7 +33,13 @@ KERNEL_TYPES = [
     ("f64", "double", "double"),
     ("f64_u8", "double", "unsigned char"),
 ]
-TEMPLATES = ["cython_kernels.pxd.tp", "_c_api.pxi.tp"]
+# The instantiations of hot_loops_impl.h, by weights' type: (suffix, C type,
+# [(pair suffix, features' C type, their name in the fused type features_t)]).
+LOOP_TYPES = [
+    ("f32", "float", [("f32_u8", "unsigned char", "uchar"), ("f32_f32", "float", "float")]),
+    ("f64", "double", [("f64_u8", "unsigned char", "uchar"), ("f64_f64", "double", "double")]),
+]
+TEMPLATES = ["cython_kernels.pxd.tp", "_c_api.pxi.tp", "_hot_loops.pxi.tp"]
 
 
 def render_templates():
@@ -41,7 +48,7 @@ def render_templates():
         template = os.path.join(HERE, KERNELS, name)
         with open(template) as f:
             text = Tempita.Template(f.read(), name=template).substitute(
-                weight_types=WEIGHT_TYPES, kernel_types=KERNEL_TYPES)
+                weight_types=WEIGHT_TYPES, kernel_types=KERNEL_TYPES, loop_types=LOOP_TYPES)
         target = template[: -len(".tp")]
         if os.path.exists(target):
             with open(target) as f:

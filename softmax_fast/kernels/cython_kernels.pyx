@@ -103,56 +103,9 @@ cdef extern from "hot_loops.h" nogil:
     Py_ssize_t sf_gemm_logits_scratch(Py_ssize_t n, Py_ssize_t d, size_t item_size)
     Py_ssize_t sf_gemm_gradient_scratch(Py_ssize_t n, size_t item_size)
     Py_ssize_t sf_gemm_padded_classes(Py_ssize_t k, size_t item_size)
-    void sf_finish_rows_f32(float *Z, Py_ssize_t n, Py_ssize_t ldz, Py_ssize_t k, const Py_ssize_t *labels,
-                            const float *b, float scale, float inv_n, double *row_loss,
-                            unsigned char *row_correct)
-    void sf_finish_rows_f64(double *Z, Py_ssize_t n, Py_ssize_t ldz, Py_ssize_t k, const Py_ssize_t *labels,
-                            const double *b, double scale, double inv_n, double *row_loss,
-                            unsigned char *row_correct)
-    void sf_nonzero_groups_f32_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *Wt,
-                       Py_ssize_t dp, Py_ssize_t k, float *Z, Py_ssize_t ldz)
-    void sf_weight_gradient_f32_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t ldg, Py_ssize_t k,
-                                float *dWt, Py_ssize_t dp)
-    void sf_gemm_logits_f32_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, const float *W, Py_ssize_t k, float *Z,
-                             Py_ssize_t ldz, float *scratch)
-    void sf_gemm_weight_gradient_f32_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
-                                      const float *G, Py_ssize_t ldg, Py_ssize_t k, float lr, float scale, int update,
-                                      float *W, float *scratch)
-    void sf_nonzero_groups_f32_f32(const float *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const float *Wt,
-                       Py_ssize_t dp, Py_ssize_t k, float *Z, Py_ssize_t ldz)
-    void sf_weight_gradient_f32_f32(const float *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const float *G, Py_ssize_t ldg, Py_ssize_t k,
-                                float *dWt, Py_ssize_t dp)
-    void sf_gemm_logits_f32_f32(const float *X, Py_ssize_t n, Py_ssize_t d, const float *W, Py_ssize_t k, float *Z,
-                             Py_ssize_t ldz, float *scratch)
-    void sf_gemm_weight_gradient_f32_f32(const float *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
-                                      const float *G, Py_ssize_t ldg, Py_ssize_t k, float lr, float scale, int update,
-                                      float *W, float *scratch)
-    void sf_nonzero_groups_f64_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *Wt,
-                       Py_ssize_t dp, Py_ssize_t k, double *Z, Py_ssize_t ldz)
-    void sf_weight_gradient_f64_u8(const unsigned char *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t ldg, Py_ssize_t k,
-                                double *dWt, Py_ssize_t dp)
-    void sf_gemm_logits_f64_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, const double *W, Py_ssize_t k, double *Z,
-                             Py_ssize_t ldz, double *scratch)
-    void sf_gemm_weight_gradient_f64_u8(const unsigned char *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
-                                      const double *G, Py_ssize_t ldg, Py_ssize_t k, double lr, double scale, int update,
-                                      double *W, double *scratch)
-    void sf_nonzero_groups_f64_f64(const double *X, Py_ssize_t n, Py_ssize_t d, uint64_t *masks)
-    void sf_logits_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d, const double *Wt,
-                       Py_ssize_t dp, Py_ssize_t k, double *Z, Py_ssize_t ldz)
-    void sf_weight_gradient_f64_f64(const double *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                Py_ssize_t j0, Py_ssize_t j1, const double *G, Py_ssize_t ldg, Py_ssize_t k,
-                                double *dWt, Py_ssize_t dp)
-    void sf_gemm_logits_f64_f64(const double *X, Py_ssize_t n, Py_ssize_t d, const double *W, Py_ssize_t k, double *Z,
-                             Py_ssize_t ldz, double *scratch)
-    void sf_gemm_weight_gradient_f64_f64(const double *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1,
-                                      const double *G, Py_ssize_t ldg, Py_ssize_t k, double lr, double scale, int update,
-                                      double *W, double *scratch)
+
+# The C loops of each type pair and the fused functions that pick one (generated by setup.py).
+include "_hot_loops.pxi"
 
 #: Whether this extension was compiled with OpenMP (otherwise every kernel runs on one thread).
 OPENMP_ENABLED = bool(SOFTMAX_FAST_OPENMP)
@@ -206,119 +159,12 @@ cdef inline floating _softmax_in_place(floating *z, Py_ssize_t k) noexcept nogil
     return row_max + _log(total)
 
 
-# The C loops for each (weights, features) type pair. The pairs the Python
-# layer never passes (float32 weights with float64 features and the reverse)
-# are compiled by the fused types and do nothing.
-
-cdef inline void _nonzero_groups(const features_t *X, Py_ssize_t n, Py_ssize_t d, const floating *Wt,
-                                 uint64_t *masks) noexcept nogil:
-    """The nonzero masks of rows ``X (n, d)`` (``Wt`` only selects the instantiation)."""
-    if floating is float:
-        if features_t is uchar:
-            sf_nonzero_groups_f32_u8(X, n, d, masks)
-        elif features_t is float:
-            sf_nonzero_groups_f32_f32(X, n, d, masks)
-    else:
-        if features_t is uchar:
-            sf_nonzero_groups_f64_u8(X, n, d, masks)
-        elif features_t is double:
-            sf_nonzero_groups_f64_f64(X, n, d, masks)
-
-
-cdef inline void _row_logits(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                             const floating *Wt, Py_ssize_t dp, Py_ssize_t k, floating *Z,
-                             Py_ssize_t ldz) noexcept nogil:
-    """``Z[i, :k] = X (n, d) @ Wt[:, :d].T``, ``Z``'s rows ``ldz`` apart, given the rows' nonzero masks.
-
-    ``Wt`` is ``(k, dp)``, ``k <= SF_CLASS_BLOCK``.
-    """
-    if floating is float:
-        if features_t is uchar:
-            sf_logits_f32_u8(X, masks, n, d, Wt, dp, k, Z, ldz)
-        elif features_t is float:
-            sf_logits_f32_f32(X, masks, n, d, Wt, dp, k, Z, ldz)
-    else:
-        if features_t is uchar:
-            sf_logits_f64_u8(X, masks, n, d, Wt, dp, k, Z, ldz)
-        elif features_t is double:
-            sf_logits_f64_f64(X, masks, n, d, Wt, dp, k, Z, ldz)
-
-
-cdef inline void _weight_gradient(const features_t *X, const uint64_t *masks, Py_ssize_t n, Py_ssize_t d,
-                                  Py_ssize_t j0, Py_ssize_t j1, const floating *G, Py_ssize_t ldg, Py_ssize_t k,
-                                  floating *dWt, Py_ssize_t dp) noexcept nogil:
-    """``dWt[:, j] = G[:, :k].T @ X[:, j]`` for features ``j0 <= j < j1``: the transposed gradient ``(k, dp)``.
-
-    ``G`` has ``n`` rows ``ldg`` apart; ``j0`` is a whole number of vectors of features.
-    """
-    if floating is float:
-        if features_t is uchar:
-            sf_weight_gradient_f32_u8(X, masks, n, d, j0, j1, G, ldg, k, dWt, dp)
-        elif features_t is float:
-            sf_weight_gradient_f32_f32(X, masks, n, d, j0, j1, G, ldg, k, dWt, dp)
-    else:
-        if features_t is uchar:
-            sf_weight_gradient_f64_u8(X, masks, n, d, j0, j1, G, ldg, k, dWt, dp)
-        elif features_t is double:
-            sf_weight_gradient_f64_f64(X, masks, n, d, j0, j1, G, ldg, k, dWt, dp)
-
-
-cdef inline void _gemm_logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, const floating *W, Py_ssize_t k,
-                              floating *Z, Py_ssize_t ldz, floating *scratch) noexcept nogil:
-    """``Z[i, :k] = X (n, d) @ W (d, k)`` for many classes, ``Z``'s rows ``ldz`` apart (see ``hot_loops.h``)."""
-    if floating is float:
-        if features_t is uchar:
-            sf_gemm_logits_f32_u8(X, n, d, W, k, Z, ldz, scratch)
-        elif features_t is float:
-            sf_gemm_logits_f32_f32(X, n, d, W, k, Z, ldz, scratch)
-    else:
-        if features_t is uchar:
-            sf_gemm_logits_f64_u8(X, n, d, W, k, Z, ldz, scratch)
-        elif features_t is double:
-            sf_gemm_logits_f64_f64(X, n, d, W, k, Z, ldz, scratch)
-
-
-cdef inline void _gemm_weight_gradient(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
-                                       Py_ssize_t j1, const floating *G, Py_ssize_t ldg, Py_ssize_t k,
-                                       floating lr, floating scale, bint update, floating *W,
-                                       floating *scratch) noexcept nogil:
-    """``X.T @ G`` for features ``j0 <= j < j1`` and many classes: ``W`` updated with it, or written with it.
-
-    See ``sf_gemm_weight_gradient`` in ``hot_loops.h``.
-    """
-    if floating is float:
-        if features_t is uchar:
-            sf_gemm_weight_gradient_f32_u8(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, scratch)
-        elif features_t is float:
-            sf_gemm_weight_gradient_f32_f32(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, scratch)
-    else:
-        if features_t is uchar:
-            sf_gemm_weight_gradient_f64_u8(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, scratch)
-        elif features_t is double:
-            sf_gemm_weight_gradient_f64_f64(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, scratch)
-
-
 cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule, Py_ssize_t *start,
                         Py_ssize_t *stop) noexcept nogil:
     """``[start, stop)``: part ``part`` of ``n_parts`` of ``range(n)``, in whole granules."""
     cdef Py_ssize_t granules = (n + granule - 1) // granule
     start[0] = min(n, granules * part // n_parts * granule)
     stop[0] = min(n, granules * (part + 1) // n_parts * granule)
-
-
-cdef inline void _finish_rows(floating *Z, Py_ssize_t n, Py_ssize_t ldz, Py_ssize_t k, const Py_ssize_t *labels,
-                              const floating *b, floating scale, floating inv_n, double *row_loss,
-                              unsigned char *row_correct) noexcept nogil:
-    """Rows of ``X @ W`` in ``Z`` (``n`` rows ``ldz`` apart) to rows of ``d loss / d Z = (softmax - onehot) / n``.
-
-    Applies ``scale`` and the bias first; ``row_loss`` gets each row's
-    cross-entropy and ``row_correct`` whether its argmax is its label (see
-    ``sf_finish_rows`` in ``hot_loops.h``).
-    """
-    if floating is float:
-        sf_finish_rows_f32(Z, n, ldz, k, labels, b, scale, inv_n, row_loss, row_correct)
-    else:
-        sf_finish_rows_f64(Z, n, ldz, k, labels, b, scale, inv_n, row_loss, row_correct)
 
 
 cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d,

@@ -98,7 +98,6 @@ cdef extern from "hot_loops.h" nogil:
     const int SF_FEATURE_TILE
     const int SF_MULTIVERSIONED
     Py_ssize_t sf_mask_words(Py_ssize_t d)
-    Py_ssize_t sf_padded_features(Py_ssize_t d, size_t item_size)
     Py_ssize_t sf_whole_vectors(Py_ssize_t n, size_t item_size)
     Py_ssize_t sf_gemm_logits_scratch(Py_ssize_t n, Py_ssize_t d, size_t item_size)
     Py_ssize_t sf_gemm_gradient_scratch(Py_ssize_t n, size_t item_size)
@@ -298,7 +297,7 @@ cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t
     cdef Py_ssize_t rows = min(batch_size, n), i, j, c
     # Narrow: the weights transposed, rows ldw apart; GEMM: W as it is. G's rows (and the bias's working copy)
     # hold whole vectors for the rows' finishing, whole panels for the GEMM.
-    cdef Py_ssize_t ldw = k if wide else sf_padded_features(d, sizeof(floating))
+    cdef Py_ssize_t ldw = k if wide else sf_whole_vectors(d, sizeof(floating))
     cdef Py_ssize_t ldg = (sf_gemm_padded_classes(k, sizeof(floating)) if wide
                            else sf_whole_vectors(k, sizeof(floating)))
     # A thread's share of a batch's rows (whole tiles) for the GEMM's packed rows.
@@ -360,7 +359,7 @@ cdef int _logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, 
     if status != SF_OK:
         return status
     cdef bint wide = k > SF_CLASS_BLOCK
-    cdef Py_ssize_t dp = sf_padded_features(d, sizeof(floating)), words = sf_mask_words(d)
+    cdef Py_ssize_t dp = sf_whole_vectors(d, sizeof(floating)), words = sf_mask_words(d)
     cdef Py_ssize_t tile, first, rows, i, c
     # Rows go in tiles; each thread has scratch for a tile's nonzero masks (narrow) or packed rows (GEMM).
     cdef Py_ssize_t tile_rows = 128

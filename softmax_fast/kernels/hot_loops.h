@@ -146,17 +146,14 @@ SF_INLINE ptrdiff_t sf_mask_words(ptrdiff_t d)
     return (d + 64 * SF_GROUP - 1) / (64 * SF_GROUP);
 }
 
-/* d rounded up to whole vectors of item_size-byte weights: the row length of Wt and dWt. */
-SF_INLINE ptrdiff_t sf_padded_features(ptrdiff_t d, size_t item_size)
-{
-    const ptrdiff_t lanes = SF_VECTOR_BYTES / (ptrdiff_t)item_size;
-    return (d + lanes - 1) / lanes * lanes;
-}
-
-/* n rounded up to whole vectors of item_size-byte values: scratch that keeps the next block 64-byte aligned. */
+/*
+ * n values of item_size bytes rounded up to whole vectors: the row length of
+ * Wt, dWt and G, and scratch sizes that keep the next block 64-byte aligned.
+ */
 SF_INLINE ptrdiff_t sf_whole_vectors(ptrdiff_t n, size_t item_size)
 {
-    return sf_padded_features(n, item_size);
+    const ptrdiff_t lanes = SF_VECTOR_BYTES / (ptrdiff_t)item_size;
+    return (n + lanes - 1) / lanes * lanes;
 }
 
 /* The scratch, in item_size-byte values, of sf_gemm_logits on n rows of d features. */

@@ -9,12 +9,13 @@ and the label range; nothing here checks them again. They take no Python
 objects, so a user's own ``@njit`` code can call them directly with arrays that
 meet the contract; ``scale`` and ``lr`` should then be of the weights' dtype.
 
-The matrix loops are written in the one form LLVM's loop vectoriser turns into
-register-blocked code: sums along the innermost loop, over rows of two
-matrices that are both contiguous along it. The logits ``X @ Wt.T`` (``Wt (k,
-d)`` the weights transposed; ``scale`` multiplies the sums) are computed in
-tiles of ``ROW_TILE`` rows by ``CLASS_TILE`` classes, one vector accumulator
-per logit, so that each vector of X, converted once to the weights' dtype,
+The matrix loops work on vectors of ``VECTOR_BYTES`` along rows of X and of the
+weights, through two intrinsics (``_fma_lanes``, ``_axpy_lanes``) that emit
+LLVM vector instructions: LLVM's own vectoriser, tuned to prefer 256-bit
+vectors on AVX-512 CPUs, would use half the width of the FMA units: 4 lanes
+of float64. The logits ``X @ Wt.T`` (``Wt (k, d)`` the weights transposed;
+``scale`` multiplies the sums) are computed in tiles of ``ROW_TILE`` rows by
+``CLASS_TILE`` classes, one vector accumulator per logit, so that each vector of X, converted once to the weights' dtype,
 meets every class of the tile and each vector of weights every row. The
 weight gradient ``G.T @ X`` is produced a block of ``FEATURE_BLOCK`` features
 at a time, each vector of a row of X meeting ``CLASS_TILE`` classes and each
@@ -32,6 +33,8 @@ thread count.
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -62,6 +65,14 @@ ROW_CHUNK = 32
 # threads, and of the skipping of zeros.
 FEATURE_BLOCK = 64
 GRADIENT_ACCUMULATORS = CLASS_TILE * FEATURE_BLOCK
+# Bytes of the vectors of the matrix loops: a ZMM register where the CPU has
+# AVX-512 (LLVM splits wider vectors into several registers: 20 accumulators
+# of 64 bytes would not fit AVX2's 16), else a YMM register. A whole number
+# of vectors of either dtype fits in FEATURE_BLOCK features.
+VECTOR_BYTES = 64 if llvm_binding.get_host_cpu_features().get("avx512f", False) else 32
+# Items of a logits tile's vector accumulators (a constant, as _stack_array
+# needs): sized for float32's lanes; float64 uses half and never touches the rest.
+TILE_LANES = TILE * (VECTOR_BYTES // 4)
 
 
 def _kernel(parallel=False):
@@ -94,6 +105,117 @@ def _stack_array(typingctx, size, dtype):
         return array._getvalue()
 
     return array_type(size, dtype), codegen
+
+
+@intrinsic
+def _lanes(typingctx, dtype):
+    """``VECTOR_BYTES // dtype.itemsize``, the items of a vector, as a constant LLVM can fold into indices."""
+    if not isinstance(dtype, (types.DType, types.NumberClass)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, VECTOR_BYTES // context.get_abi_sizeof(
+            context.get_value_type(dtype.dtype)))
+
+    return types.intp(dtype), codegen
+
+
+def _lanes_pointer(context, builder, array_type, array, i, j, item):
+    """LLVM pointer to a vector of ``array``'s dtype at ``array[i, j]`` (``array[j]`` if ``i`` is None).
+
+    Its length is the lanes of the LLVM type ``item``, the accumulators' (a
+    vector of uint8 pixels has as many lanes as the float vector it becomes).
+    ``array`` is C-contiguous, 2-D or (with ``i`` None) 1-D; ``i``, ``j`` intp.
+    """
+    indices = [j] if i is None else [i, j]
+    pointer = cgutils.get_item_pointer(context, builder, array_type, make_array(array_type)(context, builder, array),
+                                       indices, wraparound=False)
+    lanes = VECTOR_BYTES // context.get_abi_sizeof(item)
+    return builder.bitcast(pointer, ir.VectorType(context.get_value_type(array_type.dtype), lanes).as_pointer())
+
+
+def _load_lanes(context, builder, array_type, array, i, j, item_type):
+    """The vector at ``array[i, j:]`` (see ``_lanes_pointer``) of ``item_type`` (float), converted from integers
+    or a narrower float (exactly, for uint8 and float32 items)."""
+    item = context.get_value_type(item_type)
+    vector = builder.load(_lanes_pointer(context, builder, array_type, array, i, j, item), align=1)
+    target = ir.VectorType(item, vector.type.count)
+    source = array_type.dtype
+    if isinstance(source, types.Integer):
+        return (builder.sitofp if source.signed else builder.uitofp)(vector, target)
+    if source.bitwidth < item_type.bitwidth:
+        return builder.fpext(vector, target)
+    return vector
+
+
+def _matrix_ok(array):
+    """Whether ``array`` is a 2-D C-contiguous array: rows are read as contiguous vectors."""
+    return isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"
+
+
+def _accumulate(context, builder, acc_type, acc, offset, term):
+    """``acc[offset:offset + lanes] += term``, a vector; contracted into an FMA with the product that made ``term``."""
+    pointer = _lanes_pointer(context, builder, acc_type, acc, None, offset, context.get_value_type(acc_type.dtype))
+    total = builder.fadd(builder.load(pointer, align=1), term, flags=("contract",))
+    builder.store(total, pointer, align=1)
+
+
+def _intp(context, builder, value, value_type):
+    """An integer argument of an intrinsic as an intp, to index with."""
+    return context.cast(builder, value, value_type, types.intp)
+
+
+@intrinsic
+def _fma_lanes(typingctx, acc, offset, X, i, j, Wt, c):
+    """``acc[offset:offset + lanes] += X[i, j:j + lanes] * Wt[c, j:j + lanes]``, ``lanes = _lanes(acc.dtype)``.
+
+    ``acc`` 1-D (a ``_stack_array``) and ``Wt`` 2-D C-contiguous of one float
+    dtype, ``X`` 2-D C-contiguous of it or uint8, converted exactly. No bounds
+    are checked: ``j + lanes <= d`` is the caller's to ensure.
+    """
+    if not (isinstance(acc, types.Array) and acc.ndim == 1 and _matrix_ok(X) and _matrix_ok(Wt)
+            and Wt.dtype == acc.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc_type, offset_type, X_type, i_type, j_type, Wt_type, c_type = signature.args
+        acc_value, offset_value, X_value, i_value, j_value, Wt_value, c_value = args
+        j_index = _intp(context, builder, j_value, j_type)
+        x = _load_lanes(context, builder, X_type, X_value, _intp(context, builder, i_value, i_type), j_index,
+                        acc_type.dtype)
+        w = _load_lanes(context, builder, Wt_type, Wt_value, _intp(context, builder, c_value, c_type), j_index,
+                        acc_type.dtype)
+        _accumulate(context, builder, acc_type, acc_value, _intp(context, builder, offset_value, offset_type),
+                    builder.fmul(x, w, flags=("contract",)))
+        return context.get_dummy_value()
+
+    return types.void(acc, offset, X, i, j, Wt, c), codegen
+
+
+@intrinsic
+def _axpy_lanes(typingctx, acc, offset, weight, X, i, j):
+    """``acc[offset:offset + lanes] += weight * X[i, j:j + lanes]``, ``lanes = _lanes(acc.dtype)``.
+
+    ``acc`` 1-D of a float dtype, ``weight`` a scalar of it, ``X`` 2-D
+    C-contiguous of it or uint8, converted exactly. No bounds are checked.
+    """
+    if not (isinstance(acc, types.Array) and acc.ndim == 1 and _matrix_ok(X) and weight == acc.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc_type, offset_type, weight_type, X_type, i_type, j_type = signature.args
+        acc_value, offset_value, weight_value, X_value, i_value, j_value = args
+        x = _load_lanes(context, builder, X_type, X_value, _intp(context, builder, i_value, i_type),
+                        _intp(context, builder, j_value, j_type), acc_type.dtype)
+        lanes = x.type.count
+        first = builder.insert_element(ir.Constant(x.type, ir.Undefined), weight_value, ir.IntType(32)(0))
+        weights = builder.shuffle_vector(first, ir.Constant(x.type, ir.Undefined), ir.Constant(
+            ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+        _accumulate(context, builder, acc_type, acc_value, _intp(context, builder, offset_value, offset_type),
+                    builder.fmul(weights, x, flags=("contract",)))
+        return context.get_dummy_value()
+
+    return types.void(acc, offset, weight, X, i, j), codegen
 
 
 @_kernel()
@@ -165,10 +287,11 @@ def _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z):
     ``Z (n, k)``. Rows from ``n`` and classes from ``k`` on are replaced by
     the last one: computed again and written again with the same value, so
     that every tile has the same constant shape. The loops over the tile, of
-    constant length, are unrolled; the loop over the features is vectorised
-    with one accumulator per logit, each summing its features in the same
-    order, wherever it is in the tile; each vector of X is converted to the
-    weights' dtype once for all the classes of the tile. The loop runs from
+    constant length, are unrolled; the loop over the features takes a vector
+    at a time, with one vector accumulator per logit, each summing its
+    features in the same order, wherever it is in the tile (lanes, then the
+    features past the last whole vector); each vector of X is converted to
+    the weights' dtype once for all the classes of the tile. The loop runs from
     the first block of features that is nonzero in some row of the tile to
     the last (MNIST's blank top and bottom rows of pixels, which would add
     exact zeros for finite weights, are passed over).
@@ -183,20 +306,28 @@ def _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z):
                 first_block = min(first_block, block)
                 last_block = max(last_block, block)
     # Indices start + j, start known not negative: Numba then drops its test for
-    # negative indices, which would turn the loads into gathers.
+    # negative indices, which would turn the loads of the tail into gathers.
     start = max(first_block * FEATURE_BLOCK, 0)
     stop = min((last_block + 1) * FEATURE_BLOCK, d)
-    acc = _stack_array(TILE, Wt.dtype)
-    for t in range(TILE):
+    lanes = _lanes(Wt.dtype)
+    vector_stop = start + (stop - start) // lanes * lanes
+    acc = _stack_array(TILE_LANES, Wt.dtype)
+    for t in range(TILE_LANES):
         acc[t] = 0
-    for j in range(stop - start):
+    for j in range(start, vector_stop, lanes):
         for r in range(ROW_TILE):
-            x = Wt.dtype.type(X[min(i0 + r, n - 1), start + j])
             for c in range(CLASS_TILE):
-                acc[r * CLASS_TILE + c] += x * Wt[min(c0 + c, k - 1), start + j]
+                _fma_lanes(acc, (r * CLASS_TILE + c) * lanes, X, min(i0 + r, n - 1), j, Wt, min(c0 + c, k - 1))
     for r in range(ROW_TILE):
         for c in range(CLASS_TILE):
-            Z[min(i0 + r, n - 1), min(c0 + c, k - 1)] = acc[r * CLASS_TILE + c] * scale + b[min(c0 + c, k - 1)]
+            t = r * CLASS_TILE + c
+            total = acc[t * lanes]
+            for lane in range(1, lanes):
+                total += acc[t * lanes + lane]
+            # The features past the last whole vector (none for MNIST), one at a time.
+            for j in range(vector_stop, stop):
+                total += Wt.dtype.type(X[min(i0 + r, n - 1), j]) * Wt[min(c0 + c, k - 1), j]
+            Z[min(i0 + r, n - 1), min(c0 + c, k - 1)] = total * scale + b[min(c0 + c, k - 1)]
 
 
 @_kernel()
@@ -275,6 +406,8 @@ def _gradient_block(X, scale, nonzero, G, block, rows, dWt):
     # indices goes away, and with it the gathers it made of the loads.
     j0 = max(block * FEATURE_BLOCK, 0)
     width = min(FEATURE_BLOCK, d - j0)
+    lanes = _lanes(G.dtype)
+    vector_width = width // lanes * lanes
     n_rows = 0
     for i in range(n):
         rows[n_rows] = i
@@ -291,7 +424,12 @@ def _gradient_block(X, scale, nonzero, G, block, rows, dWt):
                 group[r] = i
                 for c in range(CLASS_TILE):
                     weights[r * CLASS_TILE + c] = G[i, min(c0 + c, k - 1)] if first + r < n_rows else 0
-            for j in range(width):
+            for j in range(0, vector_width, lanes):
+                for c in range(CLASS_TILE):
+                    for r in range(ROW_TILE):
+                        _axpy_lanes(acc, c * FEATURE_BLOCK + j, weights[r * CLASS_TILE + c], X, group[r], j0 + j)
+            # The features past the last whole vector (none for MNIST), one at a time.
+            for j in range(vector_width, width):
                 for c in range(CLASS_TILE):
                     total = acc[c * FEATURE_BLOCK + j]
                     for r in range(ROW_TILE):

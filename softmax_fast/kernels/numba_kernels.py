@@ -24,6 +24,12 @@ in a block (MNIST's blank borders) add nothing to its gradient and are
 passed over. X is read as it is stored: uint8 pixels are a quarter of
 float32's memory traffic, and no converted copy of the batch is written.
 
+With more than ``NARROW_CLASSES`` classes (a linear probe's 1000) both are
+GEMMs on W in its own ``(d, k)`` layout instead, vectors along the classes
+(``_gemm_tile``): no horizontal sums, and no transposed copy of W. Rows
+(logits) or features (gradient) are packed, converted, six at a time, each
+broadcast against a panel of four vectors of classes.
+
 Parallel work is split so that no sum depends on how it is shared among
 threads: chunks of rows for the forward pass, blocks of features for the
 weight gradient, every reduction over rows done in row order by one thread,
@@ -73,6 +79,24 @@ VECTOR_BYTES = 64 if llvm_binding.get_host_cpu_features().get("avx512f", False) 
 # Items of a logits tile's vector accumulators (a constant, as _stack_array
 # needs): sized for float32's lanes; float64 uses half and never touches the rest.
 TILE_LANES = TILE * (VECTOR_BYTES // 4)
+# More classes than this: the logits and the weight gradient are GEMMs with
+# vectors along the classes of W in its (d, k) layout, zero-padded to whole
+# panels of GEMM_VECTORS vectors (the working copy, see _working_weights), so
+# that no horizontal sum is needed and every load is a whole vector. A tile
+# is GEMM_ROWS rows (logits) or features (gradient) by a panel: 24 vector
+# accumulators, GEMM_VECTORS loads and GEMM_ROWS broadcasts for 24 FMAs.
+NARROW_CLASSES = 16
+GEMM_ROWS = 6
+GEMM_VECTORS = 4
+# Features of a panel of W that meet every tile of rows: 128 rows of 256 bytes
+# (float32 panels on AVX-512) fit in the L1 cache.
+DEPTH_BLOCK = 256
+# Tiles per share of a GEMM among threads, a constant (Numba cannot cache a
+# kernel that asks for the thread count): small enough to balance the 43 row
+# tiles of a batch of 256 on two threads, large enough that a block of W,
+# read once per share, serves several tiles.
+SHARE_TILES = 2
+GEMM_LANES = GEMM_ROWS * GEMM_VECTORS * (VECTOR_BYTES // 4)
 
 
 def _kernel(parallel=False):
@@ -345,23 +369,171 @@ def _logits(X, scale, Wt, b, nonzero, Z):
             _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z)
 
 
+@_kernel()
+def _wide(k):
+    """Whether ``k`` classes take the GEMM path: weights in the padded ``(d, k)`` layout."""
+    return k > NARROW_CLASSES
+
+
+@_kernel()
+def _panel(dtype):
+    """Classes in a panel of the GEMMs: ``GEMM_VECTORS`` vectors of ``dtype``."""
+    return GEMM_VECTORS * _lanes(dtype)
+
+
+@_kernel()
+def _padded_classes(k, dtype):
+    """``k`` rounded up to whole panels: the columns of the GEMM path's ``G``, whose every load is a whole panel."""
+    panel = _panel(dtype)
+    return (k + panel - 1) // panel * panel
+
+
+@_kernel()
+def _working_weights(W):
+    """The weights ``W (d, k)`` as the kernels read and train them: a copy ``Wt (k, d) = W.T``
+    for ``k <= NARROW_CLASSES``, else ``W`` itself."""
+    if _wide(W.shape[1]):
+        return W
+    return np.ascontiguousarray(W.T)
+
+
+@_kernel()
+def _pack(X, first, count, features, packed):
+    """The broadcast operand of a GEMM tile: ``GEMM_ROWS`` rows (or ``features``) of ``X (n, d)`` from ``first``.
+
+    ``packed[t * GEMM_ROWS + m] = X[first + m, t]`` for ``t < d`` (rows, for
+    the logits), or with ``features``, ``X[t, first + m]`` for ``t < n`` (for
+    the gradient), converted once for all panels to ``packed``'s dtype; 0 for
+    ``m >= count``, past the last row or feature (never written out).
+    """
+    for t in range(X.shape[0] if features else X.shape[1]):
+        for m in range(GEMM_ROWS):
+            value = packed.dtype.type(0)
+            if m < count:
+                value = packed.dtype.type(X[t, first + m] if features else X[first + m, t])
+            packed[t * GEMM_ROWS + m] = value
+
+
+@_kernel()
+def _gemm_tile(packed, B, c0, out, resume):
+    """``out[(m * GEMM_VECTORS + v) * lanes + lane] (+)= sum over t in order of packed[t * GEMM_ROWS + m] * B[t, c]``,
+    ``c = c0 + v * lanes + lane``: a tile of ``GEMM_ROWS`` by a panel of classes from ``c0``.
+
+    With ``resume``, the chains go on from the sums in ``out`` (the same
+    multiply-adds in the same order as one call over all of ``t``), else from 0.
+    ``packed`` 1-D from ``_pack`` with ``B.shape[0]`` steps, ``B (depth, kp)``
+    C-contiguous, ``kp`` whole panels; ``out`` 1-D, at least a tile. Each
+    output is one chain of multiply-adds in ``t`` order, whatever the tiling:
+    the same for any thread count. The sums are made in this function's own
+    ``_stack_array``, which LLVM keeps in registers: with the caller's, whose
+    address escapes, it would store all 24 vectors at every step.
+    """
+    lanes = _lanes(B.dtype)
+    acc = _stack_array(GEMM_LANES, B.dtype)
+    for a in range(GEMM_ROWS * GEMM_VECTORS * lanes):
+        acc[a] = out[a] if resume else 0
+    for t in range(B.shape[0]):
+        for m in range(GEMM_ROWS):
+            weight = packed[t * GEMM_ROWS + m]
+            for v in range(GEMM_VECTORS):
+                _axpy_lanes(acc, (m * GEMM_VECTORS + v) * lanes, weight, B, t, c0 + v * lanes)
+    for a in range(GEMM_ROWS * GEMM_VECTORS * lanes):
+        out[a] = acc[a]
+
+
 @_kernel(parallel=True)
-def _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct):
+def _gemm_logits(X, scale, W, b, Z):
+    """``Z[:, c] = (X (n, d) * scale) @ W[:, c] + b[c]`` for ``c < k``, ``W (d, k)``, ``b (k,)``.
+
+    ``Z (n, k)`` or ``(n, kp)``, its columns from ``k`` on then 0. The last,
+    partial panel of ``W`` is read from a zero-padded copy: every load is a
+    whole vector, and none goes past ``W``. Rows are shared among threads in whole tiles; each share packs its tiles
+    once, then every block of ``DEPTH_BLOCK`` features of a panel of ``Ww``
+    meets all of them while it is in the L1 cache (the panel's features
+    all at once would be read from L2, at a 4 KB stride).
+    """
+    n, d = X.shape
+    k = b.shape[0]
+    panel = _panel(W.dtype)
+    full = k // panel * panel
+    last_panel = np.zeros((d, panel), dtype=W.dtype)
+    last_panel[:, :k - full] = W[:, full:]
+    tiles = (n + GEMM_ROWS - 1) // GEMM_ROWS
+    for share in prange((tiles + SHARE_TILES - 1) // SHARE_TILES):
+        first_tile, stop_tile = share * SHARE_TILES, min((share + 1) * SHARE_TILES, tiles)
+        packed = np.empty((stop_tile - first_tile, d * GEMM_ROWS), dtype=W.dtype)
+        for tile in range(first_tile, stop_tile):
+            i0 = tile * GEMM_ROWS
+            _pack(X, i0, min(GEMM_ROWS, n - i0), False, packed[tile - first_tile])
+        sums = np.empty((stop_tile - first_tile, GEMM_LANES), dtype=W.dtype)
+        for c0 in range(0, Z.shape[1], panel):
+            B, B_c0 = (W, c0) if c0 < full else (last_panel, 0)
+            for j0 in range(0, d, DEPTH_BLOCK):
+                j1 = min(j0 + DEPTH_BLOCK, d)
+                for tile in range(first_tile, stop_tile):
+                    _gemm_tile(packed[tile - first_tile, j0 * GEMM_ROWS:j1 * GEMM_ROWS], B[j0:j1], B_c0,
+                               sums[tile - first_tile], j0 > 0)
+            for tile in range(first_tile, stop_tile):
+                acc = sums[tile - first_tile]
+                i0 = tile * GEMM_ROWS
+                for m in range(min(GEMM_ROWS, n - i0)):
+                    for c in range(min(panel, Z.shape[1] - c0)):
+                        Z[i0 + m, c0 + c] = acc[m * panel + c] * scale + (b[c0 + c] if c0 + c < k else 0)
+
+
+@_kernel(parallel=True)
+def _gemm_weight_gradient(X, scale, G, dW, lr, W):
+    """The weight gradient ``scale * X.T @ G[:, :k]``: if ``lr > 0``, ``W (d, k) -= lr *`` it, else it is ``dW (d, k)``.
+
+    ``X (n, d)``, ``G (n, kp)`` from ``_forward_batch`` (zeros past ``k``).
+    Features are shared among threads in whole tiles, each packed once for
+    all panels; every sum runs over the rows in order. Each tile updates the
+    weights as it is made: the gradient is not stored.
+    """
+    n, d = X.shape
+    k = W.shape[1]
+    panel = _panel(G.dtype)
+    tiles = (d + GEMM_ROWS - 1) // GEMM_ROWS
+    for share in prange((tiles + SHARE_TILES - 1) // SHARE_TILES):
+        packed = np.empty(n * GEMM_ROWS, dtype=G.dtype)
+        acc = np.empty(GEMM_LANES, dtype=G.dtype)
+        for tile in range(share * SHARE_TILES, min((share + 1) * SHARE_TILES, tiles)):
+            j0 = tile * GEMM_ROWS
+            features = min(GEMM_ROWS, d - j0)
+            _pack(X, j0, features, True, packed)
+            for c0 in range(0, G.shape[1], panel):
+                _gemm_tile(packed, G, c0, acc, False)
+                for m in range(features):
+                    for c in range(min(panel, k - c0)):
+                        gradient = acc[m * panel + c] * scale
+                        if lr > 0:
+                            W[j0 + m, c0 + c] -= lr * gradient
+                        else:
+                            dW[j0 + m, c0 + c] = gradient
+
+
+@_kernel(parallel=True)
+def _forward_batch(X, y, Ww, b, scale, nonzero, G, row_loss, row_correct):
     """Forward pass of one batch, chunks of ``ROW_CHUNK`` rows in parallel.
 
-    Fills ``nonzero`` (see ``_nonzero_blocks``),
-    ``G (n, k)`` with ``d loss / d Z = (softmax(Z) - onehot(y)) / n``,
+    ``Ww`` from ``_working_weights``. Fills ``nonzero`` (see ``_nonzero_blocks``;
+    not for the GEMM path), ``G (n, k)`` (``(n, kp)`` like ``Ww`` for the GEMM
+    path, zeros past ``k``) with ``d loss / d Z = (softmax(Z) - onehot(y)) / n``,
     ``row_loss (n,)`` float64 with each row's cross-entropy and
     ``row_correct (n,)`` with whether its argmax is its label.
     """
     n = X.shape[0]
+    k = b.shape[0]
     inv_n = G.dtype.type(1) / n
+    if _wide(k):
+        _gemm_logits(X, scale, Ww, b, G)
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         start = chunk * ROW_CHUNK
         stop = min(start + ROW_CHUNK, n)
-        _logits(X[start:stop], scale, Wt, b, nonzero[start:stop], G[start:stop])
+        if not _wide(k):
+            _logits(X[start:stop], scale, Ww, b, nonzero[start:stop], G[start:stop])
         for i in range(start, stop):
-            z, label = G[i], y[i]
+            z, label = G[i, :k], y[i]
             best = _argmax(z)
             row_correct[i] = best == label
             target = z[label]
@@ -369,12 +541,15 @@ def _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct):
             z[label] -= 1
             for c in range(z.shape[0]):
                 z[c] *= inv_n
+            # The padding's gradient: zeros, so that it adds nothing to the weights' padding.
+            G[i, k:] = 0
 
 
 @_kernel()
 def _reduce_rows(G, row_loss, row_correct, db):
-    """Serial, row-ordered sums of a batch: ``db = G.sum(0)``; returns ``(mean loss, n_correct)``."""
-    n, k = G.shape
+    """Serial, row-ordered sums of a batch: ``db (k,) = G[:, :k].sum(0)``; returns ``(mean loss, n_correct)``."""
+    n = G.shape[0]
+    k = db.shape[0]
     loss_sum = 0.0
     n_correct = 0
     db[:] = 0
@@ -442,14 +617,18 @@ def _gradient_block(X, scale, nonzero, G, block, rows, dWt):
 
 
 @_kernel(parallel=True)
-def _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt):
-    """``dWt (k, d) = scale * G.T @ X``: the weight gradient, transposed; then, if ``lr > 0``, ``Wt -= lr * dWt``.
+def _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt, k):
+    """The weight gradient ``scale * X.T @ G`` into ``dWt``; then, if ``lr > 0``, ``Wt -= lr * dWt``.
 
-    Blocks of ``FEATURE_BLOCK`` features in parallel, each one's update right
-    after its gradient. ``X (n, d)``, ``nonzero`` from ``_nonzero_blocks(X)``, ``G (n, k)``.
+    ``Wt`` from ``_working_weights`` for ``k`` classes and ``dWt`` in its
+    layout, ``G`` from ``_forward_batch``. With ``k <= NARROW_CLASSES``, blocks of
+    ``FEATURE_BLOCK`` features in parallel, each one's update right after its
+    gradient; ``X (n, d)``, ``nonzero`` from ``_nonzero_blocks(X)``. Else ``_gemm_weight_gradient``.
     """
+    if _wide(k):
+        _gemm_weight_gradient(X, scale, G, dWt, lr, Wt)
+        return
     n, d = X.shape
-    k = G.shape[1]
     for block in prange(_n_blocks(d)):
         _gradient_block(X, scale, nonzero, G, block, np.empty(n, dtype=np.intp), dWt)
         j0 = block * FEATURE_BLOCK
@@ -463,7 +642,7 @@ def _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt):
 
 @_kernel()
 def _sgd_step(X, y, Wt, b, lr, scale, nonzero, G, row_loss, row_correct, dWt, db):
-    """One SGD step on the batch ``X (n, d)``; ``Wt (k, d)`` (W transposed) and ``b`` in place.
+    """One SGD step on the batch ``X (n, d)``; ``Wt`` (from ``_working_weights``) and ``b`` in place.
 
     ``nonzero``, ``G``, ``row_loss``, ``row_correct``, ``dWt`` and ``db`` are
     scratch (see ``_batch_scratch``) with ``n`` rows but for the last two.
@@ -471,23 +650,25 @@ def _sgd_step(X, y, Wt, b, lr, scale, nonzero, G, row_loss, row_correct, dWt, db
     """
     _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct)
     loss, n_correct = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt)
+    _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt, b.shape[0])
     for c in range(b.shape[0]):
         b[c] -= lr * db[c]
     return loss, n_correct
 
 
 @_kernel()
-def _batch_scratch(rows, W):
-    """Scratch for batches of up to ``rows`` rows and weights like ``W (d, k)``.
+def _batch_scratch(rows, W, Wt):
+    """Scratch for batches of up to ``rows`` rows, weights ``W (d, k)`` and ``Wt = _working_weights(W)``.
 
-    Returns ``(nonzero (rows, _n_blocks(d)) bool, G (rows, k), row_loss (rows,)
-    float64, row_correct (rows,) bool, dWt (k, d), db (k,))``, floats of ``W``'s dtype.
+    Returns ``(nonzero (rows, _n_blocks(d)) bool, G (rows, k) (or (rows, kp)
+    for the GEMM path), row_loss (rows,) float64, row_correct (rows,) bool,
+    dWt (shaped like Wt), db (k,))``, floats of ``W``'s dtype.
     """
     d, k = W.shape
-    return (np.empty((rows, _n_blocks(d)), dtype=np.bool_), np.empty((rows, k), dtype=W.dtype),
+    return (np.empty((rows, _n_blocks(d)), dtype=np.bool_),
+            np.empty((rows, _padded_classes(k, W.dtype) if _wide(k) else k), dtype=W.dtype),
             np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
-            np.empty((k, d), dtype=W.dtype), np.empty(k, dtype=W.dtype))
+            np.empty(Wt.shape, dtype=W.dtype), np.empty(k, dtype=W.dtype))
 
 
 @_kernel()
@@ -497,8 +678,8 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
     Returns ``(sum of batch losses, n_batches, n_correct)``.
     """
     n = X.shape[0]
-    Wt = np.ascontiguousarray(W.T)
-    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(min(batch_size, n), W)
+    Wt = _working_weights(W)
+    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(min(batch_size, n), W, Wt)
     loss_sum = 0.0
     n_batches = 0
     n_correct = 0
@@ -512,7 +693,8 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
         loss_sum += loss
         n_correct += batch_correct
         n_batches += 1
-    W[:, :] = Wt.T
+    if not _wide(W.shape[1]):
+        W[:, :] = Wt.T
     return loss_sum, n_batches, n_correct
 
 
@@ -541,12 +723,12 @@ def cross_entropy(Z, y):
 @_kernel()
 def loss_and_grad(X, y, W, b, scale):
     """``(mean loss, dW (d, k), db (k,))`` of the batch ``X * scale (n, d)``; ``W``, ``b`` unchanged."""
-    Wt = np.ascontiguousarray(W.T)
-    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W)
+    Wt = _working_weights(W)
+    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W, Wt)
     _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct)
     loss, _ = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(X, scale, nonzero, G, dWt, W.dtype.type(0), Wt)
-    return loss, np.ascontiguousarray(dWt.T), db
+    _weight_gradient(X, scale, nonzero, G, dWt, W.dtype.type(0), Wt, W.shape[1])
+    return loss, dWt if _wide(W.shape[1]) else np.ascontiguousarray(dWt.T), db
 
 
 @_kernel()
@@ -567,8 +749,11 @@ def train_epoch(X, y, W, b, lr, batch_size, scale):
 def _logits_of_rows(X, W, b, scale):
     """``Z (n, k) = X * scale @ W + b`` in ``W``'s dtype, chunks of ``ROW_CHUNK`` rows in parallel."""
     n, d = X.shape
-    Wt = np.ascontiguousarray(W.T)
+    Wt = _working_weights(W)
     Z = np.empty((n, W.shape[1]), dtype=W.dtype)
+    if _wide(W.shape[1]):
+        _gemm_logits(X, scale, Wt, b, Z)
+        return Z
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         start = chunk * ROW_CHUNK
         stop = min(start + ROW_CHUNK, n)

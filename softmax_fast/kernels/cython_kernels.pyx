@@ -19,10 +19,9 @@ identical for any ``n_threads``.
 Up to ``SF_CLASS_BLOCK`` (16) classes, MNIST's case, the weights are copied
 into a scratch ``Wt (k, dp)``, transposed so that the C loops run their
 vectors along the features, each class's row padded with zeros to ``dp``
-features (whole vector registers), and copied back when a call returns; the
-gradient scratch ``dWt (k, dp)`` has the same layout, so the update is a
-contiguous pass. With more classes the C loops are GEMMs on ``W (d, k)`` in
-place, and the gradient updates it as it is produced.
+features (whole vector registers), and copied back when a call returns. With
+more classes the C loops are GEMMs on ``W (d, k)`` in place. Either way the
+gradient updates the weights as it is produced.
 
 Fused types: ``floating`` is the dtype of ``W`` and ``b`` (float32/float64) and
 ``features_t`` the dtype of ``X``; the Python layer only lets ``X`` be uint8 or
@@ -98,6 +97,7 @@ cdef extern from "hot_loops.h" nogil:
     const int SF_FEATURE_TILE
     const int SF_MULTIVERSIONED
     Py_ssize_t sf_mask_words(Py_ssize_t d)
+    Py_ssize_t sf_mask_rows(Py_ssize_t n)
     Py_ssize_t sf_whole_vectors(Py_ssize_t n, size_t item_size)
     Py_ssize_t sf_gemm_logits_scratch(Py_ssize_t n, Py_ssize_t d, size_t item_size)
     Py_ssize_t sf_gemm_gradient_scratch(Py_ssize_t n, size_t item_size)
@@ -169,24 +169,24 @@ cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule,
 cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d,
                       Py_ssize_t k, floating *weights, Py_ssize_t ldw, floating *b, floating lr,
                       floating scale, Py_ssize_t batch_size, bint update, uint64_t *masks,
-                      floating *G, Py_ssize_t ldg, double *row_loss, unsigned char *row_correct,
+                      Py_ssize_t ldm, floating *G, Py_ssize_t ldg, double *row_loss, unsigned char *row_correct,
                       floating *gradient, floating *db, floating *scratch, Py_ssize_t thread_scratch,
                       double *loss_sum, Py_ssize_t *n_correct) noexcept nogil:
     """One thread's share of SGD over the batches ``X[i:i + batch_size]``, in an OpenMP team.
 
     Up to ``SF_CLASS_BLOCK`` classes, ``weights`` is ``Wt (k, ldw)``, the
-    weights transposed and padded, and ``gradient`` a scratch ``dWt (k,
-    ldw)``; with more, ``weights`` is ``W (d, k)`` itself and ``gradient``
-    (without ``update``) the output ``dW (d, k)``. ``b (ldg,)`` is the bias,
-    zero past ``k``; ``masks`` (the rows' nonzero masks, narrow case), ``G (rows, ldg)``,
-    ``row_loss`` and ``row_correct`` have ``min(batch_size, n)`` rows, ``db``
-    is ``(k,)``, ``scratch`` holds ``thread_scratch`` values per thread (GEMM
-    case). Every thread calls this with the same arguments. With ``update``
-    false (one batch, for ``loss_and_grad``) the weights stay and the
-    gradient of the mean loss is left in ``gradient`` (narrow case: ``G.T @
-    X`` without ``scale``) and ``G.sum(0)`` in ``db``. Thread 0 adds each
-    batch's mean loss to ``loss_sum`` and its right predictions to
-    ``n_correct``.
+    weights transposed and padded; with more, ``weights`` is ``W (d, k)``
+    itself. ``b (ldg,)`` is the bias, zero past ``k``. ``G (rows, ldg)``,
+    ``row_loss`` and ``row_correct`` have ``rows = min(batch_size, n)``
+    rows; ``masks`` (narrow case) holds their nonzero masks,
+    ``sf_mask_words(d)`` columns of ``ldm >= sf_mask_rows(rows)`` words;
+    ``db`` is ``(k,)``; ``scratch`` holds ``thread_scratch`` values per
+    thread (GEMM case). Every thread calls this with the same arguments.
+    With ``update`` false (one batch, for ``loss_and_grad``) the weights
+    stay, the gradient of the mean loss goes to ``gradient`` (``dWt (k,
+    ldw)``, or ``dW (d, k)`` with many classes) and ``G.sum(0)`` to ``db``.
+    Thread 0 adds each batch's mean loss to ``loss_sum`` and its right
+    predictions to ``n_correct``.
     """
     cdef int thread = sf_thread_number(), n_threads = sf_team_size()
     cdef bint wide = k > SF_CLASS_BLOCK
@@ -194,10 +194,12 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
     cdef floating inv_n
     cdef double batch_loss
     cdef const features_t *batch
-    cdef Py_ssize_t words = sf_mask_words(d)
     cdef floating *own_scratch = scratch + thread * thread_scratch
     # Rows are shared in whole GEMM tiles; the narrow loops take a row at a time, and even shares.
     cdef Py_ssize_t row_granule = SF_GEMM_ROWS if wide else 1
+    cdef Py_ssize_t feature_tile = SF_GEMM_ROWS if wide else SF_FEATURE_TILE, tile_stop, fetch_bytes, fetched
+    cdef const char *fetch = NULL
+    cdef floating *out = weights if update else gradient
     while start < n:
         rows = min(batch_size, n - start)
         batch = X + start * d
@@ -206,28 +208,32 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
         if wide:
             _gemm_logits(batch + first * d, stop - first, d, weights, k, G + first * ldg, ldg, own_scratch)
         else:
-            _nonzero_groups(batch + first * d, stop - first, d, weights, masks + first * words)
-            _row_logits(batch + first * d, masks + first * words, stop - first, d, weights, ldw, k,
+            _nonzero_groups(batch + first * d, stop - first, d, weights, masks + first, ldm)
+            _row_logits(batch + first * d, masks + first, ldm, stop - first, d, weights, ldw, k,
                         G + first * ldg, ldg)
         _finish_rows(G + first * ldg, stop - first, ldg, k, y + start + first, b, scale, inv_n, row_loss + first,
                      row_correct + first)
         sf_barrier()
 
-        # The next batch's rows come from memory while this one's gradient is computed.
+        # The next batch's rows come from memory while this one's gradient is computed, a slice after each
+        # tile of features: asked for all at once, the fetches would fill the core's miss buffers and stall it.
+        fetch_bytes = 0
         if start + rows < n:
             _share(min(batch_size, n - start - rows), thread, n_threads, row_granule, &first, &stop)
-            sf_prefetch(batch + (rows + first) * d, (stop - first) * d * sizeof(features_t))
-        if wide:
-            _share(d, thread, n_threads, SF_GEMM_ROWS, &first, &stop)
-            _gemm_weight_gradient(batch, rows, d, first, stop, G, ldg, k, lr, scale, update,
-                                  weights if update else gradient, own_scratch)
-        else:
-            _share(d, thread, n_threads, SF_FEATURE_TILE, &first, &stop)
-            _weight_gradient(batch, masks, rows, d, first, stop, G, ldg, k, gradient, ldw)
-            if update:
-                for c in range(k):
-                    for j in range(first, stop):
-                        weights[c * ldw + j] -= lr * (scale * gradient[c * ldw + j])
+            fetch = <const char *> (batch + (rows + first) * d)
+            fetch_bytes = (stop - first) * d * sizeof(features_t)
+        _share(d, thread, n_threads, feature_tile, &first, &stop)
+        fetched = 0
+        j = first
+        while j < stop:
+            tile_stop = min(stop, j + feature_tile)
+            if wide:
+                _gemm_weight_gradient(batch, rows, d, j, tile_stop, G, ldg, k, lr, scale, update, out, own_scratch)
+            else:
+                _weight_gradient(batch, masks, ldm, rows, d, j, tile_stop, G, ldg, k, lr, scale, update, out, ldw)
+            sf_prefetch(fetch + fetched, fetch_bytes * (tile_stop - first) // (stop - first) - fetched)
+            fetched = fetch_bytes * (tile_stop - first) // (stop - first)
+            j = tile_stop
         if thread == 0:
             batch_loss = 0
             for i in range(rows):
@@ -306,34 +312,38 @@ cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t
     cdef Py_ssize_t thread_scratch = max(sf_gemm_logits_scratch(share_rows, d, sizeof(floating)),
                                          sf_gemm_gradient_scratch(rows, sizeof(floating))) if wide else 0
     cdef floating *weights = W if wide else _transposed_weights(W, d, k, ldw)
-    cdef floating *gradient = dW if wide else <floating *> sf_aligned_malloc(k * ldw * sizeof(floating))
+    # Without update, the gradient's output: dW itself, or dWt (k, ldw) to be copied into it.
+    cdef floating *gradient = NULL if update else (dW if wide else
+                                                   <floating *> sf_aligned_malloc(k * ldw * sizeof(floating)))
     cdef floating *G = <floating *> sf_aligned_malloc(rows * ldg * sizeof(floating))
     cdef floating *scratch = <floating *> sf_aligned_malloc(max(1, n_threads * thread_scratch) * sizeof(floating))
     cdef floating *bias = <floating *> sf_aligned_malloc(ldg * sizeof(floating))
     cdef floating *db_batch = <floating *> sf_aligned_malloc(k * sizeof(floating))
-    cdef uint64_t *masks = <uint64_t *> sf_aligned_malloc(rows * sf_mask_words(d) * sizeof(uint64_t))
+    cdef Py_ssize_t ldm = sf_mask_rows(rows)
+    cdef uint64_t *masks = <uint64_t *> sf_aligned_malloc(ldm * sf_mask_words(d) * sizeof(uint64_t))
     cdef double *row_loss = <double *> sf_aligned_malloc(rows * sizeof(double))
     cdef unsigned char *row_correct = <unsigned char *> sf_aligned_malloc(rows)
-    if (weights == NULL or (gradient == NULL and not (wide and update)) or G == NULL or scratch == NULL
+    if (weights == NULL or (gradient == NULL and not update) or G == NULL or scratch == NULL
             or bias == NULL or db_batch == NULL or masks == NULL or row_loss == NULL or row_correct == NULL):
         status = SF_ERROR_NO_MEMORY
     else:
-        # The GEMM reads G's padding columns: zeros.
+        # The GEMM reads G's padding columns, and sf_active_rows whole columns of masks: zeros.
         memset(G, 0, rows * ldg * sizeof(floating))
+        memset(masks, 0, ldm * sf_mask_words(d) * sizeof(uint64_t))
         memset(bias, 0, ldg * sizeof(floating))
         for c in range(k):
             bias[c] = b[c]
         loss_sum[0] = 0
         n_correct[0] = 0
         with parallel(num_threads=n_threads):
-            _sgd_worker(X, y, n, d, k, weights, ldw, bias, lr, scale, batch_size, update, masks, G, ldg, row_loss,
-                        row_correct, gradient, db_batch, scratch, thread_scratch, loss_sum, n_correct)
+            _sgd_worker(X, y, n, d, k, weights, ldw, bias, lr, scale, batch_size, update, masks, ldm, G, ldg,
+                        row_loss, row_correct, gradient, db_batch, scratch, thread_scratch, loss_sum, n_correct)
         for j in range(d if not wide else 0):
             for c in range(k):
                 if update:
                     W[j * k + c] = weights[c * ldw + j]
                 else:
-                    dW[j * k + c] = gradient[c * ldw + j] * scale
+                    dW[j * k + c] = gradient[c * ldw + j]
         for c in range(k):
             if update:
                 b[c] = bias[c]
@@ -378,8 +388,9 @@ cdef int _logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, 
             if wide:
                 _gemm_logits(X + first * d, rows, d, W, k, Z + first * k, k, <floating *> own_scratch)
             else:
-                _nonzero_groups(X + first * d, rows, d, Wt, <uint64_t *> own_scratch)
-                _row_logits(X + first * d, <uint64_t *> own_scratch, rows, d, Wt, dp, k, Z + first * k, k)
+                _nonzero_groups(X + first * d, rows, d, Wt, <uint64_t *> own_scratch, tile_rows)
+                _row_logits(X + first * d, <uint64_t *> own_scratch, tile_rows, rows, d, Wt, dp, k, Z + first * k,
+                            k)
             for i in range(first, first + rows):
                 for c in range(k):
                     Z[i * k + c] = Z[i * k + c] * scale + b[c]

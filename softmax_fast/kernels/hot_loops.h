@@ -12,16 +12,17 @@
  * Up to SF_CLASS_BLOCK classes (MNIST's case), the loops run their vectors
  * along the features, SF_LANES of them (64 bytes of weights) at a time: the
  * weights are held transposed, Wt (k, dp), each class a row padded with zeros
- * to dp features, a whole number of vectors, and the gradient is produced the
- * same way, dWt (k, dp). The loops read uint8 pixels as they are stored (a
+ * to dp features, a whole number of vectors, and the gradient updates them
+ * as it is produced. The loops read uint8 pixels as they are stored (a
  * quarter of float32's memory traffic) or features of the weights' type,
  * converting a vector of them at a time, once for all the classes it meets.
- * Accumulators stay in registers: fixed trip counts and GCC's vector types
- * see to it. Zeros are skipped: each row gets a bit mask of its groups of
- * SF_GROUP features that are not all zero (sf_nonzero_groups), and the loops
- * visit only the vectors with a bit set, so MNIST's blank borders cost a bit
- * test, not a branch per feature to mispredict. A skipped term is an exact
- * zero, so skipping never changes a result.
+ * Accumulators stay in registers: a number of classes fixed at compile time
+ * (SF_WITH_CONSTANT_CLASSES) and GCC's vector types see to it. Zeros are
+ * skipped: each row gets a bit mask of its groups of SF_GROUP features that
+ * are not all zero (sf_nonzero_groups), and the loops visit only the vectors
+ * with a bit set, so MNIST's blank borders cost a bit test, not a branch per
+ * feature to mispredict. A skipped term is an exact zero, so skipping never
+ * changes a result.
  *
  * With more classes (a linear probe on embeddings, say), two GEMMs on W
  * (d, k) as it is, vectors along the classes: tiles of SF_GEMM_ROWS rows (or
@@ -111,30 +112,32 @@
 #define SF_INLINE static inline
 #endif
 
-/* Marks a case of a switch that runs on into the next. */
-#if defined(__GNUC__) && __GNUC__ >= 7
-#define SF_FALLTHROUGH __attribute__((fallthrough))
-#else
-#define SF_FALLTHROUGH
-#endif
-
 /*
- * TERM(c) for c = k - 1 down to 0, k <= SF_CLASS_BLOCK, each c a constant:
- * a switch whose cases fall through, one jump (the same every time) instead
- * of a test per class.
+ * CALL(K) with K the constant equal to k, 1 <= k <= SF_CLASS_BLOCK: the narrow
+ * loops are compiled once per number of classes, so that their loops over the
+ * classes unroll into straight runs of multiply-adds, each accumulator in its
+ * own register and each weight at an address fixed at compile time. (With k
+ * known at run time only, GCC kept a jump per row and spilled the classes'
+ * pointers: about a tenth of an MNIST epoch.)
  */
-#define SF_CLASS_CASE(c, TERM)                                                                                     \
-    case (c) + 1:                                                                                                  \
-        TERM(c);                                                                                                   \
-        SF_FALLTHROUGH;
-#define SF_FOR_CLASSES(k, TERM)                                                                                    \
+#define SF_WITH_CONSTANT_CLASSES(k, CALL)                                                                          \
     switch (k) {                                                                                                   \
-        SF_CLASS_CASE(15, TERM) SF_CLASS_CASE(14, TERM) SF_CLASS_CASE(13, TERM) SF_CLASS_CASE(12, TERM)            \
-        SF_CLASS_CASE(11, TERM) SF_CLASS_CASE(10, TERM) SF_CLASS_CASE(9, TERM) SF_CLASS_CASE(8, TERM)              \
-        SF_CLASS_CASE(7, TERM) SF_CLASS_CASE(6, TERM) SF_CLASS_CASE(5, TERM) SF_CLASS_CASE(4, TERM)                \
-        SF_CLASS_CASE(3, TERM) SF_CLASS_CASE(2, TERM) SF_CLASS_CASE(1, TERM) SF_CLASS_CASE(0, TERM)                \
-    default:                                                                                                       \
-        break;                                                                                                     \
+    case 1: CALL(1); break;                                                                                        \
+    case 2: CALL(2); break;                                                                                        \
+    case 3: CALL(3); break;                                                                                        \
+    case 4: CALL(4); break;                                                                                        \
+    case 5: CALL(5); break;                                                                                        \
+    case 6: CALL(6); break;                                                                                        \
+    case 7: CALL(7); break;                                                                                        \
+    case 8: CALL(8); break;                                                                                        \
+    case 9: CALL(9); break;                                                                                        \
+    case 10: CALL(10); break;                                                                                      \
+    case 11: CALL(11); break;                                                                                      \
+    case 12: CALL(12); break;                                                                                      \
+    case 13: CALL(13); break;                                                                                      \
+    case 14: CALL(14); break;                                                                                      \
+    case 15: CALL(15); break;                                                                                      \
+    default: CALL(SF_CLASS_BLOCK); break;                                                                          \
     }
 
 /* Features per bit of a row's nonzero mask. */
@@ -144,6 +147,12 @@
 SF_INLINE ptrdiff_t sf_mask_words(ptrdiff_t d)
 {
     return (d + 64 * SF_GROUP - 1) / (64 * SF_GROUP);
+}
+
+/* The stride of the columns of masks of n rows: whole 64-row blocks, which sf_active_rows reads. */
+SF_INLINE ptrdiff_t sf_mask_rows(ptrdiff_t n)
+{
+    return (n + 63) / 64 * 64;
 }
 
 /*
@@ -181,46 +190,61 @@ SF_INLINE ptrdiff_t sf_gemm_padded_classes(ptrdiff_t k, size_t item_size)
     return (k + panel - 1) / panel * panel + lanes;
 }
 
-/* Bit w set where 8-byte word w of p[0:64] is not all zero bits: for uint8 features, 8 groups. */
-SF_INLINE unsigned sf_nonzero_words(const unsigned char *p)
+/*
+ * Bit r set, r < 8 * blocks <= 64, where 8-byte word r of p has any bit of
+ * `select` set: a vector of 8 words at a time, their bits gathered in one
+ * vector and reduced once.
+ */
+SF_INLINE uint64_t sf_words_with_bits(const void *p, uint64_t select, int blocks)
 {
+    uint64_t found = 0;
 #if SF_VECTOR_EXTENSIONS
     typedef uint64_t words_vector __attribute__((vector_size(64)));
     const words_vector weights = {1, 2, 4, 8, 16, 32, 64, 128};
-    words_vector words;
-    memcpy(&words, p, sizeof words);
-    const words_vector bits = (words_vector)(words != 0) & weights;
-    return (unsigned)(((bits[0] | bits[1]) | (bits[2] | bits[3])) | ((bits[4] | bits[5]) | (bits[6] | bits[7])));
-#else
-    unsigned bits = 0;
-    for (int w = 0; w < 8; w++) {
-        uint64_t word;
-        memcpy(&word, p + 8 * w, sizeof word);
-        bits |= (unsigned)(word != 0) << w;
+    words_vector bits = {0};
+    for (int t = 0; t < blocks; t++) {
+        words_vector words;
+        memcpy(&words, (const unsigned char *)p + 64 * t, sizeof words);
+        bits |= (words_vector)((words & select) != 0) & (weights << (8 * t));
     }
-    return bits;
+    found = ((bits[0] | bits[1]) | (bits[2] | bits[3])) | ((bits[4] | bits[5]) | (bits[6] | bits[7]));
+#else
+    for (int r = 0; r < 8 * blocks; r++) {
+        uint64_t word;
+        memcpy(&word, (const unsigned char *)p + 8 * r, sizeof word);
+        found |= (uint64_t)((word & select) != 0) << r;
+    }
 #endif
+    return found;
 }
 
 /*
- * masks (n, sf_mask_words(d)) for rows X (n, d) of item_size-byte features
- * (1, 4 or 8): bit g of a row's masks is set where features SF_GROUP * g to
- * SF_GROUP * g + SF_GROUP - 1 are not all zero bits. (A -0.0 counts as
- * nonzero: it is multiplied, and adds nothing.) A group is item_size 8-byte
- * words, tested together; uint8 rows go 8 groups at a time, in one vector.
+ * The nonzero masks of rows X (n, d) of item_size-byte features (1, 4 or
+ * 8): bit g % 64 of row i's mask word g / 64, masks[g / 64 * ldm + i], is set
+ * where features SF_GROUP * g to SF_GROUP * g + SF_GROUP - 1 are not all zero
+ * bits. (A -0.0 counts as nonzero: it is multiplied, and adds nothing.) Each
+ * word is a column of the rows' masks, ldm >= n apart, so that the rows a
+ * group of features must visit are read 8 at a time (sf_active_rows). A
+ * group is item_size 8-byte words, tested together.
  */
-SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t item_size, uint64_t *masks)
+SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t item_size, uint64_t *masks,
+                                 ptrdiff_t ldm)
 {
     const ptrdiff_t words = sf_mask_words(d), full_groups = d / SF_GROUP;
     const size_t group_bytes = SF_GROUP * item_size, row_bytes = (size_t)d * item_size;
     for (ptrdiff_t i = 0; i < n; i++) {
         const unsigned char *x = (const unsigned char *)X + (size_t)i * row_bytes;
-        uint64_t *mask = masks + i * words;
-        memset(mask, 0, (size_t)words * sizeof *mask);
+        for (ptrdiff_t w = 0; w < words; w++)
+            masks[w * ldm + i] = 0;
+#define SF_MASK(g) masks[(g) / 64 * ldm + i]
         ptrdiff_t g = 0;
-        if (item_size == 1)
-            for (; g + 8 <= full_groups; g += 8)
-                mask[g / 64] |= (uint64_t)sf_nonzero_words(x + g * SF_GROUP) << (g % 64);
+        /* uint8 rows: a group is one word, and a mask word's 64 groups are tested together. */
+        while (item_size == 1 && g + 8 <= full_groups) {
+            const int blocks = (int)((full_groups - g) / 8 < (64 - g % 64) / 8 ? (full_groups - g) / 8
+                                                                                : (64 - g % 64) / 8);
+            SF_MASK(g) |= sf_words_with_bits(x + g * SF_GROUP, ~(uint64_t)0, blocks) << (g % 64);
+            g += 8 * blocks;
+        }
         for (; g < full_groups; g++) {
             uint64_t any = 0;
             for (size_t byte = 0; byte < group_bytes; byte += 8) {
@@ -228,14 +252,26 @@ SF_INLINE void sf_nonzero_groups(const void *X, ptrdiff_t n, ptrdiff_t d, size_t
                 memcpy(&word, x + (size_t)g * group_bytes + byte, sizeof word);
                 any |= word;
             }
-            mask[g / 64] |= (uint64_t)(any != 0) << (g % 64);
+            SF_MASK(g) |= (uint64_t)(any != 0) << (g % 64);
         }
         unsigned char tail = 0;
         for (size_t byte = (size_t)full_groups * group_bytes; byte < row_bytes; byte++)
             tail |= x[byte];
         if (tail != 0)
-            mask[full_groups / 64] |= (uint64_t)1 << (full_groups % 64);
+            SF_MASK(full_groups) |= (uint64_t)1 << (full_groups % 64);
+#undef SF_MASK
     }
+}
+
+/*
+ * Bit r set where row r < count (<= 64) of a column of masks m (one word each
+ * of 64 consecutive rows) has any of the bits `groups` set: the rows that a
+ * vector of features must visit.
+ */
+SF_INLINE uint64_t sf_active_rows(const uint64_t *m, uint64_t groups, ptrdiff_t count)
+{
+    const uint64_t active = sf_words_with_bits(m, groups, 8);
+    return count < 64 ? active & (((uint64_t)1 << count) - 1) : active;
 }
 
 #define SF_T float

@@ -38,7 +38,8 @@
  * thread count.
  *
  * The rows of a batch are finished (softmax, loss, the gradient of the
- * logits) by sf_finish_rows, vectorised along the classes with its own exp.
+ * logits) by sf_finish_rows, vectorised with its own exp: across rows up to
+ * SF_CLASS_BLOCK classes, along the classes with more.
  *
  * hot_loops_impl.h is included once per (weight type, feature type) pair;
  * what depends on the weight type alone is compiled in the pair whose

@@ -502,6 +502,57 @@ SF_INLINE void SF_T_NAME(sf_finish_rows_vectors)(SF_T *Z, ptrdiff_t n, ptrdiff_t
         row_loss[i] = (double)(largest + SF_LOG(total) - target);
     }
 }
+/*
+ * sf_finish_rows for up to SF_CLASS_BLOCK classes: a row is too short for
+ * vectors along it (their reductions would be a chain of dependent steps),
+ * so the vectors run across SF_LANES rows at a time, lane r holding row i0 +
+ * r, a class at a time: every step is one vector operation for SF_LANES rows.
+ */
+SF_INLINE void SF_T_NAME(sf_finish_rows_across)(SF_T *Z, ptrdiff_t n, ptrdiff_t ldz, ptrdiff_t k,
+                                                const ptrdiff_t *labels, const SF_T *b, SF_T scale, SF_T inv_n,
+                                                double *row_loss, unsigned char *row_correct)
+{
+    typedef SF_NAME(sf_features) vector;
+    typedef SF_T_NAME(sf_integers) integers;
+    typedef SF_T_NAME(sf_integer) integer;
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += SF_LANES) {
+        const ptrdiff_t count = n - i0 < SF_LANES ? n - i0 : SF_LANES;
+        /* z[c] lane r: the logit of class c in row i0 + r; the lanes past count hold zeros, and are not stored. */
+        SF_T columns[SF_CLASS_BLOCK][SF_LANES] = {{0}};
+        integers label = {0};
+        for (ptrdiff_t r = 0; r < count; r++) {
+            label[r] = (integer)labels[i0 + r];
+            for (ptrdiff_t c = 0; c < k; c++)
+                columns[c][r] = Z[(i0 + r) * ldz + c];
+        }
+        vector z[SF_CLASS_BLOCK];
+        vector largest = (vector){0} - (SF_T)INFINITY, target = {0}, total = {0};
+        integers first = {0}; /* np.argmax's answer when every logit is NaN */
+        for (ptrdiff_t c = 0; c < k; c++) {
+            memcpy(&z[c], columns[c], sizeof z[c]);
+            z[c] = z[c] * scale + b[c];
+            const integers larger = z[c] > largest;
+            largest = SF_T_NAME(sf_select)(larger, z[c], largest);
+            first = (larger & (integer)c) | (~larger & first);
+            target = SF_T_NAME(sf_select)(label == (integer)c, z[c], target);
+        }
+        for (ptrdiff_t c = 0; c < k; c++) {
+            z[c] = SF_T_NAME(sf_exp_nonpositive)(z[c] - largest);
+            total += z[c];
+        }
+        for (ptrdiff_t c = 0; c < k; c++) {
+            const vector p = z[c] / total;
+            z[c] = SF_T_NAME(sf_select)(label == (integer)c, p - 1, p) * inv_n;
+            memcpy(columns[c], &z[c], sizeof z[c]);
+        }
+        for (ptrdiff_t r = 0; r < count; r++) {
+            for (ptrdiff_t c = 0; c < k; c++)
+                Z[(i0 + r) * ldz + c] = columns[c][r];
+            row_correct[i0 + r] = first[r] == label[r];
+            row_loss[i0 + r] = (double)(largest[r] + SF_LOG(total[r]) - target[r]);
+        }
+    }
+}
 #endif
 
 #if SF_X_IS_T
@@ -514,12 +565,13 @@ SF_INLINE void SF_T_NAME(sf_finish_rows_vectors)(SF_T *Z, ptrdiff_t n, ptrdiff_t
  * logit is the label's. The largest logit is subtracted before exp (no
  * overflow); the sums run along the classes in an order fixed by k alone.
  * Z's rows and b hold whole vectors (ldz and b's length at least k rounded
- * up to SF_LANES): the lanes past k are read, set to 0 in Z, and otherwise
- * ignored.
+ * up to SF_LANES): with more than SF_CLASS_BLOCK classes the lanes past k are
+ * read, set to 0 in Z, and otherwise ignored; with fewer they are left alone.
  *
- * Up to SF_CLASS_BLOCK classes a row is too short for vectors to pay (their
- * reductions are a long chain of dependent steps): the classes go one at a
- * time, with the C library's exp, and the rows overlap in the pipeline.
+ * The vectors run across the rows up to SF_CLASS_BLOCK classes
+ * (sf_finish_rows_across), along them with more (sf_finish_rows_vectors),
+ * both with their own exp; the plain loops take a class at a time with the C
+ * library's exp.
  */
 SF_MULTIVERSION
 static void SF_T_NAME(sf_finish_rows)(SF_T *Z, ptrdiff_t n, ptrdiff_t ldz, ptrdiff_t k, const ptrdiff_t *labels,
@@ -527,11 +579,11 @@ static void SF_T_NAME(sf_finish_rows)(SF_T *Z, ptrdiff_t n, ptrdiff_t ldz, ptrdi
                                       unsigned char *row_correct)
 {
 #if SF_VECTOR_EXTENSIONS
-    if (k > SF_CLASS_BLOCK) {
+    if (k > SF_CLASS_BLOCK)
         SF_T_NAME(sf_finish_rows_vectors)(Z, n, ldz, k, labels, b, scale, inv_n, row_loss, row_correct);
-        return;
-    }
-#endif
+    else
+        SF_T_NAME(sf_finish_rows_across)(Z, n, ldz, k, labels, b, scale, inv_n, row_loss, row_correct);
+#else
     for (ptrdiff_t i = 0; i < n; i++) {
         SF_T *z = Z + i * ldz;
         const ptrdiff_t label = labels[i];
@@ -557,6 +609,7 @@ static void SF_T_NAME(sf_finish_rows)(SF_T *Z, ptrdiff_t n, ptrdiff_t ldz, ptrdi
             z[c] *= inv_n;
         row_loss[i] = (double)(largest + SF_LOG(total) - target);
     }
+#endif
 }
 #endif
 

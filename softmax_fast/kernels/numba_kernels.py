@@ -70,6 +70,8 @@ ROW_CHUNK = 32
 # AVX-512 (LLVM splits wider vectors into several registers: 20 accumulators
 # of 64 bytes would not fit AVX2's 16), else a YMM register.
 VECTOR_BYTES = 64 if llvm_binding.get_host_cpu_features().get("avx512f", False) else 32
+# Lanes of a vector of float32, the most of either dtype: sizes _stack_array's constants.
+FLOAT32_LANES = VECTOR_BYTES // 4
 # Features per bit of the nonzero masks of the rows (k <= NARROW_CLASSES): a
 # vector of float64, so that a vector of either dtype is one or two groups.
 MASK_GROUP = VECTOR_BYTES // 8
@@ -94,7 +96,7 @@ CLASS_STEP = 5
 MAX_SLOTS = (NARROW_CLASSES + CLASS_STEP - 1) // CLASS_STEP * CLASS_STEP
 # Items of the narrow loops' vector accumulators (a constant, as _stack_array
 # needs): sized for float32's lanes; float64 uses half and never touches the rest.
-SLOT_LANES = MAX_SLOTS * (VECTOR_BYTES // 4)
+SLOT_LANES = MAX_SLOTS * FLOAT32_LANES
 GEMM_ROWS = 6
 GEMM_VECTORS = 4
 # Features of a panel of W that meet every tile of rows: 128 rows of 256 bytes
@@ -105,12 +107,19 @@ DEPTH_BLOCK = 256
 # tiles of a batch of 256 on two threads, large enough that a block of W,
 # read once per share, serves several tiles.
 SHARE_TILES = 2
-GEMM_LANES = GEMM_ROWS * GEMM_VECTORS * (VECTOR_BYTES // 4)
+GEMM_LANES = GEMM_ROWS * GEMM_VECTORS * FLOAT32_LANES
 
 
-def _kernel(parallel=False):
-    """``@njit`` with this module's options, releasing the GIL and cached on disk."""
-    return njit(cache=True, nogil=True, parallel=parallel, fastmath=set(FASTMATH_FLAGS))
+def _kernel(parallel=False, inline=False):
+    """``@njit`` with this module's options, releasing the GIL and cached on disk.
+
+    ``inline`` for helpers called once per row or vector: Numba copies them
+    into their callers. A call would take and release a reference to each
+    array it is passed, atomic operations that cost as much as the row's
+    arithmetic when the call is in a loop.
+    """
+    return njit(cache=True, nogil=True, parallel=parallel, fastmath=set(FASTMATH_FLAGS),
+                inline="always" if inline else "never")
 
 
 @intrinsic
@@ -233,6 +242,22 @@ def _fma_lanes(typingctx, acc, offset, X, i, j, Wp, r, col):
 
 
 @intrinsic
+def _rounded(typingctx, value):
+    """``value`` (a float) as it stands: LLVM may not reassociate the operations that made it with those that use
+    it (``llvm.arithmetic.fence``), as fast-math flags would let it do."""
+    if not isinstance(value, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        item = context.get_value_type(signature.args[0])
+        fence = cgutils.get_or_insert_function(builder.module, ir.FunctionType(item, [item]),
+                                               f"llvm.arithmetic.fence.f{signature.args[0].bitwidth}")
+        return builder.call(fence, args)
+
+    return value(value), codegen
+
+
+@intrinsic
 def _sum_lanes(typingctx, acc, offset):
     """The sum of ``acc[offset:offset + lanes]``, ``lanes = _lanes(acc.dtype)``, ``acc`` 1-D of a float dtype.
 
@@ -282,6 +307,75 @@ def _axpy_lanes(typingctx, acc, offset, weight, X, i, j):
         return context.get_dummy_value()
 
     return types.void(acc, offset, weight, X, i, j), codegen
+
+
+# exp(x) for x <= 0 (``_exp_lanes``), per float width: x = n * ln2 + r with
+# |r| <= ln2 / 2, n rounded by adding and subtracting ``shifter`` (which leaves
+# n in the low bits of the sum, ready to be added to the exponent of e^r);
+# ``ln2 = ln2_hi + ln2_lo``, with ln2_hi short enough that n * ln2_hi is
+# exact; e^r from its Taylor series to ``degree``, whose first term left out
+# is under half an ulp; below ``floor``, 2^n would not be a normal number and
+# the result is 0 (exp(floor) is under 1e-37 or 1e-307).
+EXP_CONSTANTS = {
+    32: {"shifter": 1.5 * 2.0**23, "ln2_hi": 0.693359375, "ln2_lo": -2.12194440e-4, "degree": 7,
+         "floor": -86.0, "mantissa_bits": 23},
+    64: {"shifter": 1.5 * 2.0**52, "ln2_hi": 6.93147180369123816490e-01, "ln2_lo": 1.90821492927058770002e-10,
+         "degree": 13, "floor": -707.0, "mantissa_bits": 52},
+}
+
+
+@intrinsic
+def _exp_lanes(typingctx, z, offset, shift):
+    """``z[offset:offset + lanes] = exp(z[offset:offset + lanes] - shift)``, ``lanes = _lanes(z.dtype)``, where
+    the differences are not positive (a softmax's), in vector instructions.
+
+    ``z`` 1-D of a float dtype, ``shift`` a scalar of it. NaN stays NaN and
+    -inf gives 0; results are within about an ulp of ``np.exp``'s, but for
+    differences below the ``floor`` of ``EXP_CONSTANTS``, which give 0. Every
+    instruction carries the one fast-math flag "contract": Numba adds its
+    flags to those that have none, and reassociation would fold the rounding
+    of n away. No bounds are checked.
+    """
+    if not (isinstance(z, types.Array) and z.ndim == 1 and isinstance(z.dtype, types.Float) and shift == z.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        z_type, offset_type, _ = signature.args
+        z_value, offset_value, shift_value = args
+        item = context.get_value_type(z_type.dtype)
+        constants = EXP_CONSTANTS[z_type.dtype.bitwidth]
+        pointer = _lanes_pointer(context, builder, z_type, z_value, None,
+                                 _intp(context, builder, offset_value, offset_type), item)
+        vector_type = pointer.type.pointee
+        integer_type = ir.VectorType(ir.IntType(z_type.dtype.bitwidth), vector_type.count)
+        flags = ("contract",)
+
+        def splat(value):
+            return ir.Constant(vector_type, [value] * vector_type.count)
+
+        x = builder.fsub(builder.load(pointer, align=1), _splat(builder, shift_value, vector_type), flags=flags)
+        too_small = builder.fcmp_ordered("<", x, splat(constants["floor"]), flags=flags)
+        clamped = builder.select(too_small, splat(constants["floor"]), x)
+        shifted = builder.fadd(builder.fmul(clamped, splat(1 / np.log(2)), flags=flags), splat(constants["shifter"]),
+                               flags=flags)
+        n = builder.fsub(shifted, splat(constants["shifter"]), flags=flags)
+        r = builder.fsub(clamped, builder.fmul(n, splat(constants["ln2_hi"]), flags=flags), flags=flags)
+        r = builder.fsub(r, builder.fmul(n, splat(constants["ln2_lo"]), flags=flags), flags=flags)
+        degree = constants["degree"]
+        factorial = float(np.prod(np.arange(1, degree + 1, dtype=np.float64)))
+        taylor = splat(1 / factorial)
+        for power in range(degree - 1, -1, -1):
+            factorial /= power + 1
+            taylor = builder.fadd(builder.fmul(taylor, r, flags=flags), splat(1 / factorial), flags=flags)
+        exponent = builder.shl(builder.bitcast(shifted, integer_type),
+                               ir.Constant(integer_type, [constants["mantissa_bits"]] * vector_type.count))
+        result = builder.bitcast(builder.add(builder.bitcast(taylor, integer_type), exponent), vector_type)
+        result = builder.select(too_small, splat(0.0), result)
+        result = builder.select(builder.fcmp_unordered("uno", x, x, flags=flags), x, result)
+        builder.store(result, pointer, align=1)
+        return context.get_dummy_value()
+
+    return types.void(z, offset, shift), codegen
 
 
 @intrinsic
@@ -344,7 +438,7 @@ def _active_rows(typingctx, masks, w, i0, select):
     return types.uint64(masks, w, i0, select), codegen
 
 
-@_kernel()
+@_kernel(inline=True)
 def _argmax(z):
     """Index of the first maximum of ``z (k,)``, as ``np.argmax``."""
     best = 0
@@ -364,20 +458,35 @@ def _logsumexp(z):
     return row_max + np.log(total)
 
 
-@_kernel()
+@_kernel(inline=True)
 def _softmax_in_place(z, best):
     """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input.
 
-    ``best`` is the index of the maximum of ``z`` (``_argmax(z)``).
+    ``best`` is the index of the maximum of ``z`` (``_argmax(z)``). The
+    exponentials are made a vector at a time (``_exp_lanes``), the last,
+    partial vector in a copy padded with -inf, and summed in vectors' order,
+    each vector's lanes pairwise.
     """
+    k = z.shape[0]
     row_max = z[best]
+    lanes = _lanes(z.dtype)
+    whole = k // lanes * lanes
     total = z.dtype.type(0)
-    for c in range(z.shape[0]):
-        z[c] = np.exp(z[c] - row_max)
-        total += z[c]
-    for c in range(z.shape[0]):
+    for j in range(0, whole, lanes):
+        _exp_lanes(z, j, row_max)
+        total += _sum_lanes(z, j)
+    if whole < k:
+        tail = _stack_array(FLOAT32_LANES, z.dtype)
+        for lane in range(lanes):
+            tail[lane] = z[whole + lane] if whole + lane < k else -np.inf
+        _exp_lanes(tail, 0, row_max)
+        total += _sum_lanes(tail, 0)
+        z[whole:] = tail[:k - whole]
+    for c in range(k):
         z[c] /= total
-    return row_max + np.log(total)
+    # Rounded to z's dtype, as the reference does, before a caller subtracts a logit from it: inlined, the
+    # sum would otherwise be reassociated with that subtraction.
+    return _rounded(row_max + np.log(total))
 
 
 @_kernel()
@@ -394,7 +503,7 @@ def _mask_groups(d, dtype):
     return d // lanes * (lanes // MASK_GROUP)
 
 
-@_kernel()
+@_kernel(inline=True)
 def _row_masks(X, i, groups, masks):
     """``masks[w, i]``: bit ``g`` set where group ``64 * w + g`` of row ``i`` of ``X (n, d)`` holds a nonzero.
 
@@ -413,7 +522,7 @@ def _row_masks(X, i, groups, masks):
         masks[w, i] = word
 
 
-@_kernel()
+@_kernel(inline=True)
 def _logits_row(X, i, masks, Wp, b, scale, z, slots):
     """``z[c] = scale * X[i] @ W[:, c] + b[c]`` for the ``k = b.shape[0]`` classes, ``W`` packed as ``Wp``.
 
@@ -451,7 +560,7 @@ def _logits_row(X, i, masks, Wp, b, scale, z, slots):
             z[c] = total * scale + b[c]
 
 
-@_kernel()
+@_kernel(inline=True)
 def _logits_row_of_slots(X, i, masks, Wp, b, scale, z):
     """``_logits_row`` with the count of slots of ``b``'s classes as a literal: one specialisation per count."""
     slots = _class_slots(b.shape[0])
@@ -497,6 +606,19 @@ def _padded_classes(k, dtype):
 
 
 @_kernel()
+def _aligned_zeros(rows, columns, dtype):
+    """Zeros ``(rows, columns)`` of ``dtype`` (C order) whose data start on a 64-byte boundary.
+
+    Numba aligns its arrays to 32 bytes: every other one's 64-byte vectors
+    would each span two cache lines, and an epoch take some 10 % longer,
+    depending on where its arrays happened to land.
+    """
+    buffer = np.zeros(rows * columns + 64, dtype=dtype)
+    offset = (64 - buffer.ctypes.data % 64) % 64 // buffer.itemsize
+    return buffer[offset:offset + rows * columns].reshape((rows, columns))
+
+
+@_kernel()
 def _working_weights(W):
     """The weights ``W (d, k)`` as the kernels read and train them: ``W`` itself for ``k > NARROW_CLASSES``.
 
@@ -512,7 +634,7 @@ def _working_weights(W):
         return W
     lanes = _lanes(W.dtype)
     slots = _class_slots(k)
-    Wp = np.zeros(((d + lanes - 1) // lanes, slots * lanes), dtype=W.dtype)
+    Wp = _aligned_zeros((d + lanes - 1) // lanes, slots * lanes, W.dtype)
     for j in range(d):
         for c in range(k):
             Wp[j // lanes, c * lanes + j % lanes] = W[j, c]
@@ -697,7 +819,7 @@ def _reduce_rows(G, row_loss, row_correct, db):
     return loss_sum / n, n_correct
 
 
-@_kernel()
+@_kernel(inline=True)
 def _gradient_vector(X, scale, masks, G, v, dWp, slots):
     """``dWp[v, c * lanes:][:lanes] = scale * G[:, c] @ X[:, j:j + lanes]`` for each slot ``c``, ``j = v * lanes``.
 
@@ -738,7 +860,7 @@ def _gradient_vector(X, scale, masks, G, v, dWp, slots):
         dWp[v, a] = acc[a] * scale
 
 
-@_kernel()
+@_kernel(inline=True)
 def _gradient_vector_of_slots(X, scale, masks, G, v, dWp, k):
     """``_gradient_vector`` with the count of slots of ``k`` classes as a literal: one specialisation per count."""
     slots = _class_slots(k)
@@ -805,10 +927,10 @@ def _batch_scratch(rows, W, Ww):
     d, k = W.shape
     wide = _wide(k)
     words = 0 if wide else (_mask_groups(d, W.dtype) + 63) // 64
-    return (np.empty((words, (rows + 63) // 64 * 64), dtype=np.uint64),
+    return (_aligned_zeros(words, (rows + 63) // 64 * 64, np.uint64),
             np.empty((rows, _padded_classes(k, W.dtype) if wide else _class_slots(k)), dtype=W.dtype),
             np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
-            np.empty(Ww.shape, dtype=W.dtype), np.empty(k, dtype=W.dtype))
+            _aligned_zeros(Ww.shape[0], Ww.shape[1], W.dtype), np.empty(k, dtype=W.dtype))
 
 
 @_kernel()

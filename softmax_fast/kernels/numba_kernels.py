@@ -482,8 +482,9 @@ def _softmax_in_place(z, best):
         _exp_lanes(tail, 0, row_max)
         total += _sum_lanes(tail, 0)
         z[whole:] = tail[:k - whole]
+    inverse = 1 / total
     for c in range(k):
-        z[c] /= total
+        z[c] *= inverse
     # Rounded to z's dtype, as the reference does, before a caller subtracts a logit from it: inlined, the
     # sum would otherwise be reassociated with that subtraction.
     return _rounded(row_max + np.log(total))
@@ -770,8 +771,9 @@ def _gemm_weight_gradient(X, scale, G, dW, lr, W):
 def _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct):
     """Forward pass of one batch ``X (n, d)``, chunks of ``ROW_CHUNK`` rows in parallel.
 
-    ``Ww`` from ``_working_weights``. Fills ``G`` (``(n, _class_slots(k))``,
-    or ``(n, kp)`` like ``Ww`` for the GEMM path; zeros past ``k``) with
+    ``Ww`` from ``_working_weights``. Fills ``G`` (``(n, m)``, ``m`` a whole
+    number of vectors: ``_class_slots(k)`` rounded up, or ``kp`` like ``Ww``
+    for the GEMM path; zeros past ``k``) with
     ``d loss / d Z = (softmax(Z) - onehot(y)) / n``, ``row_loss (n,)``
     float64 with each row's cross-entropy, ``row_correct (n,)`` with whether
     its argmax is its label and, but for the GEMM path, ``masks (words, m)``,
@@ -791,7 +793,10 @@ def _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct):
         if not _wide(k):
             _narrow_logits(X, start, stop, scale, Ww, b, masks, G)
         for i in range(start, stop):
-            z, label = G[i, :k], y[i]
+            # The padding past k: -inf, whose softmax is 0, a gradient that adds nothing to the weights'
+            # padding; the softmax then takes whole vectors, none partial.
+            z, label = G[i], y[i]
+            z[k:] = -np.inf
             best = _argmax(z)
             row_correct[i] = best == label
             target = z[label]
@@ -799,8 +804,6 @@ def _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct):
             z[label] -= 1
             for c in range(z.shape[0]):
                 z[c] *= inv_n
-            # The padding's gradient: zeros, so that it adds nothing to the weights' padding.
-            G[i, k:] = 0
 
 
 @_kernel()
@@ -918,17 +921,19 @@ def _sgd_step(X, y, Ww, b, lr, scale, masks, G, row_loss, row_correct, dW, db):
 def _batch_scratch(rows, W, Ww):
     """Scratch for batches of up to ``rows`` rows, weights ``W (d, k)`` and ``Ww = _working_weights(W)``.
 
-    Returns ``(masks (words, m) uint64, G (rows, _class_slots(k)) (or (rows,
-    kp) for the GEMM path), row_loss (rows,) float64, row_correct (rows,)
-    bool, dW (shaped like Ww), db (k,))``, floats of ``W``'s dtype; ``m`` is
-    ``rows`` rounded up to a multiple of 64, ``words`` the mask words of a row
-    (none for the GEMM path).
+    Returns ``(masks (words, m) uint64, G (rows, _class_slots(k) rounded up
+    to whole vectors) (or (rows, kp) for the GEMM path), row_loss (rows,)
+    float64, row_correct (rows,) bool, dW (shaped like Ww), db (k,))``,
+    floats of ``W``'s dtype; ``m`` is ``rows`` rounded up to a multiple of
+    64, ``words`` the mask words of a row (none for the GEMM path).
     """
     d, k = W.shape
     wide = _wide(k)
     words = 0 if wide else (_mask_groups(d, W.dtype) + 63) // 64
+    lanes = _lanes(W.dtype)
     return (_aligned_zeros(words, (rows + 63) // 64 * 64, np.uint64),
-            np.empty((rows, _padded_classes(k, W.dtype) if wide else _class_slots(k)), dtype=W.dtype),
+            _aligned_zeros(rows, _padded_classes(k, W.dtype) if wide else
+                           (_class_slots(k) + lanes - 1) // lanes * lanes, W.dtype),
             np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
             _aligned_zeros(Ww.shape[0], Ww.shape[1], W.dtype), np.empty(k, dtype=W.dtype))
 

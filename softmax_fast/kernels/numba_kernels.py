@@ -10,19 +10,23 @@ objects, so a user's own ``@njit`` code can call them directly with arrays that
 meet the contract; ``scale`` and ``lr`` should then be of the weights' dtype.
 
 The matrix loops work on vectors of ``VECTOR_BYTES`` along rows of X and of the
-weights, through two intrinsics (``_fma_lanes``, ``_axpy_lanes``) that emit
-LLVM vector instructions: LLVM's own vectoriser, tuned to prefer 256-bit
-vectors on AVX-512 CPUs, would use half the width of the FMA units: 4 lanes
-of float64. The logits ``X @ Wt.T`` (``Wt (k, d)`` the weights transposed;
-``scale`` multiplies the sums) are computed in tiles of ``ROW_TILE`` rows by
-``CLASS_TILE`` classes, one vector accumulator per logit, so that each vector of X, converted once to the weights' dtype,
-meets every class of the tile and each vector of weights every row. The
-weight gradient ``G.T @ X`` is produced a block of ``FEATURE_BLOCK`` features
-at a time, each vector of a row of X meeting ``CLASS_TILE`` classes and each
-class taking ``ROW_TILE`` rows per update. Rows whose features are all zero
-in a block (MNIST's blank borders) add nothing to its gradient and are
-passed over. X is read as it is stored: uint8 pixels are a quarter of
-float32's memory traffic, and no converted copy of the batch is written.
+weights, through intrinsics (``_fma_lanes``, ``_axpy_lanes``) that emit LLVM
+vector instructions: LLVM's own vectoriser, tuned to prefer 256-bit vectors
+on AVX-512 CPUs, would use half the width of the FMA units: 4 lanes of
+float64. With up to ``NARROW_CLASSES`` classes (MNIST's 10) the weights are
+trained in a packed copy, a row of weights per vector of features with every
+class's lanes side by side (``_working_weights``), the classes padded to a
+count of "slots" that the hot loops take as a compile-time constant. The
+logits ``X @ W`` (``scale`` multiplies the sums) are made a row at a time
+(``_logits_row``), one vector accumulator per slot: each vector of X,
+converted once to the weights' dtype, meets every class. The weight
+gradient ``X.T @ G`` is made a vector of features at a time
+(``_gradient_vector``), each row's vector of X meeting every class. A bit
+mask per row tells which groups of ``MASK_GROUP`` features hold a nonzero
+(``_row_masks``); vectors of features that are zero in a row (MNIST's blank
+background) add nothing and are passed over in both. X is read as it is
+stored: uint8 pixels are a quarter of float32's memory traffic, and no
+converted copy of the batch is written.
 
 With more than ``NARROW_CLASSES`` classes (a linear probe's 1000) both are
 GEMMs on W in its own ``(d, k)`` layout instead, vectors along the classes
@@ -31,8 +35,8 @@ GEMMs on W in its own ``(d, k)`` layout instead, vectors along the classes
 broadcast against a panel of four vectors of classes.
 
 Parallel work is split so that no sum depends on how it is shared among
-threads: chunks of rows for the forward pass, blocks of features for the
-weight gradient, every reduction over rows done in row order by one thread,
+threads: chunks of rows for the forward pass, vectors of features (or, for
+the GEMMs, tiles of them) for the weight gradient, every reduction over rows done in row order by one thread,
 in groups fixed by the data alone. The results are bitwise identical for any
 thread count.
 """
@@ -43,6 +47,7 @@ from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
@@ -59,26 +64,20 @@ numba.set_num_threads(numba.get_num_threads())
 # contraction into FMA let the inner loops vectorise.
 FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
-# Rows and classes of a logits tile: ROW_TILE * CLASS_TILE vector accumulators
-# (20 of AVX-512's 32 registers), ROW_TILE + CLASS_TILE loads for as many FMAs.
-# Five classes divide MNIST's 10 and a probe's 1000 classes: no tile wasted.
-ROW_TILE = 4
-CLASS_TILE = 5
-TILE = ROW_TILE * CLASS_TILE
-# Rows per share of the forward pass among threads (a whole number of tiles).
+# Rows per share of the forward pass among threads.
 ROW_CHUNK = 32
-# Features per block of the weight gradient: the unit of work shared among
-# threads, and of the skipping of zeros.
-FEATURE_BLOCK = 64
-GRADIENT_ACCUMULATORS = CLASS_TILE * FEATURE_BLOCK
 # Bytes of the vectors of the matrix loops: a ZMM register where the CPU has
 # AVX-512 (LLVM splits wider vectors into several registers: 20 accumulators
-# of 64 bytes would not fit AVX2's 16), else a YMM register. A whole number
-# of vectors of either dtype fits in FEATURE_BLOCK features.
+# of 64 bytes would not fit AVX2's 16), else a YMM register.
 VECTOR_BYTES = 64 if llvm_binding.get_host_cpu_features().get("avx512f", False) else 32
-# Items of a logits tile's vector accumulators (a constant, as _stack_array
-# needs): sized for float32's lanes; float64 uses half and never touches the rest.
-TILE_LANES = TILE * (VECTOR_BYTES // 4)
+# Lanes of a vector of float32, the most of either dtype: sizes _stack_array's constants.
+FLOAT32_LANES = VECTOR_BYTES // 4
+# Features per bit of the nonzero masks of the rows (k <= NARROW_CLASSES): a
+# vector of float64, so that a vector of either dtype is one or two groups.
+MASK_GROUP = VECTOR_BYTES // 8
+# Groups tested by one compare when the masks are made: on AVX-512, 64
+# features, one load of uint8 pixels.
+MASK_CHUNK = 8
 # More classes than this: the logits and the weight gradient are GEMMs with
 # vectors along the classes of W in its (d, k) layout, zero-padded to whole
 # panels of GEMM_VECTORS vectors (the working copy, see _working_weights), so
@@ -86,6 +85,18 @@ TILE_LANES = TILE * (VECTOR_BYTES // 4)
 # is GEMM_ROWS rows (logits) or features (gradient) by a panel: 24 vector
 # accumulators, GEMM_VECTORS loads and GEMM_ROWS broadcasts for 24 FMAs.
 NARROW_CLASSES = 16
+# Up to NARROW_CLASSES classes are padded to "slots", a multiple of
+# CLASS_STEP: zero weights and gradients past the last class. The hot loops
+# take the count of slots as a compile-time constant (one specialisation per
+# count: _logits_row_of_slots and _gradient_vector_of_slots list them, 5 to
+# MAX_SLOTS): their loops over the classes are then unrolled, one vector
+# accumulator per slot in a register. Five divides MNIST's 10 classes: no
+# slot wasted there.
+CLASS_STEP = 5
+MAX_SLOTS = (NARROW_CLASSES + CLASS_STEP - 1) // CLASS_STEP * CLASS_STEP
+# Items of the narrow loops' vector accumulators (a constant, as _stack_array
+# needs): sized for float32's lanes; float64 uses half and never touches the rest.
+SLOT_LANES = MAX_SLOTS * FLOAT32_LANES
 GEMM_ROWS = 6
 GEMM_VECTORS = 4
 # Features of a panel of W that meet every tile of rows: 128 rows of 256 bytes
@@ -96,12 +107,19 @@ DEPTH_BLOCK = 256
 # tiles of a batch of 256 on two threads, large enough that a block of W,
 # read once per share, serves several tiles.
 SHARE_TILES = 2
-GEMM_LANES = GEMM_ROWS * GEMM_VECTORS * (VECTOR_BYTES // 4)
+GEMM_LANES = GEMM_ROWS * GEMM_VECTORS * FLOAT32_LANES
 
 
-def _kernel(parallel=False):
-    """``@njit`` with this module's options, releasing the GIL and cached on disk."""
-    return njit(cache=True, nogil=True, parallel=parallel, fastmath=set(FASTMATH_FLAGS))
+def _kernel(parallel=False, inline=False):
+    """``@njit`` with this module's options, releasing the GIL and cached on disk.
+
+    ``inline`` for helpers called once per row or vector: Numba copies them
+    into their callers. A call would take and release a reference to each
+    array it is passed, atomic operations that cost as much as the row's
+    arithmetic when the call is in a loop.
+    """
+    return njit(cache=True, nogil=True, parallel=parallel, fastmath=set(FASTMATH_FLAGS),
+                inline="always" if inline else "never")
 
 
 @intrinsic
@@ -189,31 +207,84 @@ def _intp(context, builder, value, value_type):
     return context.cast(builder, value, value_type, types.intp)
 
 
-@intrinsic
-def _fma_lanes(typingctx, acc, offset, X, i, j, Wt, c):
-    """``acc[offset:offset + lanes] += X[i, j:j + lanes] * Wt[c, j:j + lanes]``, ``lanes = _lanes(acc.dtype)``.
+def _splat(builder, value, vector_type):
+    """A vector of ``vector_type`` with ``value`` in every lane."""
+    first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.IntType(32)(0))
+    return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined), ir.Constant(
+        ir.VectorType(ir.IntType(32), vector_type.count), [0] * vector_type.count))
 
-    ``acc`` 1-D (a ``_stack_array``) and ``Wt`` 2-D C-contiguous of one float
+
+@intrinsic
+def _fma_lanes(typingctx, acc, offset, X, i, j, Wp, r, col):
+    """``acc[offset:offset + lanes] += X[i, j:j + lanes] * Wp[r, col:col + lanes]``, ``lanes = _lanes(acc.dtype)``.
+
+    ``acc`` 1-D (a ``_stack_array``) and ``Wp`` 2-D C-contiguous of one float
     dtype, ``X`` 2-D C-contiguous of it or uint8, converted exactly. No bounds
-    are checked: ``j + lanes <= d`` is the caller's to ensure.
+    are checked: ``j + lanes <= d`` and ``col + lanes <=`` the columns of
+    ``Wp`` are the caller's to ensure.
     """
-    if not (isinstance(acc, types.Array) and acc.ndim == 1 and _matrix_ok(X) and _matrix_ok(Wt)
-            and Wt.dtype == acc.dtype):
+    if not (isinstance(acc, types.Array) and acc.ndim == 1 and _matrix_ok(X) and _matrix_ok(Wp)
+            and Wp.dtype == acc.dtype):
         return None
 
     def codegen(context, builder, signature, args):
-        acc_type, offset_type, X_type, i_type, j_type, Wt_type, c_type = signature.args
-        acc_value, offset_value, X_value, i_value, j_value, Wt_value, c_value = args
-        j_index = _intp(context, builder, j_value, j_type)
-        x = _load_lanes(context, builder, X_type, X_value, _intp(context, builder, i_value, i_type), j_index,
-                        acc_type.dtype)
-        w = _load_lanes(context, builder, Wt_type, Wt_value, _intp(context, builder, c_value, c_type), j_index,
-                        acc_type.dtype)
+        acc_type, offset_type, X_type, i_type, j_type, Wp_type, r_type, col_type = signature.args
+        acc_value, offset_value, X_value, i_value, j_value, Wp_value, r_value, col_value = args
+        x = _load_lanes(context, builder, X_type, X_value, _intp(context, builder, i_value, i_type),
+                        _intp(context, builder, j_value, j_type), acc_type.dtype)
+        w = _load_lanes(context, builder, Wp_type, Wp_value, _intp(context, builder, r_value, r_type),
+                        _intp(context, builder, col_value, col_type), acc_type.dtype)
         _accumulate(context, builder, acc_type, acc_value, _intp(context, builder, offset_value, offset_type),
                     builder.fmul(x, w, flags=("contract",)))
         return context.get_dummy_value()
 
-    return types.void(acc, offset, X, i, j, Wt, c), codegen
+    return types.void(acc, offset, X, i, j, Wp, r, col), codegen
+
+
+@intrinsic
+def _rounded(typingctx, value):
+    """``value`` (a float) as it stands: LLVM may not reassociate the operations that made it with those that use
+    it (``llvm.arithmetic.fence``), as fast-math flags would let it do."""
+    if not isinstance(value, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        item = context.get_value_type(signature.args[0])
+        fence = cgutils.get_or_insert_function(builder.module, ir.FunctionType(item, [item]),
+                                               f"llvm.arithmetic.fence.f{signature.args[0].bitwidth}")
+        return builder.call(fence, args)
+
+    return value(value), codegen
+
+
+@intrinsic
+def _sum_lanes(typingctx, acc, offset):
+    """The sum of ``acc[offset:offset + lanes]``, ``lanes = _lanes(acc.dtype)``, ``acc`` 1-D of a float dtype.
+
+    Halves added pairwise, ``log2(lanes)`` vector adds in registers: a
+    chain of scalar adds (LLVM's choice for a loop over the lanes) would take
+    ``lanes - 1`` dependent steps.
+    """
+    if not (isinstance(acc, types.Array) and acc.ndim == 1 and isinstance(acc.dtype, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc_type, offset_type = signature.args
+        acc_value, offset_value = args
+        item = context.get_value_type(acc_type.dtype)
+        vector = builder.load(_lanes_pointer(context, builder, acc_type, acc_value, None,
+                                             _intp(context, builder, offset_value, offset_type), item), align=1)
+        width = vector.type.count
+        while width > 1:
+            width //= 2
+            low = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(ir.IntType(32), width),
+                                                                     list(range(width))))
+            high = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(ir.IntType(32), width),
+                                                                      list(range(width, 2 * width))))
+            vector = builder.fadd(low, high)
+        return builder.extract_element(vector, ir.IntType(32)(0))
+
+    return acc.dtype(acc, offset), codegen
 
 
 @intrinsic
@@ -231,18 +302,143 @@ def _axpy_lanes(typingctx, acc, offset, weight, X, i, j):
         acc_value, offset_value, weight_value, X_value, i_value, j_value = args
         x = _load_lanes(context, builder, X_type, X_value, _intp(context, builder, i_value, i_type),
                         _intp(context, builder, j_value, j_type), acc_type.dtype)
-        lanes = x.type.count
-        first = builder.insert_element(ir.Constant(x.type, ir.Undefined), weight_value, ir.IntType(32)(0))
-        weights = builder.shuffle_vector(first, ir.Constant(x.type, ir.Undefined), ir.Constant(
-            ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
         _accumulate(context, builder, acc_type, acc_value, _intp(context, builder, offset_value, offset_type),
-                    builder.fmul(weights, x, flags=("contract",)))
+                    builder.fmul(_splat(builder, weight_value, x.type), x, flags=("contract",)))
         return context.get_dummy_value()
 
     return types.void(acc, offset, weight, X, i, j), codegen
 
 
-@_kernel()
+# exp(x) for x <= 0 (``_exp_lanes``), per float width: x = n * ln2 + r with
+# |r| <= ln2 / 2, n rounded by adding and subtracting ``shifter`` (which leaves
+# n in the low bits of the sum, ready to be added to the exponent of e^r);
+# ``ln2 = ln2_hi + ln2_lo``, with ln2_hi short enough that n * ln2_hi is
+# exact; e^r from its Taylor series to ``degree``, whose first term left out
+# is under half an ulp; below ``floor``, 2^n would not be a normal number and
+# the result is 0 (exp(floor) is under 1e-37 or 1e-307).
+EXP_CONSTANTS = {
+    32: {"shifter": 1.5 * 2.0**23, "ln2_hi": 0.693359375, "ln2_lo": -2.12194440e-4, "degree": 7,
+         "floor": -86.0, "mantissa_bits": 23},
+    64: {"shifter": 1.5 * 2.0**52, "ln2_hi": 6.93147180369123816490e-01, "ln2_lo": 1.90821492927058770002e-10,
+         "degree": 13, "floor": -707.0, "mantissa_bits": 52},
+}
+
+
+@intrinsic
+def _exp_lanes(typingctx, z, offset, shift):
+    """``z[offset:offset + lanes] = exp(z[offset:offset + lanes] - shift)``, ``lanes = _lanes(z.dtype)``, where
+    the differences are not positive (a softmax's), in vector instructions.
+
+    ``z`` 1-D of a float dtype, ``shift`` a scalar of it. NaN stays NaN and
+    -inf gives 0; results are within about an ulp of ``np.exp``'s, but for
+    differences below the ``floor`` of ``EXP_CONSTANTS``, which give 0. Every
+    instruction carries the one fast-math flag "contract": Numba adds its
+    flags to those that have none, and reassociation would fold the rounding
+    of n away. No bounds are checked.
+    """
+    if not (isinstance(z, types.Array) and z.ndim == 1 and isinstance(z.dtype, types.Float) and shift == z.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        z_type, offset_type, _ = signature.args
+        z_value, offset_value, shift_value = args
+        item = context.get_value_type(z_type.dtype)
+        constants = EXP_CONSTANTS[z_type.dtype.bitwidth]
+        pointer = _lanes_pointer(context, builder, z_type, z_value, None,
+                                 _intp(context, builder, offset_value, offset_type), item)
+        vector_type = pointer.type.pointee
+        integer_type = ir.VectorType(ir.IntType(z_type.dtype.bitwidth), vector_type.count)
+        flags = ("contract",)
+
+        def splat(value):
+            return ir.Constant(vector_type, [value] * vector_type.count)
+
+        x = builder.fsub(builder.load(pointer, align=1), _splat(builder, shift_value, vector_type), flags=flags)
+        too_small = builder.fcmp_ordered("<", x, splat(constants["floor"]), flags=flags)
+        clamped = builder.select(too_small, splat(constants["floor"]), x)
+        shifted = builder.fadd(builder.fmul(clamped, splat(1 / np.log(2)), flags=flags), splat(constants["shifter"]),
+                               flags=flags)
+        n = builder.fsub(shifted, splat(constants["shifter"]), flags=flags)
+        r = builder.fsub(clamped, builder.fmul(n, splat(constants["ln2_hi"]), flags=flags), flags=flags)
+        r = builder.fsub(r, builder.fmul(n, splat(constants["ln2_lo"]), flags=flags), flags=flags)
+        degree = constants["degree"]
+        factorial = float(np.prod(np.arange(1, degree + 1, dtype=np.float64)))
+        taylor = splat(1 / factorial)
+        for power in range(degree - 1, -1, -1):
+            factorial /= power + 1
+            taylor = builder.fadd(builder.fmul(taylor, r, flags=flags), splat(1 / factorial), flags=flags)
+        exponent = builder.shl(builder.bitcast(shifted, integer_type),
+                               ir.Constant(integer_type, [constants["mantissa_bits"]] * vector_type.count))
+        result = builder.bitcast(builder.add(builder.bitcast(taylor, integer_type), exponent), vector_type)
+        result = builder.select(too_small, splat(0.0), result)
+        result = builder.select(builder.fcmp_unordered("uno", x, x, flags=flags), x, result)
+        builder.store(result, pointer, align=1)
+        return context.get_dummy_value()
+
+    return types.void(z, offset, shift), codegen
+
+
+@intrinsic
+def _nonzero_groups(typingctx, X, i, j, groups):
+    """Bit ``g`` set where ``X[i, j + g * MASK_GROUP:][:MASK_GROUP]`` holds an item whose bits are not all
+    zero, for ``g < groups`` (a compile-time constant up to 64): a uint64.
+
+    ``X`` 2-D C-contiguous. A float -0.0 counts as nonzero (its terms add
+    nothing either way). A group of at most 8 bytes (uint8 pixels) is
+    compared as one integer, a vector of groups at once; longer groups item
+    by item, as integers of the items' width. No bounds are checked.
+    """
+    if not (_matrix_ok(X) and isinstance(groups, types.IntegerLiteral) and 0 < groups.literal_value <= 64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        X_type, i_type, j_type, _ = signature.args
+        X_value, i_value, j_value, _ = args
+        count = groups.literal_value
+        item_bytes = context.get_abi_sizeof(context.get_value_type(X_type.dtype))
+        pointer = cgutils.get_item_pointer(context, builder, X_type, make_array(X_type)(context, builder, X_value),
+                                           [_intp(context, builder, i_value, i_type),
+                                            _intp(context, builder, j_value, j_type)], wraparound=False)
+        if MASK_GROUP * item_bytes <= 8:
+            groups_type = ir.VectorType(ir.IntType(8 * MASK_GROUP * item_bytes), count)
+            per_group = builder.load(builder.bitcast(pointer, groups_type.as_pointer()), align=1)
+        else:
+            items_type = ir.VectorType(ir.IntType(8 * item_bytes), count * MASK_GROUP)
+            items = builder.load(builder.bitcast(pointer, items_type.as_pointer()), align=1)
+            groups_type = ir.VectorType(ir.IntType(MASK_GROUP), count)
+            per_group = builder.bitcast(builder.icmp_unsigned("!=", items, ir.Constant(items_type, 0)), groups_type)
+        bits = builder.bitcast(builder.icmp_unsigned("!=", per_group, ir.Constant(groups_type, 0)),
+                               ir.IntType(count))
+        return bits if count == 64 else builder.zext(bits, ir.IntType(64))
+
+    return types.uint64(X, i, j, groups), codegen
+
+
+@intrinsic
+def _active_rows(typingctx, masks, w, i0, select):
+    """Bit ``r`` set where ``masks[w, i0 + r] & select`` is not zero, for ``r < 64``: a uint64.
+
+    ``masks`` 2-D C-contiguous uint64 with at least ``i0 + 64`` columns,
+    ``select`` a uint64: 64 rows' bits made with a few vector compares.
+    """
+    if not (_matrix_ok(masks) and masks.dtype == types.uint64 and select == types.uint64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        masks_type, w_type, i0_type, _ = signature.args
+        masks_value, w_value, i0_value, select_value = args
+        pointer = cgutils.get_item_pointer(
+            context, builder, masks_type, make_array(masks_type)(context, builder, masks_value),
+            [_intp(context, builder, w_value, w_type), _intp(context, builder, i0_value, i0_type)], wraparound=False)
+        words_type = ir.VectorType(ir.IntType(64), 64)
+        words = builder.load(builder.bitcast(pointer, words_type.as_pointer()), align=8)
+        selected = builder.and_(words, _splat(builder, select_value, words_type))
+        return builder.bitcast(builder.icmp_unsigned("!=", selected, ir.Constant(words_type, 0)), ir.IntType(64))
+
+    return types.uint64(masks, w, i0, select), codegen
+
+
+@_kernel(inline=True)
 def _argmax(z):
     """Index of the first maximum of ``z (k,)``, as ``np.argmax``."""
     best = 0
@@ -262,111 +458,133 @@ def _logsumexp(z):
     return row_max + np.log(total)
 
 
-@_kernel()
+@_kernel(inline=True)
 def _softmax_in_place(z, best):
     """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input.
 
-    ``best`` is the index of the maximum of ``z`` (``_argmax(z)``).
+    ``best`` is the index of the maximum of ``z`` (``_argmax(z)``). The
+    exponentials are made a vector at a time (``_exp_lanes``), the last,
+    partial vector in a copy padded with -inf, and summed in vectors' order,
+    each vector's lanes pairwise.
     """
+    k = z.shape[0]
     row_max = z[best]
+    lanes = _lanes(z.dtype)
+    whole = k // lanes * lanes
     total = z.dtype.type(0)
-    for c in range(z.shape[0]):
-        z[c] = np.exp(z[c] - row_max)
-        total += z[c]
-    for c in range(z.shape[0]):
-        z[c] /= total
-    return row_max + np.log(total)
+    for j in range(0, whole, lanes):
+        _exp_lanes(z, j, row_max)
+        total += _sum_lanes(z, j)
+    if whole < k:
+        tail = _stack_array(FLOAT32_LANES, z.dtype)
+        for lane in range(lanes):
+            tail[lane] = z[whole + lane] if whole + lane < k else -np.inf
+        _exp_lanes(tail, 0, row_max)
+        total += _sum_lanes(tail, 0)
+        z[whole:] = tail[:k - whole]
+    inverse = 1 / total
+    for c in range(k):
+        z[c] *= inverse
+    # Rounded to z's dtype, as the reference does, before a caller subtracts a logit from it: inlined, the
+    # sum would otherwise be reassociated with that subtraction.
+    return _rounded(row_max + np.log(total))
 
 
 @_kernel()
-def _n_blocks(d):
-    """The number of blocks of ``FEATURE_BLOCK`` features (the last may be shorter) in ``d`` features."""
-    return (d + FEATURE_BLOCK - 1) // FEATURE_BLOCK
+def _class_slots(k):
+    """The slots of ``k <= NARROW_CLASSES`` classes: ``k`` rounded up to a multiple of ``CLASS_STEP``."""
+    return (k + CLASS_STEP - 1) // CLASS_STEP * CLASS_STEP
 
 
 @_kernel()
-def _nonzero_blocks(X, nonzero):
-    """``nonzero (n, _n_blocks(d))`` bool: whether each block of features of each row of ``X (n, d)`` holds a nonzero.
+def _mask_groups(d, dtype):
+    """Groups of ``MASK_GROUP`` features that the nonzero masks cover: those of the whole vectors of ``dtype``
+    in ``d`` features (the short last vector, if any, is always computed)."""
+    lanes = _lanes(dtype)
+    return d // lanes * (lanes // MASK_GROUP)
 
-    Blocks in the outer loop: the width of the inner one is then the same for
-    every row (LLVM specialises it), which runs it four times as fast.
+
+@_kernel(inline=True)
+def _row_masks(X, i, groups, masks):
+    """``masks[w, i]``: bit ``g`` set where group ``64 * w + g`` of row ``i`` of ``X (n, d)`` holds a nonzero.
+
+    ``groups`` from ``_mask_groups``; ``masks (words, _)`` uint64, ``words =
+    ceil(groups / 64)``. See ``_nonzero_groups``.
     """
-    n, d = X.shape
-    for block in range(_n_blocks(d)):
-        start = block * FEATURE_BLOCK
-        width = min(FEATURE_BLOCK, d - start)
-        for i in range(n):
-            x = X[i, start:start + width]
-            any_nonzero = False
-            for j in range(width):
-                any_nonzero |= x[j] != 0
-            nonzero[i, block] = any_nonzero
+    for w in range(masks.shape[0]):
+        first = w * 64
+        count = min(64, groups - first)
+        chunks = count // MASK_CHUNK * MASK_CHUNK
+        word = np.uint64(0)
+        for g in range(0, chunks, MASK_CHUNK):
+            word |= _nonzero_groups(X, i, (first + g) * MASK_GROUP, MASK_CHUNK) << np.uint64(g)
+        for g in range(chunks, count):
+            word |= _nonzero_groups(X, i, (first + g) * MASK_GROUP, 1) << np.uint64(g)
+        masks[w, i] = word
+
+
+@_kernel(inline=True)
+def _logits_row(X, i, masks, Wp, b, scale, z, slots):
+    """``z[c] = scale * X[i] @ W[:, c] + b[c]`` for the ``k = b.shape[0]`` classes, ``W`` packed as ``Wp``.
+
+    ``X (n, d)``, ``masks[:, i]`` row ``i``'s nonzero mask (``_row_masks``),
+    ``Wp`` from ``_working_weights`` with ``slots`` (a compile-time constant)
+    slots, ``z`` 1-D of at least ``k`` items. One vector accumulator per slot;
+    only the vectors of features that the mask shows nonzero are visited (the
+    others would add exact zeros for finite weights), each loaded and
+    converted once for all the slots. The lanes of each sum are added, then
+    the features of the short last vector, if any, one at a time.
+    """
+    d = X.shape[1]
+    k = b.shape[0]
+    lanes = _lanes(Wp.dtype)
+    per_vector = lanes // MASK_GROUP
+    acc = _stack_array(SLOT_LANES, Wp.dtype)
+    for a in range(slots * lanes):
+        acc[a] = 0
+    for w in range(masks.shape[0]):
+        bits = masks[w, i]
+        if per_vector == 2:
+            # A vector's two groups as one bit, the first's: set where either is.
+            bits = (bits | bits >> np.uint64(1)) & np.uint64(0x5555555555555555)
+        while bits:
+            v = (w * 64 + np.intp(trailing_zeros(bits))) // per_vector
+            bits &= bits - np.uint64(1)
+            for c in range(slots):
+                _fma_lanes(acc, c * lanes, X, i, v * lanes, Wp, v, c * lanes)
+    whole = d // lanes
+    for c in range(slots):
+        if c < k:
+            total = _sum_lanes(acc, c * lanes)
+            for j in range(whole * lanes, d):
+                total += Wp.dtype.type(X[i, j]) * Wp[whole, c * lanes + j - whole * lanes]
+            z[c] = total * scale + b[c]
+
+
+@_kernel(inline=True)
+def _logits_row_of_slots(X, i, masks, Wp, b, scale, z):
+    """``_logits_row`` with the count of slots of ``b``'s classes as a literal: one specialisation per count."""
+    slots = _class_slots(b.shape[0])
+    if slots == 5:
+        _logits_row(X, i, masks, Wp, b, scale, z, 5)
+    elif slots == 10:
+        _logits_row(X, i, masks, Wp, b, scale, z, 10)
+    elif slots == 15:
+        _logits_row(X, i, masks, Wp, b, scale, z, 15)
+    else:
+        _logits_row(X, i, masks, Wp, b, scale, z, 20)
 
 
 @_kernel()
-def _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z):
-    """``Z[i, c] = scale * X[i] @ Wt[c] + b[c]`` for ``ROW_TILE`` rows from ``i0`` and ``CLASS_TILE`` classes from ``c0``.
+def _narrow_logits(X, start, stop, scale, Wp, b, masks, Z):
+    """``Z[i, :k] = X[i] * scale @ W + b`` for rows ``start <= i < stop`` of ``X (n, d)``, ``W`` packed as ``Wp``.
 
-    ``X (n, d)``, ``nonzero`` from ``_nonzero_blocks(X)``, ``Wt (k, d)``,
-    ``Z (n, k)``. Rows from ``n`` and classes from ``k`` on are replaced by
-    the last one: computed again and written again with the same value, so
-    that every tile has the same constant shape. The loops over the tile, of
-    constant length, are unrolled; the loop over the features takes a vector
-    at a time, with one vector accumulator per logit, each summing its
-    features in the same order, wherever it is in the tile (lanes, then the
-    features past the last whole vector); each vector of X is converted to
-    the weights' dtype once for all the classes of the tile. The loop runs from
-    the first block of features that is nonzero in some row of the tile to
-    the last (MNIST's blank top and bottom rows of pixels, which would add
-    exact zeros for finite weights, are passed over).
+    Fills ``masks[:, i]`` (``masks (words, n)``, see ``_row_masks``) first, row by row.
     """
-    n, d = X.shape
-    k = Wt.shape[0]
-    first_block, last_block = nonzero.shape[1], -1
-    for r in range(ROW_TILE):
-        flags = nonzero[min(i0 + r, n - 1)]
-        for block in range(nonzero.shape[1]):
-            if flags[block]:
-                first_block = min(first_block, block)
-                last_block = max(last_block, block)
-    # Indices start + j, start known not negative: Numba then drops its test for
-    # negative indices, which would turn the loads of the tail into gathers.
-    start = max(first_block * FEATURE_BLOCK, 0)
-    stop = min((last_block + 1) * FEATURE_BLOCK, d)
-    lanes = _lanes(Wt.dtype)
-    vector_stop = start + (stop - start) // lanes * lanes
-    acc = _stack_array(TILE_LANES, Wt.dtype)
-    for t in range(TILE_LANES):
-        acc[t] = 0
-    for j in range(start, vector_stop, lanes):
-        for r in range(ROW_TILE):
-            for c in range(CLASS_TILE):
-                _fma_lanes(acc, (r * CLASS_TILE + c) * lanes, X, min(i0 + r, n - 1), j, Wt, min(c0 + c, k - 1))
-    for r in range(ROW_TILE):
-        for c in range(CLASS_TILE):
-            t = r * CLASS_TILE + c
-            total = acc[t * lanes]
-            for lane in range(1, lanes):
-                total += acc[t * lanes + lane]
-            # The features past the last whole vector (none for MNIST), one at a time.
-            for j in range(vector_stop, stop):
-                total += Wt.dtype.type(X[min(i0 + r, n - 1), j]) * Wt[min(c0 + c, k - 1), j]
-            Z[min(i0 + r, n - 1), min(c0 + c, k - 1)] = total * scale + b[min(c0 + c, k - 1)]
-
-
-@_kernel()
-def _logits(X, scale, Wt, b, nonzero, Z):
-    """``Z (n, k) = (X (n, d) * scale) @ Wt.T + b``, ``Wt (k, d)`` the weights transposed.
-
-    Fills ``nonzero`` (see ``_nonzero_blocks``) first. A tile of classes
-    meets every row before the next, so that its weights stay in the cache.
-    """
-    _nonzero_blocks(X, nonzero)
-    n = X.shape[0]
-    k = Wt.shape[0]
-    for c0 in range(0, k, CLASS_TILE):
-        for i0 in range(0, n, ROW_TILE):
-            _logits_tile(X, scale, nonzero, i0, Wt, c0, b, Z)
+    groups = _mask_groups(X.shape[1], Wp.dtype)
+    for i in range(start, stop):
+        _row_masks(X, i, groups, masks)
+        _logits_row_of_slots(X, i, masks, Wp, b, scale, Z[i])
 
 
 @_kernel()
@@ -389,12 +607,49 @@ def _padded_classes(k, dtype):
 
 
 @_kernel()
+def _aligned_zeros(rows, columns, dtype):
+    """Zeros ``(rows, columns)`` of ``dtype`` (C order) whose data start on a 64-byte boundary.
+
+    Numba aligns its arrays to 32 bytes: every other one's 64-byte vectors
+    would each span two cache lines, and an epoch take some 10 % longer,
+    depending on where its arrays happened to land.
+    """
+    buffer = np.zeros(rows * columns + 64, dtype=dtype)
+    offset = (64 - buffer.ctypes.data % 64) % 64 // buffer.itemsize
+    return buffer[offset:offset + rows * columns].reshape((rows, columns))
+
+
+@_kernel()
 def _working_weights(W):
-    """The weights ``W (d, k)`` as the kernels read and train them: a copy ``Wt (k, d) = W.T``
-    for ``k <= NARROW_CLASSES``, else ``W`` itself."""
-    if _wide(W.shape[1]):
+    """The weights ``W (d, k)`` as the kernels read and train them: ``W`` itself for ``k > NARROW_CLASSES``.
+
+    Else a copy packed by vectors of features, ``Wp (vectors, slots * lanes)``
+    with ``Wp[v, c * lanes + l] = W[v * lanes + l, c]`` (``lanes =
+    _lanes(W.dtype)``, ``vectors = ceil(d / lanes)``, ``slots =
+    _class_slots(k)``), zeros past the last class and feature: the weights
+    of a vector of features are contiguous for all slots, at offsets known
+    when compiling.
+    """
+    d, k = W.shape
+    if _wide(k):
         return W
-    return np.ascontiguousarray(W.T)
+    lanes = _lanes(W.dtype)
+    slots = _class_slots(k)
+    Wp = _aligned_zeros((d + lanes - 1) // lanes, slots * lanes, W.dtype)
+    for j in range(d):
+        for c in range(k):
+            Wp[j // lanes, c * lanes + j % lanes] = W[j, c]
+    return Wp
+
+
+@_kernel()
+def _unpack_weights(Wp, W):
+    """``W (d, k)`` = the weights packed in ``Wp`` (see ``_working_weights``), for ``k <= NARROW_CLASSES``."""
+    d, k = W.shape
+    lanes = _lanes(Wp.dtype)
+    for j in range(d):
+        for c in range(k):
+            W[j, c] = Wp[j // lanes, c * lanes + j % lanes]
 
 
 @_kernel()
@@ -513,27 +768,35 @@ def _gemm_weight_gradient(X, scale, G, dW, lr, W):
 
 
 @_kernel(parallel=True)
-def _forward_batch(X, y, Ww, b, scale, nonzero, G, row_loss, row_correct):
-    """Forward pass of one batch, chunks of ``ROW_CHUNK`` rows in parallel.
+def _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct):
+    """Forward pass of one batch ``X (n, d)``, chunks of ``ROW_CHUNK`` rows in parallel.
 
-    ``Ww`` from ``_working_weights``. Fills ``nonzero`` (see ``_nonzero_blocks``;
-    not for the GEMM path), ``G (n, k)`` (``(n, kp)`` like ``Ww`` for the GEMM
-    path, zeros past ``k``) with ``d loss / d Z = (softmax(Z) - onehot(y)) / n``,
-    ``row_loss (n,)`` float64 with each row's cross-entropy and
-    ``row_correct (n,)`` with whether its argmax is its label.
+    ``Ww`` from ``_working_weights``. Fills ``G`` (``(n, m)``, ``m`` a whole
+    number of vectors: ``_class_slots(k)`` rounded up, or ``kp`` like ``Ww``
+    for the GEMM path; zeros past ``k``) with
+    ``d loss / d Z = (softmax(Z) - onehot(y)) / n``, ``row_loss (n,)``
+    float64 with each row's cross-entropy, ``row_correct (n,)`` with whether
+    its argmax is its label and, but for the GEMM path, ``masks (words, m)``,
+    ``m >= n`` a multiple of 64, with the rows' nonzero masks (``_row_masks``),
+    zeros in the columns from ``n`` on.
     """
     n = X.shape[0]
     k = b.shape[0]
     inv_n = G.dtype.type(1) / n
     if _wide(k):
         _gemm_logits(X, scale, Ww, b, G)
+    else:
+        masks[:, n:] = 0
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         start = chunk * ROW_CHUNK
         stop = min(start + ROW_CHUNK, n)
         if not _wide(k):
-            _logits(X[start:stop], scale, Ww, b, nonzero[start:stop], G[start:stop])
+            _narrow_logits(X, start, stop, scale, Ww, b, masks, G)
         for i in range(start, stop):
-            z, label = G[i, :k], y[i]
+            # The padding past k: -inf, whose softmax is 0, a gradient that adds nothing to the weights'
+            # padding; the softmax then takes whole vectors, none partial.
+            z, label = G[i], y[i]
+            z[k:] = -np.inf
             best = _argmax(z)
             row_correct[i] = best == label
             target = z[label]
@@ -541,8 +804,6 @@ def _forward_batch(X, y, Ww, b, scale, nonzero, G, row_loss, row_correct):
             z[label] -= 1
             for c in range(z.shape[0]):
                 z[c] *= inv_n
-            # The padding's gradient: zeros, so that it adds nothing to the weights' padding.
-            G[i, k:] = 0
 
 
 @_kernel()
@@ -561,114 +822,120 @@ def _reduce_rows(G, row_loss, row_correct, db):
     return loss_sum / n, n_correct
 
 
-@_kernel()
-def _gradient_block(X, scale, nonzero, G, block, rows, dWt):
-    """``dWt[:, j0:j0 + FEATURE_BLOCK] = scale * G.T @ X[:, j0:j0 + FEATURE_BLOCK]``, ``j0 = block * FEATURE_BLOCK``.
+@_kernel(inline=True)
+def _gradient_vector(X, scale, masks, G, v, dWp, slots):
+    """``dWp[v, c * lanes:][:lanes] = scale * G[:, c] @ X[:, j:j + lanes]`` for each slot ``c``, ``j = v * lanes``.
 
-    ``X (n, d)`` (fewer than ``FEATURE_BLOCK`` features in the last block),
-    ``nonzero`` from ``_nonzero_blocks(X)``, ``G (n, k)``, ``dWt (k, d)``;
-    ``rows (n,)`` is scratch. The rows whose features here are not all zero
-    are listed in order and taken ``ROW_TILE`` at a time: each of
-    ``CLASS_TILE`` classes adds their ``ROW_TILE`` terms to its accumulators,
-    vectors along the features, in one update (the last group is filled up
-    with terms of weight zero). Accumulators on the stack, which LLVM knows
-    alias no array, let each vector of X loaded and converted serve every class.
-    Skipped rows would add exact zeros (for finite ``G``).
+    ``X (n, d)``, ``masks`` and ``G (n, slots)`` from ``_forward_batch``;
+    ``dWp`` packed like ``_working_weights``' copy with ``slots`` slots (a
+    compile-time constant). One vector accumulator per slot sums the rows in
+    order, passing over those whose mask shows these features zero (they
+    would add exact zeros for finite ``G``): the rows to visit, 64 at a time,
+    come from a few vector compares of 64 rows' masks, and each visited row's
+    vector of X is loaded and converted once for all the slots. The short
+    last vector, if any, takes every row, a feature at a time.
     """
     n, d = X.shape
-    k = G.shape[1]
-    # Indices from j0 + j: with j0 known not negative, Numba's test for negative
-    # indices goes away, and with it the gathers it made of the loads.
-    j0 = max(block * FEATURE_BLOCK, 0)
-    width = min(FEATURE_BLOCK, d - j0)
-    lanes = _lanes(G.dtype)
-    vector_width = width // lanes * lanes
-    n_rows = 0
-    for i in range(n):
-        rows[n_rows] = i
-        n_rows += nonzero[i, block]
-    acc = _stack_array(GRADIENT_ACCUMULATORS, G.dtype)
-    weights = _stack_array(TILE, G.dtype)
-    group = _stack_array(ROW_TILE, rows.dtype)
-    for c0 in range(0, k, CLASS_TILE):
-        for t in range(GRADIENT_ACCUMULATORS):
-            acc[t] = 0
-        for first in range(0, n_rows, ROW_TILE):
-            for r in range(ROW_TILE):
-                i = rows[min(first + r, n_rows - 1)]
-                group[r] = i
-                for c in range(CLASS_TILE):
-                    weights[r * CLASS_TILE + c] = G[i, min(c0 + c, k - 1)] if first + r < n_rows else 0
-            for j in range(0, vector_width, lanes):
-                for c in range(CLASS_TILE):
-                    for r in range(ROW_TILE):
-                        _axpy_lanes(acc, c * FEATURE_BLOCK + j, weights[r * CLASS_TILE + c], X, group[r], j0 + j)
-            # The features past the last whole vector (none for MNIST), one at a time.
-            for j in range(vector_width, width):
-                for c in range(CLASS_TILE):
-                    total = acc[c * FEATURE_BLOCK + j]
-                    for r in range(ROW_TILE):
-                        total += weights[r * CLASS_TILE + c] * G.dtype.type(X[group[r], j0 + j])
-                    acc[c * FEATURE_BLOCK + j] = total
-        # Classes from k on repeat the last one: their (equal) columns are written again.
-        for c in range(CLASS_TILE):
-            for j in range(width):
-                dWt[min(c0 + c, k - 1), j0 + j] = acc[c * FEATURE_BLOCK + j] * scale
+    lanes = _lanes(dWp.dtype)
+    j = v * lanes
+    if j + lanes > d:
+        for c in range(slots):
+            for lane in range(d - j):
+                total = dWp.dtype.type(0)
+                for i in range(n):
+                    total += G[i, c] * dWp.dtype.type(X[i, j + lane])
+                dWp[v, c * lanes + lane] = total * scale
+        return
+    per_vector = lanes // MASK_GROUP
+    group = v * per_vector
+    select = np.uint64((1 << per_vector) - 1) << np.uint64(group % 64)
+    acc = _stack_array(SLOT_LANES, dWp.dtype)
+    for a in range(slots * lanes):
+        acc[a] = 0
+    for i0 in range(0, n, 64):
+        rows = _active_rows(masks, group // 64, i0, select)
+        while rows:
+            i = i0 + np.intp(trailing_zeros(rows))
+            rows &= rows - np.uint64(1)
+            for c in range(slots):
+                _axpy_lanes(acc, c * lanes, G[i, c], X, i, j)
+    for a in range(slots * lanes):
+        dWp[v, a] = acc[a] * scale
+
+
+@_kernel(inline=True)
+def _gradient_vector_of_slots(X, scale, masks, G, v, dWp, k):
+    """``_gradient_vector`` with the count of slots of ``k`` classes as a literal: one specialisation per count."""
+    slots = _class_slots(k)
+    if slots == 5:
+        _gradient_vector(X, scale, masks, G, v, dWp, 5)
+    elif slots == 10:
+        _gradient_vector(X, scale, masks, G, v, dWp, 10)
+    elif slots == 15:
+        _gradient_vector(X, scale, masks, G, v, dWp, 15)
+    else:
+        _gradient_vector(X, scale, masks, G, v, dWp, 20)
 
 
 @_kernel(parallel=True)
-def _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt, k):
-    """The weight gradient ``scale * X.T @ G`` into ``dWt``; then, if ``lr > 0``, ``Wt -= lr * dWt``.
+def _weight_gradient(X, scale, masks, G, dW, lr, Ww, k):
+    """The weight gradient ``scale * X.T @ G[:, :k]`` into ``dW``; then, if ``lr > 0``, ``Ww -= lr * dW``.
 
-    ``Wt`` from ``_working_weights`` for ``k`` classes and ``dWt`` in its
-    layout, ``G`` from ``_forward_batch``. With ``k <= NARROW_CLASSES``, blocks of
-    ``FEATURE_BLOCK`` features in parallel, each one's update right after its
-    gradient; ``X (n, d)``, ``nonzero`` from ``_nonzero_blocks(X)``. Else ``_gemm_weight_gradient``.
+    ``X (n, d)``; ``Ww`` from ``_working_weights`` for ``k`` classes and ``dW``
+    in its layout; ``masks`` and ``G`` from ``_forward_batch``. With ``k <=
+    NARROW_CLASSES``, vectors of features in parallel, each one's update right
+    after its gradient (``_gradient_vector``), else ``_gemm_weight_gradient``
+    (which, with ``lr > 0``, leaves ``dW`` alone).
     """
     if _wide(k):
-        _gemm_weight_gradient(X, scale, G, dWt, lr, Wt)
+        _gemm_weight_gradient(X, scale, G, dW, lr, Ww)
         return
-    n, d = X.shape
-    for block in prange(_n_blocks(d)):
-        _gradient_block(X, scale, nonzero, G, block, np.empty(n, dtype=np.intp), dWt)
-        j0 = block * FEATURE_BLOCK
+    for vector in prange(Ww.shape[0]):
+        # An intp, whether the loop's index is signed (as typed first) or not (in the parallel loop):
+        # one specialisation, not two.
+        v = np.intp(vector)
+        _gradient_vector_of_slots(X, scale, masks, G, v, dW, k)
         if lr > 0:
-            stop = min(j0 + FEATURE_BLOCK, d)
-            for c in range(k):
-                weights, gradient = Wt[c, j0:stop], dWt[c, j0:stop]
-                for j in range(stop - j0):
-                    weights[j] -= lr * gradient[j]
+            weights, gradient = Ww[v], dW[v]
+            for a in range(weights.shape[0]):
+                weights[a] -= lr * gradient[a]
 
 
 @_kernel()
-def _sgd_step(X, y, Wt, b, lr, scale, nonzero, G, row_loss, row_correct, dWt, db):
-    """One SGD step on the batch ``X (n, d)``; ``Wt`` (from ``_working_weights``) and ``b`` in place.
+def _sgd_step(X, y, Ww, b, lr, scale, masks, G, row_loss, row_correct, dW, db):
+    """One SGD step on the batch ``X (n, d)``; ``Ww`` (from ``_working_weights``) and ``b`` in place.
 
-    ``nonzero``, ``G``, ``row_loss``, ``row_correct``, ``dWt`` and ``db`` are
-    scratch (see ``_batch_scratch``) with ``n`` rows but for the last two.
-    Returns ``(loss, n_correct)``.
+    ``masks``, ``G``, ``row_loss``, ``row_correct``, ``dW`` and ``db`` are
+    scratch (see ``_batch_scratch``), ``G``, ``row_loss`` and ``row_correct``
+    with ``n`` rows. Returns ``(loss, n_correct)``.
     """
-    _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct)
+    _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct)
     loss, n_correct = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(X, scale, nonzero, G, dWt, lr, Wt, b.shape[0])
+    _weight_gradient(X, scale, masks, G, dW, lr, Ww, b.shape[0])
     for c in range(b.shape[0]):
         b[c] -= lr * db[c]
     return loss, n_correct
 
 
 @_kernel()
-def _batch_scratch(rows, W, Wt):
-    """Scratch for batches of up to ``rows`` rows, weights ``W (d, k)`` and ``Wt = _working_weights(W)``.
+def _batch_scratch(rows, W, Ww):
+    """Scratch for batches of up to ``rows`` rows, weights ``W (d, k)`` and ``Ww = _working_weights(W)``.
 
-    Returns ``(nonzero (rows, _n_blocks(d)) bool, G (rows, k) (or (rows, kp)
-    for the GEMM path), row_loss (rows,) float64, row_correct (rows,) bool,
-    dWt (shaped like Wt), db (k,))``, floats of ``W``'s dtype.
+    Returns ``(masks (words, m) uint64, G (rows, _class_slots(k) rounded up
+    to whole vectors) (or (rows, kp) for the GEMM path), row_loss (rows,)
+    float64, row_correct (rows,) bool, dW (shaped like Ww), db (k,))``,
+    floats of ``W``'s dtype; ``m`` is ``rows`` rounded up to a multiple of
+    64, ``words`` the mask words of a row (none for the GEMM path).
     """
     d, k = W.shape
-    return (np.empty((rows, _n_blocks(d)), dtype=np.bool_),
-            np.empty((rows, _padded_classes(k, W.dtype) if _wide(k) else k), dtype=W.dtype),
+    wide = _wide(k)
+    words = 0 if wide else (_mask_groups(d, W.dtype) + 63) // 64
+    lanes = _lanes(W.dtype)
+    return (_aligned_zeros(words, (rows + 63) // 64 * 64, np.uint64),
+            _aligned_zeros(rows, _padded_classes(k, W.dtype) if wide else
+                           (_class_slots(k) + lanes - 1) // lanes * lanes, W.dtype),
             np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
-            np.empty(Wt.shape, dtype=W.dtype), np.empty(k, dtype=W.dtype))
+            _aligned_zeros(Ww.shape[0], Ww.shape[1], W.dtype), np.empty(k, dtype=W.dtype))
 
 
 @_kernel()
@@ -678,8 +945,8 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
     Returns ``(sum of batch losses, n_batches, n_correct)``.
     """
     n = X.shape[0]
-    Wt = _working_weights(W)
-    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(min(batch_size, n), W, Wt)
+    Ww = _working_weights(W)
+    masks, G, row_loss, row_correct, dW, db = _batch_scratch(min(batch_size, n), W, Ww)
     loss_sum = 0.0
     n_batches = 0
     n_correct = 0
@@ -687,14 +954,14 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
         stop = min(start + batch_size, n)
         rows = stop - start
         loss, batch_correct = _sgd_step(
-            X[start:stop], y[start:stop], Wt, b, lr, scale,
-            nonzero[:rows], G[:rows], row_loss[:rows], row_correct[:rows], dWt, db,
+            X[start:stop], y[start:stop], Ww, b, lr, scale,
+            masks, G[:rows], row_loss[:rows], row_correct[:rows], dW, db,
         )
         loss_sum += loss
         n_correct += batch_correct
         n_batches += 1
     if not _wide(W.shape[1]):
-        W[:, :] = Wt.T
+        _unpack_weights(Ww, W)
     return loss_sum, n_batches, n_correct
 
 
@@ -723,12 +990,16 @@ def cross_entropy(Z, y):
 @_kernel()
 def loss_and_grad(X, y, W, b, scale):
     """``(mean loss, dW (d, k), db (k,))`` of the batch ``X * scale (n, d)``; ``W``, ``b`` unchanged."""
-    Wt = _working_weights(W)
-    nonzero, G, row_loss, row_correct, dWt, db = _batch_scratch(X.shape[0], W, Wt)
-    _forward_batch(X, y, Wt, b, scale, nonzero, G, row_loss, row_correct)
+    Ww = _working_weights(W)
+    masks, G, row_loss, row_correct, dW, db = _batch_scratch(X.shape[0], W, Ww)
+    _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct)
     loss, _ = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(X, scale, nonzero, G, dWt, W.dtype.type(0), Wt, W.shape[1])
-    return loss, dWt if _wide(W.shape[1]) else np.ascontiguousarray(dWt.T), db
+    _weight_gradient(X, scale, masks, G, dW, W.dtype.type(0), Ww, W.shape[1])
+    if _wide(W.shape[1]):
+        return loss, dW, db
+    gradient = np.empty_like(W)
+    _unpack_weights(dW, gradient)
+    return loss, gradient, db
 
 
 @_kernel()
@@ -749,16 +1020,15 @@ def train_epoch(X, y, W, b, lr, batch_size, scale):
 def _logits_of_rows(X, W, b, scale):
     """``Z (n, k) = X * scale @ W + b`` in ``W``'s dtype, chunks of ``ROW_CHUNK`` rows in parallel."""
     n, d = X.shape
-    Wt = _working_weights(W)
+    Ww = _working_weights(W)
     Z = np.empty((n, W.shape[1]), dtype=W.dtype)
     if _wide(W.shape[1]):
-        _gemm_logits(X, scale, Wt, b, Z)
+        _gemm_logits(X, scale, Ww, b, Z)
         return Z
+    masks = np.empty(((_mask_groups(d, W.dtype) + 63) // 64, n), dtype=np.uint64)
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
         start = chunk * ROW_CHUNK
-        stop = min(start + ROW_CHUNK, n)
-        nonzero = np.empty((stop - start, _n_blocks(d)), dtype=np.bool_)
-        _logits(X[start:stop], scale, Wt, b, nonzero, Z[start:stop])
+        _narrow_logits(X, start, min(start + ROW_CHUNK, n), scale, Ww, b, masks, Z)
     return Z
 
 

@@ -88,7 +88,7 @@ NARROW_CLASSES = 16
 # Up to NARROW_CLASSES classes are padded to "slots", a multiple of
 # CLASS_STEP: zero weights and gradients past the last class. The hot loops
 # take the count of slots as a compile-time constant (one specialisation per
-# count: _logits_row_of_slots and _gradient_vector_of_slots list them, 5 to
+# count: _narrow_logits and _gradient_vector_of_slots list them, 5 to
 # MAX_SLOTS): their loops over the classes are then unrolled, one vector
 # accumulator per slot in a register. Five divides MNIST's 10 classes: no
 # slot wasted there.
@@ -561,30 +561,34 @@ def _logits_row(X, i, masks, Wp, b, scale, z, slots):
             z[c] = total * scale + b[c]
 
 
-@_kernel(inline=True)
-def _logits_row_of_slots(X, i, masks, Wp, b, scale, z):
-    """``_logits_row`` with the count of slots of ``b``'s classes as a literal: one specialisation per count."""
-    slots = _class_slots(b.shape[0])
-    if slots == 5:
-        _logits_row(X, i, masks, Wp, b, scale, z, 5)
-    elif slots == 10:
-        _logits_row(X, i, masks, Wp, b, scale, z, 10)
-    elif slots == 15:
-        _logits_row(X, i, masks, Wp, b, scale, z, 15)
-    else:
-        _logits_row(X, i, masks, Wp, b, scale, z, 20)
+@_kernel()
+def _narrow_logits_rows(X, start, stop, scale, Wp, b, masks, Z, slots):
+    """``_narrow_logits`` with ``slots`` (a literal) the slots of ``Wp``."""
+    groups = _mask_groups(X.shape[1], Wp.dtype)
+    for i in range(start, stop):
+        _row_masks(X, i, groups, masks)
+        _logits_row(X, i, masks, Wp, b, scale, Z[i], slots)
 
 
 @_kernel()
 def _narrow_logits(X, start, stop, scale, Wp, b, masks, Z):
     """``Z[i, :k] = X[i] * scale @ W + b`` for rows ``start <= i < stop`` of ``X (n, d)``, ``W`` packed as ``Wp``.
 
-    Fills ``masks[:, i]`` (``masks (words, n)``, see ``_row_masks``) first, row by row.
+    Fills ``masks[:, i]`` (``masks (words, n)``, see ``_row_masks``) first,
+    row by row. The count of slots of ``b``'s classes is passed on as a
+    literal (one specialisation per count) outside the loop over the rows:
+    branching on it in the loop, Numba would take and release references to
+    the arrays at every row.
     """
-    groups = _mask_groups(X.shape[1], Wp.dtype)
-    for i in range(start, stop):
-        _row_masks(X, i, groups, masks)
-        _logits_row_of_slots(X, i, masks, Wp, b, scale, Z[i])
+    slots = _class_slots(b.shape[0])
+    if slots == 5:
+        _narrow_logits_rows(X, start, stop, scale, Wp, b, masks, Z, 5)
+    elif slots == 10:
+        _narrow_logits_rows(X, start, stop, scale, Wp, b, masks, Z, 10)
+    elif slots == 15:
+        _narrow_logits_rows(X, start, stop, scale, Wp, b, masks, Z, 15)
+    else:
+        _narrow_logits_rows(X, start, stop, scale, Wp, b, masks, Z, 20)
 
 
 @_kernel()

@@ -231,8 +231,9 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
                 _gemm_weight_gradient(batch, rows, d, j, tile_stop, G, ldg, k, lr, scale, update, out, own_scratch)
             else:
                 _weight_gradient(batch, masks, ldm, rows, d, j, tile_stop, G, ldg, k, lr, scale, update, out, ldw)
-            sf_prefetch(fetch + fetched, fetch_bytes * (tile_stop - first) // (stop - first) - fetched)
-            fetched = fetch_bytes * (tile_stop - first) // (stop - first)
+            if fetch_bytes > 0:
+                sf_prefetch(fetch + fetched, fetch_bytes * (tile_stop - first) // (stop - first) - fetched)
+                fetched = fetch_bytes * (tile_stop - first) // (stop - first)
             j = tile_stop
         if thread == 0:
             batch_loss = 0

@@ -372,10 +372,11 @@ cdef int _logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, 
     cdef bint wide = k > SF_CLASS_BLOCK
     cdef Py_ssize_t dp = sf_whole_vectors(d, sizeof(floating)), words = sf_mask_words(d)
     cdef Py_ssize_t tile, first, rows, i, c
-    # Rows go in tiles; each thread has scratch for a tile's nonzero masks (narrow) or packed rows (GEMM).
-    cdef Py_ssize_t tile_rows = 128
+    # Rows go in tiles; each thread has scratch for a tile's nonzero masks (narrow, ldm words a column) or
+    # packed rows (GEMM).
+    cdef Py_ssize_t tile_rows = 128, ldm = sf_mask_rows(tile_rows)
     cdef Py_ssize_t thread_scratch = (sf_gemm_logits_scratch(tile_rows, d, sizeof(floating)) * sizeof(floating)
-                                      if wide else tile_rows * words * sizeof(uint64_t))
+                                      if wide else ldm * words * sizeof(uint64_t))
     cdef unsigned char *own_scratch
     cdef floating *Wt = NULL if wide else _transposed_weights(W, d, k, dp)
     cdef unsigned char *scratch = <unsigned char *> sf_aligned_malloc(n_threads * thread_scratch)
@@ -389,9 +390,8 @@ cdef int _logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, 
             if wide:
                 _gemm_logits(X + first * d, rows, d, W, k, Z + first * k, k, <floating *> own_scratch)
             else:
-                _nonzero_groups(X + first * d, rows, d, Wt, <uint64_t *> own_scratch, tile_rows)
-                _row_logits(X + first * d, <uint64_t *> own_scratch, tile_rows, rows, d, Wt, dp, k, Z + first * k,
-                            k)
+                _nonzero_groups(X + first * d, rows, d, Wt, <uint64_t *> own_scratch, ldm)
+                _row_logits(X + first * d, <uint64_t *> own_scratch, ldm, rows, d, Wt, dp, k, Z + first * k, k)
             for i in range(first, first + rows):
                 for c in range(k):
                     Z[i * k + c] = Z[i * k + c] * scale + b[c]

@@ -32,13 +32,16 @@ With more than ``NARROW_CLASSES`` classes (a linear probe's 1000) both are
 GEMMs on W in its own ``(d, k)`` layout instead, vectors along the classes
 (``_gemm_tile``): no horizontal sums, and no transposed copy of W. Rows
 (logits) or features (gradient) are packed, converted, six at a time, each
-broadcast against a panel of four vectors of classes.
+broadcast against a panel of four vectors of classes. Each thread takes one
+even share of the tiles (``_thread_count``), packs them a cache-sized block
+at a time, and every panel meets the whole block (``_gemm_block``): a panel
+is read from memory once per block, not once per tile.
 
 Parallel work is split so that no sum depends on how it is shared among
 threads: chunks of rows for the forward pass, vectors of features (or, for
-the GEMMs, tiles of them) for the weight gradient, every reduction over rows done in row order by one thread,
-in groups fixed by the data alone. The results are bitwise identical for any
-thread count.
+the GEMMs, tiles of them) for the weight gradient, every reduction over rows
+done in row order by one thread, in groups fixed by the data alone. The
+results are bitwise identical for any thread count.
 """
 
 import numba
@@ -99,14 +102,14 @@ MAX_SLOTS = (NARROW_CLASSES + CLASS_STEP - 1) // CLASS_STEP * CLASS_STEP
 SLOT_LANES = MAX_SLOTS * FLOAT32_LANES
 GEMM_ROWS = 6
 GEMM_VECTORS = 4
-# Features of a panel of W that meet every tile of rows: 128 rows of 256 bytes
-# (float32 panels on AVX-512) fit in the L1 cache.
-DEPTH_BLOCK = 256
-# Tiles per share of a GEMM among threads, a constant (Numba cannot cache a
-# kernel that asks for the thread count): small enough to balance the 43 row
-# tiles of a batch of 256 on two threads, large enough that a block of W,
-# read once per share, serves several tiles.
-SHARE_TILES = 2
+# Steps of the depth (features for the logits, rows for the gradient) in a
+# block of a panel of B that meets every tile of a block while it is in the L1
+# cache: 128 rows of 256 bytes (float32 panels on AVX-512) are 32 KB.
+DEPTH_BLOCK = 128
+# Bytes of a block of packed tiles that meets each panel of B in turn: with
+# the panel, it stays in the L2 cache (1 MB a core on Zen 4), and each panel
+# is read from memory once per block, not once per tile.
+PACKED_BYTES = 256 * 1024
 GEMM_LANES = GEMM_ROWS * GEMM_VECTORS * FLOAT32_LANES
 
 
@@ -438,6 +441,21 @@ def _active_rows(typingctx, masks, w, i0, select):
     return types.uint64(masks, w, i0, select), codegen
 
 
+@intrinsic
+def _thread_count(typingctx):
+    """``numba.get_num_threads()``, read from the threading layer's own symbol.
+
+    Numba's function reads it through a ctypes pointer, a "dynamic global"
+    that keeps the kernel that calls it out of the cache. Numba's parallel
+    loops call this symbol with this signature themselves.
+    """
+    def codegen(context, builder, signature, args):
+        return builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(cgutils.intp_t, []),
+                                                           "get_num_threads"), [])
+
+    return types.intp(), codegen
+
+
 @_kernel(inline=True)
 def _argmax(z):
     """Index of the first maximum of ``z (k,)``, as ``np.argmax``."""
@@ -700,75 +718,74 @@ def _gemm_tile(packed, B, c0, out, resume):
         out[a] = acc[a]
 
 
-@_kernel(parallel=True)
-def _gemm_logits(X, scale, W, b, Z):
-    """``Z[:, c] = (X (n, d) * scale) @ W[:, c] + b[c]`` for ``c < k``, ``W (d, k)``, ``b (k,)``.
+@_kernel()
+def _block_tiles(depth, dtype):
+    """Tiles of ``depth`` steps of ``dtype`` packed in a block: as many as ``PACKED_BYTES`` hold, at least one."""
+    return max(1, PACKED_BYTES // (depth * GEMM_ROWS * (VECTOR_BYTES // _lanes(dtype))))
 
-    ``Z (n, k)`` or ``(n, kp)``, its columns from ``k`` on then 0. The last,
-    partial panel of ``W`` is read from a zero-padded copy: every load is a
-    whole vector, and none goes past ``W``. Rows are shared among threads in whole tiles; each share packs its tiles
-    once, then every block of ``DEPTH_BLOCK`` features of a panel of ``Ww``
-    meets all of them while it is in the L1 cache (the panel's features
-    all at once would be read from L2, at a 4 KB stride).
+
+@_kernel()
+def _gemm_block(packed, B, c0, sums):
+    """``_gemm_tile(packed[t], B, c0, sums[t], False)`` for each tile ``t`` of the block ``packed (tiles, _)``.
+
+    Made a block of ``DEPTH_BLOCK`` steps at a time, each of which meets every
+    tile while that block of ``B``'s panel is in the L1 cache; the chains go
+    on from block to block in the sums, in the same order as one call per
+    tile: the results are those of ``_gemm_tile`` over the whole depth.
     """
-    n, d = X.shape
-    k = b.shape[0]
-    panel = _panel(W.dtype)
-    full = k // panel * panel
-    last_panel = np.zeros((d, panel), dtype=W.dtype)
-    last_panel[:, :k - full] = W[:, full:]
-    tiles = (n + GEMM_ROWS - 1) // GEMM_ROWS
-    for share in prange((tiles + SHARE_TILES - 1) // SHARE_TILES):
-        first_tile, stop_tile = share * SHARE_TILES, min((share + 1) * SHARE_TILES, tiles)
-        packed = np.empty((stop_tile - first_tile, d * GEMM_ROWS), dtype=W.dtype)
-        for tile in range(first_tile, stop_tile):
-            i0 = tile * GEMM_ROWS
-            _pack(X, i0, min(GEMM_ROWS, n - i0), False, packed[tile - first_tile])
-        sums = np.empty((stop_tile - first_tile, GEMM_LANES), dtype=W.dtype)
-        for c0 in range(0, Z.shape[1], panel):
-            B, B_c0 = (W, c0) if c0 < full else (last_panel, 0)
-            for j0 in range(0, d, DEPTH_BLOCK):
-                j1 = min(j0 + DEPTH_BLOCK, d)
-                for tile in range(first_tile, stop_tile):
-                    _gemm_tile(packed[tile - first_tile, j0 * GEMM_ROWS:j1 * GEMM_ROWS], B[j0:j1], B_c0,
-                               sums[tile - first_tile], j0 > 0)
-            for tile in range(first_tile, stop_tile):
-                acc = sums[tile - first_tile]
-                i0 = tile * GEMM_ROWS
-                for m in range(min(GEMM_ROWS, n - i0)):
-                    for c in range(min(panel, Z.shape[1] - c0)):
-                        Z[i0 + m, c0 + c] = acc[m * panel + c] * scale + (b[c0 + c] if c0 + c < k else 0)
+    depth = B.shape[0]
+    for t0 in range(0, depth, DEPTH_BLOCK):
+        t1 = min(t0 + DEPTH_BLOCK, depth)
+        for tile in range(packed.shape[0]):
+            _gemm_tile(packed[tile, t0 * GEMM_ROWS:t1 * GEMM_ROWS], B[t0:t1], c0, sums[tile], t0 > 0)
 
 
 @_kernel(parallel=True)
-def _gemm_weight_gradient(X, scale, G, dW, lr, W):
-    """The weight gradient ``scale * X.T @ G[:, :k]``: if ``lr > 0``, ``W (d, k) -= lr *`` it, else it is ``dW (d, k)``.
+def _gemm(X, features, B, scale, lr, add, out):
+    """``out[:, :m] = P + add``, or if ``lr > 0``, ``out[:, :m] -= lr * P``: ``P = scale * A @ B[:, :m]``, ``add (m,)``.
 
-    ``X (n, d)``, ``G (n, kp)`` from ``_forward_batch`` (zeros past ``k``).
-    Features are shared among threads in whole tiles, each packed once for
-    all panels; every sum runs over the rows in order. Each tile updates the
-    weights as it is made: the gradient is not stored.
+    ``A`` is ``X (n, d)``, or with ``features``, ``X.T``: the logits
+    (``B = W``) or the weight gradient (``B = G``, the rows' ``d loss / d
+    Z``). ``B (depth, _)`` C-contiguous; its columns from its last whole
+    panel on are read from a zero-padded copy, so that every load is a whole
+    vector and none goes past ``B``; ``out`` has ``A``'s rows and at least
+    ``m`` columns.
+    Each thread takes an even share of the tiles of ``A``'s rows, packs them
+    a block at a time (``_block_tiles``), and every panel of ``B`` meets the
+    whole block (``_gemm_block``); each sum runs over the depth in order.
     """
-    n, d = X.shape
-    k = W.shape[1]
-    panel = _panel(G.dtype)
-    tiles = (d + GEMM_ROWS - 1) // GEMM_ROWS
-    for share in prange((tiles + SHARE_TILES - 1) // SHARE_TILES):
-        packed = np.empty(n * GEMM_ROWS, dtype=G.dtype)
-        acc = np.empty(GEMM_LANES, dtype=G.dtype)
-        for tile in range(share * SHARE_TILES, min((share + 1) * SHARE_TILES, tiles)):
-            j0 = tile * GEMM_ROWS
-            features = min(GEMM_ROWS, d - j0)
-            _pack(X, j0, features, True, packed)
-            for c0 in range(0, G.shape[1], panel):
-                _gemm_tile(packed, G, c0, acc, False)
-                for m in range(features):
-                    for c in range(min(panel, k - c0)):
-                        gradient = acc[m * panel + c] * scale
-                        if lr > 0:
-                            W[j0 + m, c0 + c] -= lr * gradient
-                        else:
-                            dW[j0 + m, c0 + c] = gradient
+    rows = X.shape[1] if features else X.shape[0]
+    depth = B.shape[0]
+    m = add.shape[0]
+    panel = _panel(B.dtype)
+    full = B.shape[1] // panel * panel
+    last_panel = np.zeros((depth if full < m else 0, panel), dtype=B.dtype)
+    if full < m:
+        last_panel[:, :B.shape[1] - full] = B[:, full:]
+    tiles = (rows + GEMM_ROWS - 1) // GEMM_ROWS
+    shares = min(_thread_count(), tiles)
+    block_tiles = _block_tiles(depth, B.dtype)
+    for share in prange(shares):
+        start_tile, stop_tile = share * tiles // shares, (share + 1) * tiles // shares
+        packed = np.empty((min(block_tiles, stop_tile - start_tile), depth * GEMM_ROWS), dtype=B.dtype)
+        sums = np.empty((packed.shape[0], GEMM_LANES), dtype=B.dtype)
+        for first_tile in range(start_tile, stop_tile, block_tiles):
+            count = min(block_tiles, stop_tile - first_tile)
+            for tile in range(count):
+                r0 = (first_tile + tile) * GEMM_ROWS
+                _pack(X, r0, min(GEMM_ROWS, rows - r0), features, packed[tile])
+            for c0 in range(0, m, panel):
+                B_panel, B_c0 = (B, c0) if c0 < full else (last_panel, 0)
+                _gemm_block(packed[:count], B_panel, B_c0, sums)
+                for tile in range(count):
+                    r0 = (first_tile + tile) * GEMM_ROWS
+                    for r in range(min(GEMM_ROWS, rows - r0)):
+                        for c in range(min(panel, m - c0)):
+                            product = sums[tile, r * panel + c] * scale
+                            if lr > 0:
+                                out[r0 + r, c0 + c] -= lr * product
+                            else:
+                                out[r0 + r, c0 + c] = product + add[c0 + c]
 
 
 @_kernel(parallel=True)
@@ -788,7 +805,7 @@ def _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct):
     k = b.shape[0]
     inv_n = G.dtype.type(1) / n
     if _wide(k):
-        _gemm_logits(X, scale, Ww, b, G)
+        _gemm(X, False, Ww, scale, G.dtype.type(0), b, G)
     else:
         masks[:, n:] = 0
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
@@ -888,11 +905,11 @@ def _weight_gradient(X, scale, masks, G, dW, lr, Ww, k):
     ``X (n, d)``; ``Ww`` from ``_working_weights`` for ``k`` classes and ``dW``
     in its layout; ``masks`` and ``G`` from ``_forward_batch``. With ``k <=
     NARROW_CLASSES``, vectors of features in parallel, each one's update right
-    after its gradient (``_gradient_vector``), else ``_gemm_weight_gradient``
-    (which, with ``lr > 0``, leaves ``dW`` alone).
+    after its gradient (``_gradient_vector``), else a GEMM (``_gemm``; with
+    ``lr > 0`` it updates ``Ww`` as it goes and leaves ``dW`` alone).
     """
     if _wide(k):
-        _gemm_weight_gradient(X, scale, G, dW, lr, Ww)
+        _gemm(X, True, G, scale, lr, np.zeros(k, dtype=G.dtype), Ww if lr > 0 else dW)
         return
     for vector in prange(Ww.shape[0]):
         # An intp, whether the loop's index is signed (as typed first) or not (in the parallel loop):
@@ -927,9 +944,11 @@ def _batch_scratch(rows, W, Ww):
 
     Returns ``(masks (words, m) uint64, G (rows, _class_slots(k) rounded up
     to whole vectors) (or (rows, kp) for the GEMM path), row_loss (rows,)
-    float64, row_correct (rows,) bool, dW (shaped like Ww), db (k,))``,
-    floats of ``W``'s dtype; ``m`` is ``rows`` rounded up to a multiple of
-    64, ``words`` the mask words of a row (none for the GEMM path).
+    float64, row_correct (rows,) bool, dW, db (k,))``, floats of ``W``'s
+    dtype; ``m`` is ``rows`` rounded up to a multiple of 64, ``words`` the
+    mask words of a row (none for the GEMM path). ``dW`` is the narrow
+    loops' gradient, shaped like ``Ww``; the GEMM path, which updates the
+    weights as it makes the gradient, gets an empty one.
     """
     d, k = W.shape
     wide = _wide(k)
@@ -939,7 +958,7 @@ def _batch_scratch(rows, W, Ww):
             _aligned_zeros(rows, _padded_classes(k, W.dtype) if wide else
                            (_class_slots(k) + lanes - 1) // lanes * lanes, W.dtype),
             np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
-            _aligned_zeros(Ww.shape[0], Ww.shape[1], W.dtype), np.empty(k, dtype=W.dtype))
+            _aligned_zeros(0 if wide else Ww.shape[0], Ww.shape[1], W.dtype), np.empty(k, dtype=W.dtype))
 
 
 @_kernel()
@@ -998,10 +1017,11 @@ def loss_and_grad(X, y, W, b, scale):
     masks, G, row_loss, row_correct, dW, db = _batch_scratch(X.shape[0], W, Ww)
     _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct)
     loss, _ = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(X, scale, masks, G, dW, W.dtype.type(0), Ww, W.shape[1])
-    if _wide(W.shape[1]):
-        return loss, dW, db
     gradient = np.empty_like(W)
+    if _wide(W.shape[1]):
+        _weight_gradient(X, scale, masks, G, gradient, W.dtype.type(0), Ww, W.shape[1])
+        return loss, gradient, db
+    _weight_gradient(X, scale, masks, G, dW, W.dtype.type(0), Ww, W.shape[1])
     _unpack_weights(dW, gradient)
     return loss, gradient, db
 
@@ -1027,7 +1047,7 @@ def _logits_of_rows(X, W, b, scale):
     Ww = _working_weights(W)
     Z = np.empty((n, W.shape[1]), dtype=W.dtype)
     if _wide(W.shape[1]):
-        _gemm_logits(X, scale, Ww, b, Z)
+        _gemm(X, False, Ww, scale, Z.dtype.type(0), b, Z)
         return Z
     masks = np.empty(((_mask_groups(d, W.dtype) + 63) // 64, n), dtype=np.uint64)
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):

@@ -12,8 +12,11 @@ BATCH_SIZE = 128
 # short vector with as many classes as one pass of the compiled logits takes
 # (16), more classes than that (the compiled kernels' GEMM loops, in panels
 # of 64 float32 or 32 float64 classes and tiles of 6 rows: 19 and 40 classes
-# fill part of one panel, 70 fills one or two and part of the next), logits
-# of magnitude ~1000, and all logits tied.
+# fill part of one panel, 70 fills one or two and part of the next), enough
+# rows that a thread's share of the GEMMs' tiles is packed in more than one
+# cache-sized block (Numba's _block_tiles: 200 tiles of rows for the logits,
+# and 1200 rows deep for the gradient), logits of magnitude ~1000, and all
+# logits tied.
 SHAPES = {
     "n_not_multiple_of_batch": (300, 20, 5, "moderate"),
     "n_below_batch": (50, 20, 5, "moderate"),
@@ -24,6 +27,7 @@ SHAPES = {
     "many_classes": (150, 37, 40, "moderate"),
     "many_classes_long_rows": (70, 531, 19, "moderate"),
     "many_panels": (130, 50, 70, "moderate"),
+    "many_blocks": (1200, 120, 20, "moderate"),
     "large_logits": (150, 784, 10, "large"),
     "ties": (130, 20, 5, "ties"),
 }

@@ -76,11 +76,15 @@ def main(argv=None):
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(_report.to_json(report))
-    _report.chart(report, args.out / "epochs.png")
+    chart_path = args.out / "epochs.png"
+    # An older run's chart beside this run's tables would pass for this run's.
+    chart_path.unlink(missing_ok=True)
+    charted = _report.chart(report, chart_path)
     text = _report.markdown(report)
     (args.out / "results.md").write_text(text + "\n")
     print(text)
-    print(f"Ran in {settings['seconds']:.0f} s; wrote results.json, results.md, epochs.png to {args.out}")
+    written = "results.json, results.md, epochs.png" if charted else "results.json, results.md (no epoch rows to chart)"
+    print(f"Ran in {settings['seconds']:.0f} s; wrote {written} to {args.out}")
 
     errors = [r for r in records if r["status"] == "error"]
     for r in errors:

@@ -501,14 +501,19 @@ def to_json(report):
 
 
 def chart(report, path):
-    """A horizontal bar chart of ms per epoch for every epoch row (log scale), seed loop and limits marked."""
+    """A horizontal bar chart of ms per epoch for every epoch row (log scale), seed loop and limits marked.
+
+    Returns whether it was written: a run without epoch rows (``--select``) has nothing to draw.
+    """
+    rows = [r for name in ("epochs", "peers") for r in report["sections"][name]
+            if _ok(r) and r["kind"] == "time" and r["info"].get("epoch")]
+    if not rows:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for name in ("epochs", "peers") for r in report["sections"][name]
-            if _ok(r) and r["kind"] == "time" and r["info"].get("epoch")]
     labels, medians, low, high, colors = [], [], [], [], []
     palette = {"seed": "tab:gray", "numpy": "tab:blue", "numba": "tab:orange", "cython": "tab:green",
                "peer": "tab:purple"}
@@ -544,3 +549,4 @@ def chart(report, path):
                    f"{machine['cpus_usable']} CPUs", fontsize=9)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
+    return True

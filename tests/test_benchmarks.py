@@ -17,14 +17,18 @@ SECTIONS = ("machine", "settings", "gemm_peaks_gflops", "limits", "epochs", "ker
 KERNELS = {"time_softmax", "time_cross_entropy", "time_loss_and_grad", "time_sgd_step"}
 
 
+def _run_quick(out, *options):
+    """``python -m benchmarks --quick --out out *options`` from the repository: its completed process."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out), *options], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """One ``--quick`` run for the whole module: (its completed process, its output directory)."""
     out = tmp_path_factory.mktemp("benchmarks")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    return done, out
+    return _run_quick(out), out
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +54,16 @@ def test_exits_cleanly_and_prints_the_tables(quick_run):
 def test_writes_the_chart(quick_run):
     png = quick_run[1] / "epochs.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_without_epoch_rows_writes_no_chart(tmp_path):
+    """``--select`` may leave no epoch to draw; the run still reports, and no older chart is left behind."""
+    (tmp_path / "epochs.png").write_bytes(b"an older run's chart")
+    done = _run_quick(tmp_path, "--select", "ReadBandwidth")
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert "no epoch rows to chart" in done.stdout
+    assert not (tmp_path / "epochs.png").exists()
+    assert json.loads((tmp_path / "results.json").read_text())["limits"]
 
 
 def test_json_has_every_section_and_the_machine(results):

@@ -466,19 +466,9 @@ def _argmax(z):
     return best
 
 
-@_kernel()
-def _logsumexp(z):
-    """``log(sum(exp(z)))`` of ``z (k,)`` without overflow, in ``z``'s dtype."""
-    row_max = z[_argmax(z)]
-    total = z.dtype.type(0)
-    for c in range(z.shape[0]):
-        total += np.exp(z[c] - row_max)
-    return row_max + np.log(total)
-
-
 @_kernel(inline=True)
-def _softmax_in_place(z, best):
-    """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input.
+def _exp_in_place(z, best):
+    """Overwrite ``z (k,)`` with ``exp(z - z[best])``; return ``(their sum, logsumexp of the input)``.
 
     ``best`` is the index of the maximum of ``z`` (``_argmax(z)``). The
     exponentials are made a vector at a time (``_exp_lanes``), the last,
@@ -500,12 +490,19 @@ def _softmax_in_place(z, best):
         _exp_lanes(tail, 0, row_max)
         total += _sum_lanes(tail, 0)
         z[whole:] = tail[:k - whole]
-    inverse = 1 / total
-    for c in range(k):
-        z[c] *= inverse
     # Rounded to z's dtype, as the reference does, before a caller subtracts a logit from it: inlined, the
     # sum would otherwise be reassociated with that subtraction.
-    return _rounded(row_max + np.log(total))
+    return total, _rounded(row_max + np.log(total))
+
+
+@_kernel(inline=True)
+def _softmax_in_place(z, best):
+    """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input. ``best``: see ``_exp_in_place``."""
+    total, logsumexp = _exp_in_place(z, best)
+    inverse = 1 / total
+    for c in range(z.shape[0]):
+        z[c] *= inverse
+    return logsumexp
 
 
 @_kernel()
@@ -1000,10 +997,14 @@ def softmax(Z, out):
 @_kernel(parallel=True)
 def cross_entropy(Z, y):
     """Mean over rows of ``logsumexp(Z[i]) - Z[i, y[i]]``, a float64 summed in row order."""
-    n = Z.shape[0]
+    n, k = Z.shape
     row_loss = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        row_loss[i] = _logsumexp(Z[i]) - Z[i, y[i]]
+    for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        # The exponentials go to a copy of the row: Z is only read.
+        row = np.empty(k, dtype=Z.dtype)
+        for i in range(chunk * ROW_CHUNK, min((chunk + 1) * ROW_CHUNK, n)):
+            row[:] = Z[i]
+            row_loss[i] = _exp_in_place(row, _argmax(row))[1] - Z[i, y[i]]
     total = 0.0
     for i in range(n):
         total += row_loss[i]

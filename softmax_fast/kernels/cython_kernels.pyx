@@ -30,7 +30,6 @@ the weights' own dtype through.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport exp, expf, log, logf
 from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
@@ -112,20 +111,6 @@ OPENMP_ENABLED = bool(SOFTMAX_FAST_OPENMP)
 MULTIVERSIONED = bool(SF_MULTIVERSIONED)
 
 
-cdef inline floating _exp(floating x) noexcept nogil:
-    if floating is float:
-        return expf(x)
-    else:
-        return exp(x)
-
-
-cdef inline floating _log(floating x) noexcept nogil:
-    if floating is float:
-        return logf(x)
-    else:
-        return log(x)
-
-
 cdef inline Py_ssize_t _argmax(const floating *z, Py_ssize_t k) noexcept nogil:
     """Index of the first maximum of ``z[:k]``, as ``np.argmax``."""
     cdef Py_ssize_t c, best = 0
@@ -133,29 +118,6 @@ cdef inline Py_ssize_t _argmax(const floating *z, Py_ssize_t k) noexcept nogil:
         if z[c] > z[best]:
             best = c
     return best
-
-
-cdef inline floating _logsumexp(const floating *z, Py_ssize_t k) noexcept nogil:
-    """``log(sum(exp(z[:k])))`` without overflow."""
-    cdef floating row_max = z[_argmax(z, k)]
-    cdef floating total = 0
-    cdef Py_ssize_t c
-    for c in range(k):
-        total += _exp(z[c] - row_max)
-    return row_max + _log(total)
-
-
-cdef inline floating _softmax_in_place(floating *z, Py_ssize_t k) noexcept nogil:
-    """Overwrite ``z[:k]`` with its softmax; return ``logsumexp`` of the input."""
-    cdef floating row_max = z[_argmax(z, k)]
-    cdef floating total = 0
-    cdef Py_ssize_t c
-    for c in range(k):
-        z[c] = _exp(z[c] - row_max)
-        total += z[c]
-    for c in range(k):
-        z[c] /= total
-    return row_max + _log(total)
 
 
 cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule, Py_ssize_t *start,
@@ -403,12 +365,10 @@ cdef int _logits(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, 
 cdef int _softmax(const floating *Z, Py_ssize_t n, Py_ssize_t k, floating *out, int n_threads) noexcept nogil:
     """``out (n, k) = softmax(Z (n, k))`` row by row (``out`` may be ``Z``); a status."""
     cdef int status = _check_sizes(n, 1, k, 1, n_threads)
-    cdef Py_ssize_t i, c
+    cdef Py_ssize_t i
     if status == SF_OK:
         for i in prange(n, schedule="static", num_threads=n_threads):
-            for c in range(k):
-                out[i * k + c] = Z[i * k + c]
-            _softmax_in_place(out + i * k, k)
+            _softmax_rows(Z + i * k, 1, k, out + i * k)
     return status
 
 
@@ -426,7 +386,7 @@ cdef int _cross_entropy(const floating *Z, const Py_ssize_t *y, Py_ssize_t n, Py
     if row_loss == NULL:
         return SF_ERROR_NO_MEMORY
     for i in prange(n, schedule="static", num_threads=n_threads):
-        row_loss[i] = _logsumexp(Z + i * k, k) - Z[i * k + y[i]]
+        _cross_entropy_rows(Z + i * k, 1, k, y + i, row_loss + i)
     for i in range(n):
         total += row_loss[i]
     loss[0] = total / n

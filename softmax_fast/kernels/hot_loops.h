@@ -39,7 +39,9 @@
  *
  * The rows of a batch are finished (softmax, loss, the gradient of the
  * logits) by sf_finish_rows, vectorised with its own exp: across rows up to
- * SF_CLASS_BLOCK classes, along the classes with more.
+ * SF_CLASS_BLOCK classes, along the classes with more. The softmax and
+ * cross_entropy kernels take rows of any length through sf_softmax_rows and
+ * sf_cross_entropy_rows: vectors along each row, the same exp.
  *
  * hot_loops_impl.h is included once per (weight type, feature type) pair;
  * what depends on the weight type alone is compiled in the pair whose

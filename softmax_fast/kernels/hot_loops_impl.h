@@ -613,6 +613,95 @@ static void SF_T_NAME(sf_finish_rows)(SF_T *Z, ptrdiff_t n, ptrdiff_t ldz, ptrdi
 }
 #endif
 
+#if SF_X_IS_T
+#if SF_VECTOR_EXTENSIONS
+/* sf_exp_row a vector at a time (see there). */
+SF_INLINE SF_T SF_T_NAME(sf_exp_row_vectors)(const SF_T *z, ptrdiff_t k, SF_T *e, SF_T *largest)
+{
+    typedef SF_NAME(sf_features) vector;
+    const ptrdiff_t whole = k / SF_LANES * SF_LANES;
+    const size_t tail_bytes = (size_t)(k - whole) * sizeof(SF_T);
+    vector tail = (vector){0} - (SF_T)INFINITY, largest_lanes = tail, totals = {0};
+    memcpy(&tail, z + whole, tail_bytes);
+    for (ptrdiff_t c = 0; c < whole; c += SF_LANES) {
+        vector v;
+        memcpy(&v, z + c, sizeof v);
+        largest_lanes = SF_T_NAME(sf_select)(v > largest_lanes, v, largest_lanes);
+    }
+    largest_lanes = SF_T_NAME(sf_select)(tail > largest_lanes, tail, largest_lanes);
+    SF_T top = -(SF_T)INFINITY;
+    for (int l = 0; l < SF_LANES; l++)
+        top = largest_lanes[l] > top ? largest_lanes[l] : top;
+    for (ptrdiff_t c = 0; c < whole; c += SF_LANES) {
+        vector v;
+        memcpy(&v, z + c, sizeof v);
+        v = SF_T_NAME(sf_exp_nonpositive)(v - top);
+        if (e != NULL)
+            memcpy(e + c, &v, sizeof v);
+        totals += v;
+    }
+    tail = SF_T_NAME(sf_exp_nonpositive)(tail - top);
+    if (e != NULL)
+        memcpy(e + whole, &tail, tail_bytes);
+    *largest = top;
+    return SF_NAME(sf_sum_lanes)(totals + tail);
+}
+#endif
+
+/*
+ * exp(z[c] - largest) for the k values of z, largest their maximum (set in
+ * *largest): written to e (which may be z) unless e is NULL, and summed in an
+ * order fixed by k; returns the sum. A row with a NaN, or no finite largest,
+ * sums to NaN. Rows of more than SF_CLASS_BLOCK values go a vector at a time,
+ * with sf_exp_nonpositive; nothing past z[k - 1] is read or e[k - 1] written:
+ * the last, partial vector goes through a copy padded with -inf, whose exp
+ * adds 0. Shorter rows would fill less than a vector, and go a value at a
+ * time, with the C library's exp.
+ */
+SF_INLINE SF_T SF_T_NAME(sf_exp_row)(const SF_T *z, ptrdiff_t k, SF_T *e, SF_T *largest)
+{
+#if SF_VECTOR_EXTENSIONS
+    if (k > SF_CLASS_BLOCK)
+        return SF_T_NAME(sf_exp_row_vectors)(z, k, e, largest);
+#endif
+    SF_T top = z[0], total = 0;
+    for (ptrdiff_t c = 1; c < k; c++)
+        top = z[c] > top ? z[c] : top;
+    for (ptrdiff_t c = 0; c < k; c++) {
+        const SF_T v = SF_EXP(z[c] - top);
+        if (e != NULL)
+            e[c] = v;
+        total += v;
+    }
+    *largest = top;
+    return total;
+}
+
+/* out (n, k) = softmax of each row of Z (n, k), both C-ordered; out may be Z. */
+SF_MULTIVERSION
+static void SF_T_NAME(sf_softmax_rows)(const SF_T *Z, ptrdiff_t n, ptrdiff_t k, SF_T *out)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        SF_T largest, *p = out + i * k;
+        const SF_T total = SF_T_NAME(sf_exp_row)(Z + i * k, k, p, &largest);
+        for (ptrdiff_t c = 0; c < k; c++)
+            p[c] /= total;
+    }
+}
+
+/* row_loss[i] = logsumexp(Z[i, :]) - Z[i, labels[i]] for the rows of Z (n, k), C-ordered: rounded to SF_T. */
+SF_MULTIVERSION
+static void SF_T_NAME(sf_cross_entropy_rows)(const SF_T *Z, ptrdiff_t n, ptrdiff_t k, const ptrdiff_t *labels,
+                                             double *row_loss)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        SF_T largest;
+        const SF_T total = SF_T_NAME(sf_exp_row)(Z + i * k, k, NULL, &largest);
+        row_loss[i] = (double)(largest + SF_LOG(total) - Z[i * k + labels[i]]);
+    }
+}
+#endif
+
 /*
  * Z[i * ldz + c] = X[i, :] @ Wt[c, :d] for the n rows of X (n, d) and their
  * masks (words ldm apart), c < k <= SF_CLASS_BLOCK; Wt is (k, dp).

@@ -456,29 +456,93 @@ def _thread_count(typingctx):
     return types.intp(), codegen
 
 
+@intrinsic
+def _larger_lanes(typingctx, acc, z, j):
+    """``acc[:lanes] = where(z[j:j + lanes] > acc[:lanes], z[j:j + lanes], acc[:lanes])``, ``lanes =
+    _lanes(acc.dtype)``: a step of a vector maximum, which never takes a NaN.
+
+    ``acc`` and ``z`` 1-D, C-contiguous, of one float dtype. No bounds are checked.
+    """
+    if not (isinstance(acc, types.Array) and acc.ndim == 1 and isinstance(z, types.Array) and z.ndim == 1
+            and z.layout == "C" and z.dtype == acc.dtype and isinstance(acc.dtype, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc_type, z_type, j_type = signature.args
+        acc_value, z_value, j_value = args
+        item = context.get_value_type(acc_type.dtype)
+        acc_pointer = _lanes_pointer(context, builder, acc_type, acc_value, None,
+                                     context.get_constant(types.intp, 0), item)
+        values = builder.load(_lanes_pointer(context, builder, z_type, z_value, None,
+                                             _intp(context, builder, j_value, j_type), item), align=1)
+        current = builder.load(acc_pointer, align=1)
+        larger = builder.fcmp_ordered(">", values, current, flags=("contract",))
+        builder.store(builder.select(larger, values, current), acc_pointer, align=1)
+        return context.get_dummy_value()
+
+    return types.void(acc, z, j), codegen
+
+
 @_kernel(inline=True)
 def _argmax(z):
-    """Index of the first maximum of ``z (k,)``, as ``np.argmax``."""
-    best = 0
-    for c in range(1, z.shape[0]):
-        if z[c] > z[best]:
-            best = c
-    return best
+    """Index of the first maximum of ``z (k,)`` (C-contiguous), as ``np.argmax``; NaNs are passed over, unless
+    ``z[0]`` is one (then 0).
 
-
-@_kernel()
-def _logsumexp(z):
-    """``log(sum(exp(z)))`` of ``z (k,)`` without overflow, in ``z``'s dtype."""
-    row_max = z[_argmax(z)]
-    total = z.dtype.type(0)
-    for c in range(z.shape[0]):
-        total += np.exp(z[c] - row_max)
-    return row_max + np.log(total)
+    Up to ``NARROW_CLASSES`` values, a loop that compares each with the best
+    so far. Longer rows would make that loop slow (each compare waits on a
+    load that waits on the last compare): their maximum is found a vector at
+    a time (``_larger_lanes``), then its first index.
+    """
+    k = z.shape[0]
+    if k <= NARROW_CLASSES:
+        best = 0
+        for c in range(1, k):
+            if z[c] > z[best]:
+                best = c
+        return best
+    largest = z[0]
+    if largest != largest:
+        return 0
+    lanes = _lanes(z.dtype)
+    whole = k // lanes * lanes
+    acc = _stack_array(FLOAT32_LANES, z.dtype)
+    for lane in range(lanes):
+        acc[lane] = -np.inf
+    for j in range(0, whole, lanes):
+        _larger_lanes(acc, z, j)
+    for lane in range(lanes):
+        if acc[lane] > largest:
+            largest = acc[lane]
+    for c in range(whole, k):
+        if z[c] > largest:
+            largest = z[c]
+    for c in range(k):
+        if z[c] == largest:
+            return c
+    return 0
+    lanes = _lanes(z.dtype)
+    whole = k // lanes * lanes
+    if whole > 0:
+        acc = _stack_array(FLOAT32_LANES, z.dtype)
+        for lane in range(lanes):
+            acc[lane] = -np.inf
+        for j in range(0, whole, lanes):
+            _larger_lanes(acc, z, j)
+        for lane in range(lanes):
+            if acc[lane] > largest:
+                largest = acc[lane]
+    for c in range(whole, k):
+        if z[c] > largest:
+            largest = z[c]
+    for c in range(k):
+        if z[c] == largest:
+            return c
+    return 0
 
 
 @_kernel(inline=True)
-def _softmax_in_place(z, best):
-    """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input.
+def _exp_in_place(z, best):
+    """Overwrite ``z (k,)`` with ``exp(z - z[best])``; return ``(their sum, logsumexp of the input)``.
 
     ``best`` is the index of the maximum of ``z`` (``_argmax(z)``). The
     exponentials are made a vector at a time (``_exp_lanes``), the last,
@@ -500,12 +564,19 @@ def _softmax_in_place(z, best):
         _exp_lanes(tail, 0, row_max)
         total += _sum_lanes(tail, 0)
         z[whole:] = tail[:k - whole]
-    inverse = 1 / total
-    for c in range(k):
-        z[c] *= inverse
     # Rounded to z's dtype, as the reference does, before a caller subtracts a logit from it: inlined, the
     # sum would otherwise be reassociated with that subtraction.
-    return _rounded(row_max + np.log(total))
+    return total, _rounded(row_max + np.log(total))
+
+
+@_kernel(inline=True)
+def _softmax_in_place(z, best):
+    """Overwrite ``z (k,)`` with its softmax; return ``logsumexp`` of the input. ``best``: see ``_exp_in_place``."""
+    total, logsumexp = _exp_in_place(z, best)
+    inverse = 1 / total
+    for c in range(z.shape[0]):
+        z[c] *= inverse
+    return logsumexp
 
 
 @_kernel()
@@ -1000,10 +1071,14 @@ def softmax(Z, out):
 @_kernel(parallel=True)
 def cross_entropy(Z, y):
     """Mean over rows of ``logsumexp(Z[i]) - Z[i, y[i]]``, a float64 summed in row order."""
-    n = Z.shape[0]
+    n, k = Z.shape
     row_loss = np.empty(n, dtype=np.float64)
-    for i in prange(n):
-        row_loss[i] = _logsumexp(Z[i]) - Z[i, y[i]]
+    for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        # The exponentials go to a copy of the row: Z is only read.
+        row = np.empty(k, dtype=Z.dtype)
+        for i in range(chunk * ROW_CHUNK, min((chunk + 1) * ROW_CHUNK, n)):
+            row[:] = Z[i]
+            row_loss[i] = _exp_in_place(row, _argmax(row))[1] - Z[i, y[i]]
     total = 0.0
     for i in range(n):
         total += row_loss[i]

@@ -155,6 +155,19 @@ def test_ties_go_to_the_lowest_class(backend, dtype):
     np.testing.assert_array_equal(backend.predict(X, W, b, scale), 0)
 
 
+@pytest.mark.parametrize("n_classes", [5, 40])  # a value at a time, and vectors along the row with a short last one
+def test_a_row_with_nan_or_no_finite_largest_logit_gives_nan(backend, dtype, n_classes):
+    Z = np.zeros((4, n_classes), dtype=dtype)
+    Z[0, 3] = np.nan
+    Z[1, :] = -np.inf
+    Z[2, 1] = np.inf
+    Z[3, 0] = np.nan
+    with np.errstate(invalid="ignore"):  # the reference's inf - inf
+        P = backend.softmax(Z)
+        assert np.isnan(P).all()
+        assert np.isnan(backend.cross_entropy(Z, np.zeros(4, dtype=np.intp)))
+
+
 @pytest.mark.parametrize("n_classes", [10, 70])
 def test_thread_count_does_not_change_a_bit(compiled_backend, dtype, input_kind, n_classes):
     X, y, W, b, scale = make_problem(1000, 784, n_classes, dtype, input_kind, seed=2)

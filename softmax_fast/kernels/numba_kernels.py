@@ -520,24 +520,6 @@ def _argmax(z):
         if z[c] == largest:
             return c
     return 0
-    lanes = _lanes(z.dtype)
-    whole = k // lanes * lanes
-    if whole > 0:
-        acc = _stack_array(FLOAT32_LANES, z.dtype)
-        for lane in range(lanes):
-            acc[lane] = -np.inf
-        for j in range(0, whole, lanes):
-            _larger_lanes(acc, z, j)
-        for lane in range(lanes):
-            if acc[lane] > largest:
-                largest = acc[lane]
-    for c in range(whole, k):
-        if z[c] > largest:
-            largest = z[c]
-    for c in range(k):
-        if z[c] == largest:
-            return c
-    return 0
 
 
 @_kernel(inline=True)

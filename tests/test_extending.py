@@ -23,7 +23,8 @@ import softmax_fast
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = SOURCE_ROOT / "examples" / "cython_extension"
 
-pytestmark = pytest.mark.skipif(not EXAMPLE.is_dir(), reason="needs the source tree's examples/")
+# Each test compiles an extension: slow by nature.
+pytestmark = [pytest.mark.skipif(not EXAMPLE.is_dir(), reason="needs the source tree's examples/"), pytest.mark.slow]
 
 
 def run(command, cwd, env=None):

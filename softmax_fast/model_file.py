@@ -1,9 +1,10 @@
 """The ``.npz`` model file: its layout, writing it, and reading and checking formats 1 to 3.
 
 This module owns the file format of a saved :class:`~softmax_fast.SoftmaxRegression`
-(``SoftmaxRegression.save`` and ``load`` delegate here) and the state of an
-interrupted epoch (:class:`_EpochInProgress`), which the estimator trains
-with and a file stores.
+(``SoftmaxRegression.save`` and ``load`` delegate here), the checkpoint file
+of ``python -m softmax_fast.train`` (a model file with one more array), and
+the state of an interrupted epoch (:class:`_EpochInProgress`), which the
+estimator trains with and a file stores.
 
 Layout. Every array is written by ``numpy.savez`` and read with
 ``allow_pickle=False``; "JSON" is a 0-d string array holding JSON text.
@@ -34,29 +35,32 @@ array                       format  meaning
                                     ``seconds``, ``data_sha256`` (see :class:`_EpochInProgress`)
 ``epoch_order``             3       ``(n_rows,)`` integers, the permutation of the rows in the
                                     interrupted epoch; only when it is shuffled
+``run``                     (3)     checkpoints only: JSON of the run's options, which
+                                    ``softmax_fast.train`` defines and checks
 ==========================  ======  ========================================================
 
 A file of format 1 or 2 has no generator state: its model shuffles with the
 generator its ``random_state`` stands for, as at the start of a fit (a new
 ``RandomState`` for an integer), and has no interrupted epoch.
-Reading ignores arrays it does not know.
+Reading ignores arrays it does not know (``run``, for one).
 
-Imports: NumPy, the package's ``__version__`` and ``kernels._validation``,
-never the estimator. The functions receive the model, or the estimator class
-to build one, and use of it: the constructor, ``get_params``,
-``_get_param_names``, ``_check_is_fitted``, ``_check_params``,
-``_seeded_generator`` and the fitted attributes (``coef_``, ``intercept_``,
-``classes_``, ``n_features_in_``, ``history_``, ``n_iter_``, ``_rng``,
-``_epoch_in_progress``).
+Imports: NumPy, the package's ``__version__``, ``kernels._validation`` and
+``datasets`` (its atomic write), never the estimator. The functions receive
+the model, or the estimator class to build one, and use of it: the
+constructor, ``get_params``, ``_get_param_names``, ``_check_is_fitted``,
+``_check_params``, ``_seeded_generator`` and the fitted attributes
+(``coef_``, ``intercept_``, ``classes_``, ``n_features_in_``, ``history_``,
+``n_iter_``, ``_rng``, ``_epoch_in_progress``).
 """
 
 import dataclasses
+import io
 import json
 import zipfile
 
 import numpy as np
 
-from . import __version__
+from . import __version__, datasets
 from .kernels._validation import FLOAT_DTYPES
 
 #: Version of the ``.npz`` layout that :func:`save` writes (see the table above).
@@ -86,6 +90,18 @@ class _EpochInProgress:
 def save(model, file):
     """Write the fitted ``model`` to ``file`` (a path or a binary file object): ``SoftmaxRegression.save``."""
     np.savez(file, **_arrays(model))
+
+
+def write_checkpoint(path, model, run):
+    """Write the interrupted ``model`` and the JSON value ``run`` to ``path`` atomically.
+
+    A temporary file, then ``os.replace``: readers see the old checkpoint or
+    the new one. The file is a model file (``load`` reads it) with one more
+    array, ``run``.
+    """
+    checkpoint = io.BytesIO()
+    np.savez(checkpoint, **_arrays(model), run=json.dumps(run))
+    datasets._write_atomically(path, checkpoint.getvalue())
 
 
 def _arrays(model):
@@ -142,6 +158,21 @@ def load(cls, file):
     """The model of class ``cls`` in ``file`` (a path or a binary file object): ``SoftmaxRegression.load``."""
     model, _ = _read(cls, file)
     return model
+
+
+def read_checkpoint(cls, path):
+    """``(model, run)`` from a file :func:`write_checkpoint` wrote.
+
+    ``run`` is the JSON value of the array ``run``, or ``None`` when there is
+    none or it is not JSON (a model file that is not a checkpoint); its
+    caller checks what it holds. ``ValueError`` as :func:`load`'s.
+    """
+    model, contents = _read(cls, path)
+    try:
+        run = json.loads(str(contents["run"])) if "run" in contents else None
+    except json.JSONDecodeError:
+        run = None
+    return model, run
 
 
 def _read(cls, file):

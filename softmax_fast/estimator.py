@@ -1,17 +1,13 @@
 """``SoftmaxRegression``: a scikit-learn classifier of softmax regression over the compiled kernels."""
 
-import dataclasses
 import hashlib
-import json
 import math
 import numbers
 import time
-import zipfile
 
 import numpy as np
 
-from . import __version__
-from . import kernels
+from . import kernels, model_file
 from ._sklearn_compat import (
     BaseEstimator,
     ClassifierMixin,
@@ -19,21 +15,16 @@ from ._sklearn_compat import (
     check_classification_targets,
     validate_data,
 )
-from .kernels._validation import FLOAT_DTYPES, check_count, check_positive, default_num_threads
+from .kernels._validation import check_count, check_positive, default_num_threads
+from .model_file import _EpochInProgress
+from .model_file import MODEL_FORMAT_VERSION  # noqa: F401 (kept importable from here, where it was defined)
 
-#: Version of the ``.npz`` layout written by :meth:`SoftmaxRegression.save`.
-#: Format 3 adds the state of the shuffling generator and of an interrupted epoch; format 2 names the
-#: parameters ``random_state`` and ``n_jobs``; format 1 called them ``seed`` and ``threads``.
-MODEL_FORMAT_VERSION = 3
-_FORMAT_1_PARAM_NAMES = {"seed": "random_state", "threads": "n_jobs"}
 # An epoch runs as a few kernel calls of this many batches each, so that a
 # progress callback and the ``stop`` check can run between them (a call takes
 # milliseconds); the batches, and so the results, are the same as one call
 # for the whole epoch.
 BATCHES_PER_CALL = 32
 _PIXEL_SCALE = 1 / 255
-# The bit generators a saved Generator state may name (the names are looked up in numpy.random).
-_BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
 
 
 class TrainingInterrupted(Exception):
@@ -60,18 +51,6 @@ class TrainingDivergedError(ValueError):
 
     def __reduce__(self):
         return type(self), (str(self), self.epoch)
-
-
-@dataclasses.dataclass
-class _EpochInProgress:
-    """How far an epoch has got: all that an interrupted fit needs to go on bit for bit."""
-
-    order: np.ndarray | None  # the order of the rows in this epoch (with shuffle), or None
-    batches_done: int = 0
-    loss_sum: float = 0.0  # the sum of the kernel calls' mean batch loss times their number of batches
-    n_correct: int = 0
-    seconds: float = 0.0
-    data_sha256: str = ""  # of the training data, set when the fit is interrupted
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
@@ -257,12 +236,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes, "
                              f"but y holds only one class: {classes.tolist()[0]!r}")
         self.classes_ = classes
-        self._rng = _random_generator(self.random_state)
+        self._rng = self._seeded_generator()
         self.coef_ = (self._rng.standard_normal((n_features, len(classes))) * 0.01).astype(self.dtype)
         self.intercept_ = np.zeros(len(classes), dtype=self.dtype)
         self.history_ = []
         self.n_iter_ = 0
         self._epoch_in_progress = None
+
+    def _seeded_generator(self):
+        """The random generator ``random_state`` stands for (see the class documentation); checked by ``fit``."""
+        if self.random_state is None:
+            # NumPy's global RandomState, the one np.random.seed seeds (as scikit-learn's check_random_state(None)).
+            return np.random.mtrand._rand
+        if isinstance(self.random_state, (np.random.RandomState, np.random.Generator)):
+            return self.random_state
+        return np.random.RandomState(self.random_state)
 
     def _train(self, X, y, validation_data, on_batches, on_epoch, stop):
         """Epochs on kernel-ready ``X`` and class indices ``y`` until ``n_iter_`` is ``epochs``; returns ``self``.
@@ -418,37 +406,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         generator is stored, so training after :meth:`load` goes on as it
         would have here. An interrupted fit is stored with everything
         :meth:`resume` needs. :meth:`load` restores every fitted attribute
-        except ``feature_names_in_``.
+        except ``feature_names_in_``. The layout: :mod:`softmax_fast.model_file`.
         """
-        self._check_is_fitted()
-        epoch = getattr(self, "_epoch_in_progress", None)
-        arrays = {}
-        if epoch is not None and epoch.order is not None:
-            arrays["epoch_order"] = epoch.order
-        np.savez(
-            file,
-            format_version=MODEL_FORMAT_VERSION,
-            softmax_fast_version=__version__,
-            coef=self.coef_,
-            intercept=self.intercept_,
-            # Labels in an object array are strings (scikit-learn's and our target checks reject any other
-            # objects); as a NumPy string array they load without pickle.
-            classes=np.asarray(self.classes_.tolist()),
-            params=json.dumps(self._json_params()),
-            history=json.dumps(self.history_),
-            rng_state=json.dumps(_generator_state(self._rng)),
-            epoch_in_progress=json.dumps(None if epoch is None else {
-                field.name: getattr(epoch, field.name) for field in dataclasses.fields(epoch) if field.name != "order"
-            }),
-            **arrays,
-        )
-
-    def _json_params(self):
-        """``get_params()`` as JSON holds them: NumPy scalars as Python ones, a random generator as ``None``."""
-        params = self.get_params()
-        if isinstance(params["random_state"], (np.random.RandomState, np.random.Generator)):
-            params["random_state"] = None
-        return {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
+        model_file.save(self, file)
 
     @classmethod
     def load(cls, file):
@@ -459,57 +419,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         non-finite weights, invalid parameters or training state. Never
         unpickles.
         """
-        try:
-            with np.load(file, allow_pickle=False) as saved:
-                contents = {name: saved[name] for name in saved.files}
-            return cls._from_saved(contents)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{file} is not a softmax_fast model file: {exc}") from exc
-
-    @classmethod
-    def _from_saved(cls, contents):
-        """The model held by the arrays of a saved file; ``ValueError`` saying what is wrong with them."""
-        required = {"format_version", "coef", "intercept", "classes", "params", "history"}
-        if not required <= contents.keys():
-            raise ValueError(f"missing {sorted(required - contents.keys())}")
-        format_version = _saved_json(contents, "format_version")
-        if format_version not in (1, 2, MODEL_FORMAT_VERSION):
-            raise ValueError(f"it has model format {format_version!r}; "
-                             f"this softmax_fast reads formats 1 to {MODEL_FORMAT_VERSION}")
-        coef, intercept, classes = contents["coef"], contents["intercept"], contents["classes"]
-        if (coef.ndim != 2 or coef.shape[0] < 1 or coef.shape[1] < 2 or coef.dtype not in FLOAT_DTYPES
-                or intercept.dtype != coef.dtype or intercept.shape != (coef.shape[1],)
-                or classes.shape != (coef.shape[1],)):
-            raise ValueError(f"inconsistent arrays: coef {coef.shape} {coef.dtype} (expected (n_features, "
-                             f"n_classes >= 2) of float32 or float64), intercept {intercept.shape} "
-                             f"{intercept.dtype}, classes {classes.shape}")
-        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
-            raise ValueError("the weights coef and intercept hold NaN or inf")
-        params = _saved_json(contents, "params")
-        if not isinstance(params, dict) or not params.keys() <= set(cls._get_param_names()) | set(
-                _FORMAT_1_PARAM_NAMES):
-            raise ValueError(f"params must be a JSON object of the parameters {cls._get_param_names()}, "
-                             f"got {contents['params']}")
-        model = cls(**{_FORMAT_1_PARAM_NAMES.get(name, name): value for name, value in params.items()})
-        try:
-            model._check_params()
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"invalid params: {exc}") from exc
-        history = _saved_json(contents, "history")
-        if not (isinstance(history, list) and all(isinstance(record, dict) for record in history)):
-            raise ValueError("history must be a JSON list of one object per epoch")
-        model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
-        model.n_features_in_ = coef.shape[0]
-        model.history_ = history
-        model.n_iter_ = len(history)
-        if format_version == MODEL_FORMAT_VERSION:
-            model._rng = _generator_from_state(_saved_json(contents, "rng_state"))
-            model._epoch_in_progress = _epoch_from_saved(_saved_json(contents, "epoch_in_progress"),
-                                                         contents.get("epoch_order"))
-        else:
-            model._rng = _random_generator(model.random_state)
-            model._epoch_in_progress = None
-        return model
+        return model_file.load(cls, file)
 
 
 def _kernel_dtypes(dtype):
@@ -531,75 +441,8 @@ def _kernel_threads(n_jobs):
     return int(n_jobs) if n_jobs > 0 else max(default_num_threads() + 1 + int(n_jobs), 1)
 
 
-def _random_generator(random_state):
-    """The random generator ``random_state`` stands for (see :class:`SoftmaxRegression`); checked by ``fit``."""
-    if random_state is None:
-        # NumPy's global RandomState, the one np.random.seed seeds (as scikit-learn's check_random_state(None)).
-        return np.random.mtrand._rand
-    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
-        return random_state
-    return np.random.RandomState(random_state)
-
-
 def _data_sha256(X, y):
     """SHA-256 of kernel-ready training data (C-ordered ``X`` and ``y``), which ``resume`` compares."""
     digest = hashlib.sha256(X)
     digest.update(y)
     return digest.hexdigest()
-
-
-def _saved_json(contents, name):
-    """The JSON value stored as array ``name`` of a saved model; ``ValueError`` if it is absent or not JSON."""
-    if name not in contents:
-        raise ValueError(f"missing ['{name}']")
-    try:
-        return json.loads(str(contents[name]))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{name} is not JSON: {exc}") from exc
-
-
-def _generator_state(rng):
-    """``{"kind": "RandomState" or "Generator", "state": ...}``: the state of ``rng`` in JSON values."""
-    if isinstance(rng, np.random.RandomState):
-        return {"kind": "RandomState", "state": _json_values(rng.get_state(legacy=False))}
-    return {"kind": "Generator", "state": _json_values(rng.bit_generator.state)}
-
-
-def _json_values(value):
-    """``value`` (dicts of arrays and numbers) with NumPy arrays and scalars as lists and Python numbers."""
-    if isinstance(value, dict):
-        return {key: _json_values(item) for key, item in value.items()}
-    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
-
-
-def _generator_from_state(saved):
-    """A new random generator in the state :func:`_generator_state` described; ``ValueError`` if it cannot be."""
-    try:
-        kind, state = saved["kind"], saved["state"]
-        if kind == "RandomState":
-            rng = np.random.RandomState()
-            rng.set_state(state)
-            return rng
-        if kind == "Generator" and state["bit_generator"] in _BIT_GENERATORS:
-            rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
-            rng.bit_generator.state = state
-            return rng
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"rng_state is not the state of a NumPy random generator: {exc!r}") from exc
-    raise ValueError(f"rng_state is not the state of a RandomState or of a Generator over one of "
-                     f"{', '.join(_BIT_GENERATORS)}")
-
-
-def _epoch_from_saved(saved, order):
-    """The interrupted epoch that the saved JSON object and row order describe, or ``None``; ``ValueError``."""
-    if saved is None:
-        return None
-    fields = {"batches_done": int, "loss_sum": float, "n_correct": int, "seconds": float, "data_sha256": str}
-    if not (isinstance(saved, dict) and saved.keys() == fields.keys()
-            and all(isinstance(saved[name], kind) for name, kind in fields.items())
-            and saved["batches_done"] >= 0 and saved["n_correct"] >= 0):
-        raise ValueError(f"epoch_in_progress must be null or an object of {fields}, got {saved}")
-    if order is not None and not (order.ndim == 1 and order.dtype.kind == "i"
-                                  and np.array_equal(np.sort(order), np.arange(len(order)))):
-        raise ValueError("epoch_order must be a permutation of the rows")
-    return _EpochInProgress(order=order, **saved)

@@ -13,7 +13,6 @@ it and exits with status 1.
 
 import csv
 import datetime
-import io
 import json
 import signal
 import sys
@@ -21,9 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from . import _cli, datasets, kernels
+from . import _cli, datasets, kernels, model_file
 from .estimator import SoftmaxRegression, TrainingDivergedError, TrainingInterrupted
 from .metrics import confusion_matrix
 
@@ -161,36 +158,18 @@ class StopSignals:
         return self.received is not None
 
 
-def write_checkpoint(path, model, run):
-    """Write the interrupted ``model`` and the ``run`` options atomically (a temporary file, then ``os.replace``).
-
-    The file is a model file (``SoftmaxRegression.load`` reads it, and so
-    does ``python -m softmax_fast.evaluate``) with one more array, ``run``:
-    the JSON of ``--dataset`` and ``--data-dir`` as given, and of the working
-    directory they are relative to.
-    """
-    saved = io.BytesIO()
-    model.save(saved)
-    saved.seek(0)
-    with np.load(saved) as arrays:
-        contents = dict(arrays)
-    checkpoint = io.BytesIO()
-    np.savez(checkpoint, **contents, run=json.dumps(run))
-    datasets._write_atomically(path, checkpoint.getvalue())
-
-
 def read_checkpoint(path):
-    """``(model, run)`` from a file :func:`write_checkpoint` wrote; ``ValueError`` naming it otherwise."""
+    """``(model, run)`` from the checkpoint of an interrupted run; ``ValueError`` naming it otherwise.
+
+    The file is a model file with the array ``run`` (see
+    :mod:`softmax_fast.model_file`, which reads and writes it); ``run`` holds
+    ``--dataset`` and ``--data-dir`` as given, and the working directory they
+    are relative to.
+    """
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint (a run leaves one only when it is interrupted, and removes it "
                          "when it finishes)")
-    model = SoftmaxRegression.load(path)
-    with np.load(path, allow_pickle=False) as saved:
-        text = str(saved["run"]) if "run" in saved.files else ""
-    try:
-        run = json.loads(text)
-    except json.JSONDecodeError:
-        run = None
+    model, run = model_file.read_checkpoint(SoftmaxRegression, path)
     if not (isinstance(run, dict) and isinstance(run.get("dataset"), str) and isinstance(run.get("cwd"), str)
             and isinstance(run.get("data_dir"), (str, type(None)))):
         raise ValueError(f"{path} is a model file but not a checkpoint of {PROG}: its run options are missing")
@@ -307,7 +286,7 @@ def main(argv=None):
             train(X, y, validation_data=test, on_batches=progress.on_batches, on_epoch=progress.on_epoch,
                   stop=signals.stop_requested)
     except TrainingInterrupted as exc:
-        write_checkpoint(out_dir / CHECKPOINT, model, run)
+        model_file.write_checkpoint(out_dir / CHECKPOINT, model, run)
         print(f"{PROG}: {signals.received}: {exc}; wrote {out_dir / CHECKPOINT}; to finish the run: "
               f"{PROG} --resume {out_dir}", file=sys.stderr)
         return _cli.EXIT_INTERRUPTED

@@ -1,11 +1,10 @@
-"""SoftmaxRegression: training equals the kernels' epochs, inputs, labels, persistence and parameter checks.
+"""SoftmaxRegression: training equals the kernels' epochs, inputs, labels and parameter checks.
 
-How it fits into scikit-learn (its estimator checks, pipelines, searches) is in test_sklearn_compat.py.
+How it fits into scikit-learn (its estimator checks, pipelines, searches) is in test_sklearn_compat.py; the
+file it saves and loads, in test_model_file.py.
 """
 
-import io
 import itertools
-import json
 import pickle
 import re
 
@@ -244,114 +243,6 @@ def test_partial_fit_classes_name_every_label_on_the_first_call_and_must_not_cha
         model.partial_fit(X[:, 1:], y)
 
 
-@pytest.mark.parametrize("labels", [np.array([3, 7, 11, 20]), np.array(["a", "b", "c", "d"], dtype=object)],
-                         ids=["int", "object-str"])
-def test_save_and_load_round_trip(tmp_path, labels):
-    X, y = blobs()
-    model = SoftmaxRegression(epochs=2, dtype="float64", batch_size=np.int64(64), n_jobs=-1).fit(X, labels[y])
-    model.save(tmp_path / "model.npz")
-    loaded = SoftmaxRegression.load(tmp_path / "model.npz")
-    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
-    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
-    assert loaded.get_params() == model.get_params()
-    assert loaded.history_ == model.history_
-    assert (loaded.n_iter_, loaded.n_features_in_) == (2, 16)
-    assert loaded.set_params(shuffle=True).partial_fit(X, labels[y]).n_iter_ == 3
-
-
-def test_save_stores_a_random_generator_as_none(tmp_path):
-    X, y = blobs()
-    SoftmaxRegression(epochs=1, random_state=np.random.default_rng(0)).fit(X, y).save(tmp_path / "model.npz")
-    assert SoftmaxRegression.load(tmp_path / "model.npz").random_state is None
-
-
-def test_load_reads_format_1_under_the_new_parameter_names(tmp_path):
-    X, y = blobs()
-    model = SoftmaxRegression(epochs=1, random_state=3, n_jobs=2).fit(X, y)
-    format_1_params = {"lr": 0.2, "epochs": 1, "batch_size": 128, "backend": "auto", "dtype": "float32",
-                       "threads": 2, "seed": 3, "shuffle": False}
-    np.savez(tmp_path / "format1.npz", format_version=1, softmax_fast_version="0.1.0", coef=model.coef_,
-             intercept=model.intercept_, classes=model.classes_, params=json.dumps(format_1_params),
-             history=json.dumps(model.history_))
-    loaded = SoftmaxRegression.load(tmp_path / "format1.npz")
-    assert loaded.get_params() == model.get_params()
-    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
-
-
-def saved_contents(model):
-    """The arrays of ``model``'s saved file, as a dict."""
-    file = io.BytesIO()
-    model.save(file)
-    file.seek(0)
-    with np.load(file) as saved:
-        return dict(saved)
-
-
-def with_nan(array):
-    array = array.copy()
-    array[0, 0] = np.nan
-    return array
-
-
-SAVED_CHANGES = {
-    "not a model": (lambda saved: {"W": np.zeros(3)}, r"missing \['classes', 'coef'"),
-    "future format": (lambda saved: saved | {"format_version": 99}, "it has model format 99; this softmax_fast reads "
-                      "formats 1 to 3"),
-    "format not a number": (lambda saved: saved | {"format_version": "three"}, "format_version is not JSON"),
-    "intercept too short": (lambda saved: saved | {"intercept": saved["intercept"][:2]}, "inconsistent arrays"),
-    "one class": (lambda saved: saved | {"coef": saved["coef"][:, :1], "intercept": saved["intercept"][:1],
-                                         "classes": saved["classes"][:1]}, "inconsistent arrays"),
-    "integer coef": (lambda saved: saved | {"coef": saved["coef"].astype(int)}, "inconsistent arrays"),
-    "NaN coef": (lambda saved: saved | {"coef": with_nan(saved["coef"])}, "coef and intercept hold NaN or inf"),
-    "params not JSON": (lambda saved: saved | {"params": "{lr: 1"}, "params is not JSON"),
-    "unknown param": (lambda saved: saved | {"params": '{"alpha": 1}'}, "params must be a JSON object of the "
-                      "parameters"),
-    "negative lr": (lambda saved: saved | {"params": '{"lr": -1}'}, "invalid params: lr must be finite and > 0"),
-    "text lr": (lambda saved: saved | {"params": '{"lr": "fast"}'}, "invalid params: lr must be a real number"),
-    "history not a list": (lambda saved: saved | {"history": '{"epoch": 1}'}, "history must be a JSON list"),
-    "no rng_state": (lambda saved: {k: v for k, v in saved.items() if k != "rng_state"}, r"missing \['rng_state'\]"),
-    "rng_state of a function": (lambda saved: saved | {"rng_state": '{"kind": "Generator", "state": '
-                                                         '{"bit_generator": "seed"}}'}, "rng_state is not the state"),
-    "rng_state garbage": (lambda saved: saved | {"rng_state": '{"kind": "RandomState", "state": 3}'},
-                          "rng_state is not the state of a NumPy random generator"),
-    "epoch_in_progress garbage": (lambda saved: saved | {"epoch_in_progress": '{"batches_done": -1}'},
-                                  "epoch_in_progress must be null or an object"),
-    "object array": (lambda saved: saved | {"classes": np.array([None, 1], dtype=object)}, "allow_pickle=False"),
-}
-
-
-@pytest.mark.parametrize("change", SAVED_CHANGES)
-def test_load_rejects_a_file_that_is_not_a_valid_model(tmp_path, change):
-    X, y = blobs()
-    edit, message = SAVED_CHANGES[change]
-    path = tmp_path / "model.npz"
-    np.savez(path, **edit(saved_contents(SoftmaxRegression(epochs=1).fit(X, y))))
-    with pytest.raises(ValueError, match=message) as caught:
-        SoftmaxRegression.load(path)
-    assert str(caught.value).startswith(f"{path} is not a softmax_fast model file: ")
-
-
-def test_load_rejects_a_text_file_and_a_truncated_one(tmp_path):
-    X, y = blobs()
-    SoftmaxRegression(epochs=1).fit(X, y).save(tmp_path / "model.npz")
-    (tmp_path / "text.npz").write_text("not a zip file")
-    (tmp_path / "cut.npz").write_bytes((tmp_path / "model.npz").read_bytes()[:500])
-    for name in ("text.npz", "cut.npz"):
-        with pytest.raises(ValueError, match=f"{name} is not a softmax_fast model file"):
-            SoftmaxRegression.load(tmp_path / name)
-
-
-def test_an_interrupted_epoch_whose_order_is_not_a_permutation_is_rejected(tmp_path):
-    X, y = blobs()
-    model = SoftmaxRegression(epochs=2, shuffle=True)
-    with pytest.raises(TrainingInterrupted):
-        model.fit(X, y, stop=lambda: True)
-    saved = saved_contents(model)
-    np.savez(tmp_path / "model.npz", **saved | {"epoch_order": np.zeros_like(saved["epoch_order"])})
-    with pytest.raises(ValueError, match="epoch_order must be a permutation of the rows"):
-        SoftmaxRegression.load(tmp_path / "model.npz")
-
-
 @pytest.mark.parametrize(
     "params, message",
     [
@@ -524,15 +415,6 @@ def test_resume_needs_the_data_of_the_interrupted_fit():
         model.fit(X, y, stop=lambda: True)
     with pytest.raises(ValueError, match="X and y are not the data of the interrupted fit"):
         model.resume(X[::-1], y[::-1])
-
-
-@pytest.mark.parametrize("random_state", [7, np.random.default_rng(7)], ids=["int", "Generator"])
-def test_save_and_load_keep_the_shuffling_generator(tmp_path, random_state):
-    X, y = blobs()
-    model = SoftmaxRegression(epochs=2, shuffle=True, random_state=random_state).fit(X, y)
-    model.save(tmp_path / "model.npz")
-    loaded = SoftmaxRegression.load(tmp_path / "model.npz")
-    np.testing.assert_array_equal(loaded.partial_fit(X, y).coef_, model.partial_fit(X, y).coef_)
 
 
 # -- reproducibility -------------------------------------------------------------------------------

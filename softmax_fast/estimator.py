@@ -17,7 +17,6 @@ from ._sklearn_compat import (
 )
 from .kernels._validation import check_count, check_positive, default_num_threads
 from .model_file import _EpochInProgress
-from .model_file import MODEL_FORMAT_VERSION  # noqa: F401 (kept importable from here, where it was defined)
 
 # An epoch runs as a few kernel calls of this many batches each, so that a
 # progress callback and the ``stop`` check can run between them (a call takes

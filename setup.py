@@ -12,6 +12,7 @@ kernels stay correct, only single-threaded. ``SOFTMAX_FAST_OPENMP=0`` forces the
 serial build.
 """
 
+import glob
 import os
 import sys
 import tempfile
@@ -40,6 +41,12 @@ LOOP_TYPES = [
     ("f64", "double", [("f64_u8", "unsigned char", "uchar"), ("f64_f64", "double", "double")]),
 ]
 TEMPLATES = ["cython_kernels.pxd.tp", "_c_api.pxi.tp", "_hot_loops.pxi.tp"]
+# The C headers of the loops: hot_loops.h, which the kernels include, and the
+# headers it includes (those in hot_loops/ globbed, so that a new one is not
+# forgotten): a change to any of them rebuilds the extension.
+HEADERS = [os.path.join(KERNELS, "hot_loops.h"), os.path.join(KERNELS, "hot_loops_impl.h")] + sorted(
+    glob.glob(os.path.join(KERNELS, "hot_loops", "*.h"), root_dir=HERE)
+)
 
 
 def render_templates():
@@ -113,7 +120,7 @@ setup(
             Extension(
                 "softmax_fast.kernels.cython_kernels",
                 ["softmax_fast/kernels/cython_kernels.pyx"],
-                depends=["softmax_fast/kernels/hot_loops.h", "softmax_fast/kernels/hot_loops_impl.h"],
+                depends=HEADERS,
             )
         ],
         compiler_directives={"language_level": 3},

@@ -11,7 +11,7 @@
 #define SF_LANES_LITERAL (SF_VECTOR_BYTES / SF_T_SIZE)
 #define SF_GROUPS_PER_LANES (SF_LANES / SF_GROUP)
 
-/* The rows' nonzero masks (see sf_nonzero_groups in hot_loops.h). */
+/* The rows' nonzero masks (see sf_nonzero_groups in hot_loops/masks.h). */
 SF_MULTIVERSION
 static void SF_NAME(sf_nonzero_groups)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, uint64_t *masks,
                                        ptrdiff_t ldm)

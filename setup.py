@@ -34,7 +34,7 @@ KERNEL_TYPES = [
     ("f64", "double", "double"),
     ("f64_u8", "double", "unsigned char"),
 ]
-# The instantiations of hot_loops_impl.h, by weights' type: (suffix, C type,
+# The instantiations of hot_loops/pair_impl.h, by weights' type: (suffix, C type,
 # [(pair suffix, features' C type, their name in the fused type features_t)]).
 LOOP_TYPES = [
     ("f32", "float", [("f32_u8", "unsigned char", "uchar"), ("f32_f32", "float", "float")]),
@@ -42,9 +42,9 @@ LOOP_TYPES = [
 ]
 TEMPLATES = ["cython_kernels.pxd.tp", "_c_api.pxi.tp", "_hot_loops.pxi.tp"]
 # The C headers of the loops: hot_loops.h, which the kernels include, and the
-# headers it includes (those in hot_loops/ globbed, so that a new one is not
+# headers it includes, all in hot_loops/ (globbed, so that a new one is not
 # forgotten): a change to any of them rebuilds the extension.
-HEADERS = [os.path.join(KERNELS, "hot_loops.h"), os.path.join(KERNELS, "hot_loops_impl.h")] + sorted(
+HEADERS = [os.path.join(KERNELS, "hot_loops.h")] + sorted(
     glob.glob(os.path.join(KERNELS, "hot_loops", "*.h"), root_dir=HERE)
 )
 

@@ -43,12 +43,15 @@
  * cross_entropy kernels take rows of any length through sf_softmax_rows and
  * sf_cross_entropy_rows: vectors along each row, the same exp.
  *
- * What is the same for every type pair is in hot_loops/: config.h (sizes,
- * multiversioning, what the compiler offers), masks.h (the nonzero masks)
- * and buffers.h (the sizes that the callers allocate). hot_loops_impl.h is
- * included once per (weight type, feature type) pair; what depends on the
- * weight type alone is compiled in the pair whose features have that type
- * (SF_X_IS_T), named by SF_T_NAME.
+ * The code is split by concern under hot_loops/: config.h (sizes,
+ * multiversioning, what the compiler offers), masks.h (the nonzero masks),
+ * buffers.h (the sizes that the callers allocate), and pair_impl.h, included
+ * once per (weight type, feature type) pair below, which includes the
+ * templates of a pair: vectors_impl.h (the vector type and its loads),
+ * narrow_impl.h and gemm_impl.h (the two families), exp_impl.h (the vector
+ * exp) and rows_impl.h (the rows' finishing, softmax and cross-entropy rows).
+ * What depends on the weight type alone is compiled in the pair whose
+ * features have that type (SF_X_IS_T), named by SF_T_NAME.
  */
 #ifndef SOFTMAX_FAST_HOT_LOOPS_H
 #define SOFTMAX_FAST_HOT_LOOPS_H
@@ -68,7 +71,7 @@
 #define SF_X uint8_t
 #define SF_X_IS_T 0
 #define SF_NAME(name) name##_f32_u8
-#include "hot_loops_impl.h"
+#include "hot_loops/pair_impl.h"
 
 #define SF_T float
 #define SF_T_SIZE 4
@@ -76,14 +79,14 @@
 #define SF_X_IS_T 1
 #define SF_NAME(name) name##_f32_f32
 #define SF_T_NAME(name) name##_f32
-#include "hot_loops_impl.h"
+#include "hot_loops/pair_impl.h"
 
 #define SF_T double
 #define SF_T_SIZE 8
 #define SF_X uint8_t
 #define SF_X_IS_T 0
 #define SF_NAME(name) name##_f64_u8
-#include "hot_loops_impl.h"
+#include "hot_loops/pair_impl.h"
 
 #define SF_T double
 #define SF_T_SIZE 8
@@ -91,6 +94,6 @@
 #define SF_X_IS_T 1
 #define SF_NAME(name) name##_f64_f64
 #define SF_T_NAME(name) name##_f64
-#include "hot_loops_impl.h"
+#include "hot_loops/pair_impl.h"
 
 #endif

@@ -12,6 +12,7 @@ kernels stay correct, only single-threaded. ``SOFTMAX_FAST_OPENMP=0`` forces the
 serial build.
 """
 
+import glob
 import os
 import sys
 import tempfile
@@ -33,13 +34,19 @@ KERNEL_TYPES = [
     ("f64", "double", "double"),
     ("f64_u8", "double", "unsigned char"),
 ]
-# The instantiations of hot_loops_impl.h, by weights' type: (suffix, C type,
+# The instantiations of hot_loops/pair_impl.h, by weights' type: (suffix, C type,
 # [(pair suffix, features' C type, their name in the fused type features_t)]).
 LOOP_TYPES = [
     ("f32", "float", [("f32_u8", "unsigned char", "uchar"), ("f32_f32", "float", "float")]),
     ("f64", "double", [("f64_u8", "unsigned char", "uchar"), ("f64_f64", "double", "double")]),
 ]
 TEMPLATES = ["cython_kernels.pxd.tp", "_c_api.pxi.tp", "_hot_loops.pxi.tp"]
+# The C headers of the loops: hot_loops.h, which the kernels include, and the
+# headers it includes, all in hot_loops/ (globbed, so that a new one is not
+# forgotten): a change to any of them rebuilds the extension.
+HEADERS = [os.path.join(KERNELS, "hot_loops.h")] + sorted(
+    glob.glob(os.path.join(KERNELS, "hot_loops", "*.h"), root_dir=HERE)
+)
 
 
 def render_templates():
@@ -113,7 +120,7 @@ setup(
             Extension(
                 "softmax_fast.kernels.cython_kernels",
                 ["softmax_fast/kernels/cython_kernels.pyx"],
-                depends=["softmax_fast/kernels/hot_loops.h", "softmax_fast/kernels/hot_loops_impl.h"],
+                depends=HEADERS,
             )
         ],
         compiler_directives={"language_level": 3},

@@ -149,10 +149,6 @@ static void SF_NAME(sf_gemm_weight_gradient)(const SF_X *X, ptrdiff_t n, ptrdiff
     }
 #else
     (void)scratch;
-    for (ptrdiff_t j = j0; j < j1; j++)
-        for (ptrdiff_t c = 0; c < k; c++) {
-            const SF_T gradient = SF_NAME(sf_strided_dot)(X + j, d, G + c, ldg, n);
-            W[j * k + c] = update ? W[j * k + c] - lr * (scale * gradient) : scale * gradient;
-        }
+    SF_NAME(sf_strided_weight_gradient)(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, k, 1);
 #endif
 }

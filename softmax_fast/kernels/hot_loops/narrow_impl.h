@@ -169,10 +169,6 @@ static void SF_NAME(sf_weight_gradient)(const SF_X *X, const uint64_t *masks, pt
 #else
     (void)masks;
     (void)ldm;
-    for (ptrdiff_t j = j0; j < j1; j++)
-        for (ptrdiff_t c = 0; c < k; c++) {
-            const SF_T gradient = SF_NAME(sf_strided_dot)(X + j, d, G + c, ldg, n);
-            Wt[c * dp + j] = update ? Wt[c * dp + j] - lr * (scale * gradient) : scale * gradient;
-        }
+    SF_NAME(sf_strided_weight_gradient)(X, n, d, j0, j1, G, ldg, k, lr, scale, update, Wt, 1, dp);
 #endif
 }

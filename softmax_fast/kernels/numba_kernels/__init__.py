@@ -18,9 +18,9 @@ results are bitwise identical for any thread count.
 The modules, in the order they depend on each other (each calls only modules
 above it):
 
-- ``_jit``: how kernels are compiled (``_kernel``), cached on disk and
-  threaded; the sizes every layer shares (``VECTOR_BYTES``,
-  ``NARROW_CLASSES``).
+- ``_jit``: how kernels are compiled (``_kernel``), cached on disk (stamped
+  with the source of the whole package) and threaded; the sizes every layer
+  shares (``VECTOR_BYTES``, ``NARROW_CLASSES``).
 - ``_vectors``: LLVM vector intrinsics on vectors of ``VECTOR_BYTES``, and
   64-byte-aligned arrays.
 - ``_exp``: the exponential of a vector.

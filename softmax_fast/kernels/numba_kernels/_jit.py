@@ -1,7 +1,8 @@
 """How the kernels are compiled, cached and threaded; calls no other module of the package.
 
 ``_kernel`` is ``@njit`` with the package's options: fast-math flags that keep
-NaN and inf semantics (``FASTMATH_FLAGS``), no GIL, and Numba's on-disk cache.
+NaN and inf semantics (``FASTMATH_FLAGS``), no GIL, and an on-disk cache whose
+entries are stamped with the source of the whole package (``_PackageCache``).
 Importing this module starts Numba's threads (numba/numba#9938);
 ``_thread_count`` reads their count inside a kernel. It also holds the sizes
 that modules of every layer share: ``VECTOR_BYTES`` (the vectors of the
@@ -10,11 +11,15 @@ matrix loops, see :mod:`._vectors`), ``FLOAT32_LANES`` and ``NARROW_CLASSES``
 in :mod:`._rows`).
 """
 
+import functools
+import hashlib
+import os
+
 import numba
 from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import caching, cgutils
 from numba.extending import intrinsic
 
 # A kernel loaded from the cache and called from a user's jitted function
@@ -42,16 +47,74 @@ FLOAT32_LANES = VECTOR_BYTES // 4
 NARROW_CLASSES = 16
 
 
+# Numba stamps a kernel's cache index with a hash of the file that defines the
+# kernel alone (numba.core.caching._SourceFileBackedLocatorMixin, numba 0.68).
+# The machine code it caches also holds the helpers that the kernel calls from
+# the package's other modules: an edit to one of those would leave it stale,
+# and the next process would run the old code. Here every kernel's stamp is a
+# hash of all the package's modules, in the same places as Numba's:
+# NUMBA_CACHE_DIR if set, else the package's __pycache__, else (a read-only
+# install) the user-wide cache directory. Numba has no public hook for this:
+# these classes subclass its private caching classes, and _kernel sets the
+# dispatcher's private _cache, as Dispatcher.enable_caching does for
+# njit(cache=True).
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.cache
+def _package_stamp():
+    """SHA-256 of the names and contents of the package's ``.py`` files, sorted by name; read once a process."""
+    digest = hashlib.sha256()
+    for name in sorted(name for name in os.listdir(_PACKAGE_DIR) if name.endswith(".py")):
+        with open(os.path.join(_PACKAGE_DIR, name), "rb") as source:
+            digest.update(name.encode() + b"\0" + hashlib.sha256(source.read()).digest())
+    return digest.digest()
+
+
+class _PackageStamp:
+    """A cache locator whose source stamp is the whole package's, not the defining file's."""
+
+    def get_source_stamp(self):
+        return _package_stamp()
+
+
+class _UserProvidedLocator(_PackageStamp, caching.UserProvidedCacheLocator):
+    """``NUMBA_CACHE_DIR``, if it is set."""
+
+
+class _InTreeLocator(_PackageStamp, caching.InTreeCacheLocator):
+    """Else the package's ``__pycache__``, if it can be written."""
+
+
+class _UserWideLocator(_PackageStamp, caching.UserWideCacheLocator):
+    """Else the user-wide cache directory."""
+
+
+class _CacheImpl(caching.CompileResultCacheImpl):
+    _locator_classes = [_UserProvidedLocator, _InTreeLocator, _UserWideLocator]
+
+
+class _PackageCache(caching.FunctionCache):
+    """Numba's on-disk cache of a kernel, stamped with the package's source (``_package_stamp``)."""
+
+    _impl_class = _CacheImpl
+
+
 def _kernel(parallel=False, inline=False):
-    """``@njit`` with the package's options, releasing the GIL and cached on disk.
+    """``@njit`` with the package's options, releasing the GIL and cached on disk (``_PackageCache``).
 
     ``inline`` for helpers called once per row or vector: Numba copies them
     into their callers. A call would take and release a reference to each
     array it is passed, atomic operations that cost as much as the row's
     arithmetic when the call is in a loop.
     """
-    return njit(cache=True, nogil=True, parallel=parallel, fastmath=set(FASTMATH_FLAGS),
-                inline="always" if inline else "never")
+    def compile_kernel(function):
+        dispatcher = njit(cache=False, nogil=True, parallel=parallel, fastmath=set(FASTMATH_FLAGS),
+                          inline="always" if inline else "never")(function)
+        dispatcher._cache = _PackageCache(function)
+        return dispatcher
+
+    return compile_kernel
 
 
 @intrinsic

@@ -1,5 +1,6 @@
 """The Numba kernels: called from a user's own @njit code, and their on-disk cache (a second process loads
-instead of compiling, even from a read-only install)."""
+instead of compiling, even from a read-only install, and recompiles after an edit to any module of the
+package)."""
 
 import os
 import shutil
@@ -17,6 +18,7 @@ from problems import assert_close, make_problem
 from softmax_fast.kernels import numba_kernels
 
 PACKAGE_DIR = Path(softmax_fast.__file__).resolve().parent
+NUMBA_KERNELS = Path("softmax_fast", "kernels", "numba_kernels")
 
 
 @numba.njit
@@ -89,6 +91,19 @@ TRAIN_AND_REPORT_CACHE = textwrap.dedent(
     print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
     """
 )
+# The same for softmax, one kernel (a quicker compile) that inlines helpers of _rows, _exp and _vectors.
+SOFTMAX_AND_REPORT_CACHE = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from softmax_fast.kernels import numba_kernels
+    assert numba_kernels.__file__.startswith(sys.argv[1]), numba_kernels.__file__
+    Z = np.zeros((3, 4))
+    numba_kernels.softmax(Z, Z)
+    stats = numba_kernels.softmax.stats
+    print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+    """
+)
 
 
 def copy_package(tmp_path):
@@ -98,14 +113,15 @@ def copy_package(tmp_path):
     return site
 
 
-def run_twice(site, env, read_only):
-    """Run the training snippet twice, the package dir mounted read-only if asked; returns both reports."""
-    command = [sys.executable, "-c", TRAIN_AND_REPORT_CACHE, str(site)]
+def run_new_processes(site, env, read_only, code=TRAIN_AND_REPORT_CACHE, runs=2):
+    """Run ``code`` (a snippet that reports a kernel's cache) ``runs`` times in new processes, the package
+    dir mounted read-only if asked; returns each run's ``(cache hits, cache misses)``."""
+    command = [sys.executable, "-c", code, str(site)]
     if read_only:
         command = read_only_command(site / "softmax_fast", command)
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"PYTHONPATH": str(site)} | env
     reports = []
-    for _ in range(2):
+    for _ in range(runs):
         # cwd: python -c imports from the working directory first, which may be a source checkout.
         result = subprocess.run(command, env=env, cwd=site, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
@@ -126,19 +142,35 @@ def read_only_command(directory, command):
     return ["unshare", "--mount", "sh", "-c", script, str(directory), *command]
 
 
+@pytest.mark.slow
 def test_second_process_loads_from_a_user_cache_when_the_package_is_read_only(tmp_path):
     site = copy_package(tmp_path)
     cache_home = tmp_path / "cache-home"
-    first, second = run_twice(site, {"XDG_CACHE_HOME": str(cache_home), "HOME": str(tmp_path)}, read_only=True)
+    first, second = run_new_processes(site, {"XDG_CACHE_HOME": str(cache_home), "HOME": str(tmp_path)}, read_only=True)
     assert first[1] >= 1 and second == (first[1], 0)
-    assert not (site / "softmax_fast" / "kernels" / "__pycache__").exists()
+    assert not (site / NUMBA_KERNELS / "__pycache__").exists()
     assert list(cache_home.rglob("*train_epoch*.nbi"))
 
 
+@pytest.mark.slow
 def test_numba_cache_dir_wins(tmp_path):
     site = copy_package(tmp_path)
     cache_dir = tmp_path / "numba-cache"
-    first, second = run_twice(site, {"NUMBA_CACHE_DIR": str(cache_dir)}, read_only=False)
+    first, second = run_new_processes(site, {"NUMBA_CACHE_DIR": str(cache_dir)}, read_only=False)
     assert first[1] >= 1 and second == (first[1], 0)
     assert list(cache_dir.rglob("*train_epoch*.nbi"))
     assert not list((site / "softmax_fast").rglob("*.nbi"))
+
+
+@pytest.mark.slow
+def test_an_edit_to_a_helper_module_recompiles_the_kernels_in_the_next_process(tmp_path):
+    # Numba's own stamp hashes only the file of the cached kernel (_public.py): after an edit to _exp.py,
+    # whose vector exp softmax inlines, it would load the old machine code.
+    site = copy_package(tmp_path)
+    first, second = run_new_processes(site, {}, read_only=False, code=SOFTMAX_AND_REPORT_CACHE)
+    assert first[1] >= 1 and second == (first[1], 0)
+    with open(site / NUMBA_KERNELS / "_exp.py", "a") as module:
+        module.write("# an edit that changes no code\n")
+    (edited,) = run_new_processes(site, {}, read_only=False, code=SOFTMAX_AND_REPORT_CACHE, runs=1)
+    assert edited[1] >= 1
+    assert list((site / NUMBA_KERNELS / "__pycache__").glob("*softmax*.nbi"))

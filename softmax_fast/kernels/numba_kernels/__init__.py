@@ -1,0 +1,40 @@
+"""Numba kernels: the ``@njit`` backend.
+
+Same contract as :mod:`softmax_fast.kernels.reference`; they run on
+``numba.get_num_threads()`` threads (set it with ``numba.set_num_threads``,
+outside jitted code: calling it inside would stop Numba from caching the
+kernel). The functions are reached from Python through
+:mod:`softmax_fast.kernels`, which has already checked shapes, dtypes, C order
+and the label range; nothing here checks them again. They take no Python
+objects, so a user's own ``@njit`` code can call them directly with arrays that
+meet the contract; ``scale`` and ``lr`` should then be of the weights' dtype.
+
+Parallel work is split so that no sum depends on how it is shared among
+threads: chunks of rows for the forward pass, vectors of features (or, for
+the GEMMs, tiles of them) for the weight gradient, every reduction over rows
+done in row order by one thread, in groups fixed by the data alone. The
+results are bitwise identical for any thread count.
+
+The modules, in the order they depend on each other (each calls only modules
+above it):
+
+- ``_jit``: how kernels are compiled (``_kernel``), cached on disk (stamped
+  with the source of the whole package) and threaded; the sizes every layer
+  shares (``VECTOR_BYTES``, ``NARROW_CLASSES``).
+- ``_vectors``: LLVM vector intrinsics on vectors of ``VECTOR_BYTES``, and
+  64-byte-aligned arrays.
+- ``_exp``: the exponential of a vector.
+- ``_rows``: a row's argmax, exponentials and softmax (calls ``_exp``).
+- ``_narrow``: up to ``NARROW_CLASSES`` classes: packed weights, nonzero
+  masks of rows, logits a row at a time, the weight gradient a vector of
+  features at a time (calls ``_vectors``, not ``_exp`` or ``_rows``).
+- ``_gemm``: more classes: logits and weight gradient as GEMMs (calls
+  ``_vectors``, not ``_exp``, ``_rows`` or ``_narrow``).
+- ``_batch``: a batch's SGD step and an epoch's batches, on ``_rows`` and on
+  ``_narrow`` or ``_gemm`` by the count of classes.
+- ``_public``: the seven kernels below, on ``_batch``.
+"""
+
+from ._public import cross_entropy, loss_and_grad, predict, predict_proba, sgd_step, softmax, train_epoch
+
+__all__ = ["softmax", "cross_entropy", "loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict"]

@@ -1,0 +1,184 @@
+"""A batch of SGD: forward pass, row-ordered sums, weight gradient and update; an epoch's batches; their scratch.
+
+It chooses between the narrow loops and the GEMMs (``_wide``), and so the
+weights' working layout (``_working_weights``). Its parallel stages split the
+work so that no sum depends on how it is shared among threads (see the
+package's docstring).
+
+Calls :mod:`._jit`, :mod:`._vectors`, :mod:`._rows`, :mod:`._narrow` and :mod:`._gemm`.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._gemm import _gemm, _padded_classes
+from ._jit import NARROW_CLASSES, _kernel
+from ._narrow import (_class_slots, _gradient_vector_of_slots, _mask_groups, _narrow_logits, _packed_weights,
+                      _unpack_weights)
+from ._rows import _argmax, _softmax_in_place
+from ._vectors import _aligned_zeros, _lanes
+
+# Rows per share of the forward pass among threads.
+ROW_CHUNK = 32
+
+
+@_kernel()
+def _wide(k):
+    """Whether ``k`` classes take the GEMM path: weights in the padded ``(d, k)`` layout."""
+    return k > NARROW_CLASSES
+
+
+@_kernel()
+def _working_weights(W):
+    """The weights ``W (d, k)`` as the kernels read and train them: ``W`` itself for ``k > NARROW_CLASSES``.
+
+    Else a copy packed by vectors of features (``_packed_weights``).
+    """
+    if _wide(W.shape[1]):
+        return W
+    return _packed_weights(W)
+
+
+@_kernel(parallel=True)
+def _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct):
+    """Forward pass of one batch ``X (n, d)``, chunks of ``ROW_CHUNK`` rows in parallel.
+
+    ``Ww`` from ``_working_weights``. Fills ``G`` (``(n, m)``, ``m`` a whole
+    number of vectors: ``_class_slots(k)`` rounded up, or ``kp`` like ``Ww``
+    for the GEMM path; zeros past ``k``) with
+    ``d loss / d Z = (softmax(Z) - onehot(y)) / n``, ``row_loss (n,)``
+    float64 with each row's cross-entropy, ``row_correct (n,)`` with whether
+    its argmax is its label and, but for the GEMM path, ``masks (words, m)``,
+    ``m >= n`` a multiple of 64, with the rows' nonzero masks (``_row_masks``),
+    zeros in the columns from ``n`` on.
+    """
+    n = X.shape[0]
+    k = b.shape[0]
+    inv_n = G.dtype.type(1) / n
+    if _wide(k):
+        _gemm(X, False, Ww, scale, G.dtype.type(0), b, G)
+    else:
+        masks[:, n:] = 0
+    for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        start = chunk * ROW_CHUNK
+        stop = min(start + ROW_CHUNK, n)
+        if not _wide(k):
+            _narrow_logits(X, start, stop, scale, Ww, b, masks, G)
+        for i in range(start, stop):
+            # The padding past k: -inf, whose softmax is 0, a gradient that adds nothing to the weights'
+            # padding; the softmax then takes whole vectors, none partial.
+            z, label = G[i], y[i]
+            z[k:] = -np.inf
+            best = _argmax(z)
+            row_correct[i] = best == label
+            target = z[label]
+            row_loss[i] = _softmax_in_place(z, best) - target
+            z[label] -= 1
+            for c in range(z.shape[0]):
+                z[c] *= inv_n
+
+
+@_kernel()
+def _reduce_rows(G, row_loss, row_correct, db):
+    """Serial, row-ordered sums of a batch: ``db (k,) = G[:, :k].sum(0)``; returns ``(mean loss, n_correct)``."""
+    n = G.shape[0]
+    k = db.shape[0]
+    loss_sum = 0.0
+    n_correct = 0
+    db[:] = 0
+    for i in range(n):
+        loss_sum += row_loss[i]
+        n_correct += row_correct[i]
+        for c in range(k):
+            db[c] += G[i, c]
+    return loss_sum / n, n_correct
+
+
+@_kernel(parallel=True)
+def _weight_gradient(X, scale, masks, G, dW, lr, Ww, k):
+    """The weight gradient ``scale * X.T @ G[:, :k]`` into ``dW``; then, if ``lr > 0``, ``Ww -= lr * dW``.
+
+    ``X (n, d)``; ``Ww`` from ``_working_weights`` for ``k`` classes and ``dW``
+    in its layout; ``masks`` and ``G`` from ``_forward_batch``. With ``k <=
+    NARROW_CLASSES``, vectors of features in parallel, each one's update right
+    after its gradient (``_gradient_vector``), else a GEMM (``_gemm``; with
+    ``lr > 0`` it updates ``Ww`` as it goes and leaves ``dW`` alone).
+    """
+    if _wide(k):
+        _gemm(X, True, G, scale, lr, np.zeros(k, dtype=G.dtype), Ww if lr > 0 else dW)
+        return
+    for vector in prange(Ww.shape[0]):
+        # An intp, whether the loop's index is signed (as typed first) or not (in the parallel loop):
+        # one specialisation, not two.
+        v = np.intp(vector)
+        _gradient_vector_of_slots(X, scale, masks, G, v, dW, k)
+        if lr > 0:
+            weights, gradient = Ww[v], dW[v]
+            for a in range(weights.shape[0]):
+                weights[a] -= lr * gradient[a]
+
+
+@_kernel()
+def _sgd_step(X, y, Ww, b, lr, scale, masks, G, row_loss, row_correct, dW, db):
+    """One SGD step on the batch ``X (n, d)``; ``Ww`` (from ``_working_weights``) and ``b`` in place.
+
+    ``masks``, ``G``, ``row_loss``, ``row_correct``, ``dW`` and ``db`` are
+    scratch (see ``_batch_scratch``), ``G``, ``row_loss`` and ``row_correct``
+    with ``n`` rows. Returns ``(loss, n_correct)``.
+    """
+    _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct)
+    loss, n_correct = _reduce_rows(G, row_loss, row_correct, db)
+    _weight_gradient(X, scale, masks, G, dW, lr, Ww, b.shape[0])
+    for c in range(b.shape[0]):
+        b[c] -= lr * db[c]
+    return loss, n_correct
+
+
+@_kernel()
+def _batch_scratch(rows, W, Ww):
+    """Scratch for batches of up to ``rows`` rows, weights ``W (d, k)`` and ``Ww = _working_weights(W)``.
+
+    Returns ``(masks (words, m) uint64, G (rows, _class_slots(k) rounded up
+    to whole vectors) (or (rows, kp) for the GEMM path), row_loss (rows,)
+    float64, row_correct (rows,) bool, dW, db (k,))``, floats of ``W``'s
+    dtype; ``m`` is ``rows`` rounded up to a multiple of 64, ``words`` the
+    mask words of a row (none for the GEMM path). ``dW`` is the narrow
+    loops' gradient, shaped like ``Ww``; the GEMM path, which updates the
+    weights as it makes the gradient, gets an empty one.
+    """
+    d, k = W.shape
+    wide = _wide(k)
+    words = 0 if wide else (_mask_groups(d, W.dtype) + 63) // 64
+    lanes = _lanes(W.dtype)
+    return (_aligned_zeros(words, (rows + 63) // 64 * 64, np.uint64),
+            _aligned_zeros(rows, _padded_classes(k, W.dtype) if wide else
+                           (_class_slots(k) + lanes - 1) // lanes * lanes, W.dtype),
+            np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
+            _aligned_zeros(0 if wide else Ww.shape[0], Ww.shape[1], W.dtype), np.empty(k, dtype=W.dtype))
+
+
+@_kernel()
+def _train_batches(X, y, W, b, lr, batch_size, scale):
+    """SGD over ``X[i:i + batch_size]`` in order, ``W`` and ``b`` in place.
+
+    Returns ``(sum of batch losses, n_batches, n_correct)``.
+    """
+    n = X.shape[0]
+    Ww = _working_weights(W)
+    masks, G, row_loss, row_correct, dW, db = _batch_scratch(min(batch_size, n), W, Ww)
+    loss_sum = 0.0
+    n_batches = 0
+    n_correct = 0
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        rows = stop - start
+        loss, batch_correct = _sgd_step(
+            X[start:stop], y[start:stop], Ww, b, lr, scale,
+            masks, G[:rows], row_loss[:rows], row_correct[:rows], dW, db,
+        )
+        loss_sum += loss
+        n_correct += batch_correct
+        n_batches += 1
+    if not _wide(W.shape[1]):
+        _unpack_weights(Ww, W)
+    return loss_sum, n_batches, n_correct

@@ -24,7 +24,7 @@ ROW_CHUNK = 32
 
 @_kernel()
 def _wide(k):
-    """Whether ``k`` classes take the GEMM path: weights in the padded ``(d, k)`` layout."""
+    """Whether ``k`` classes take the GEMM path: the weights ``W (d, k)`` as they are, not a packed copy."""
     return k > NARROW_CLASSES
 
 

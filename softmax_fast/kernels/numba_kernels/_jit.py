@@ -41,8 +41,8 @@ VECTOR_BYTES = 64 if llvm_binding.get_host_cpu_features().get("avx512f", False) 
 # Lanes of a vector of float32, the most of either dtype: sizes _stack_array's constants.
 FLOAT32_LANES = VECTOR_BYTES // 4
 # More classes than this: the logits and the weight gradient are GEMMs with
-# vectors along the classes of W in its (d, k) layout, zero-padded to whole
-# panels of GEMM_VECTORS vectors (the working copy, see _working_weights), so
+# vectors along the classes of W, in place in its (d, k) layout (the last,
+# partial panel of classes is read from a zero-padded copy, see _gemm), so
 # that no horizontal sum is needed and every load is a whole vector.
 NARROW_CLASSES = 16
 

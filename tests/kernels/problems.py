@@ -56,7 +56,7 @@ def make_problem(n, d, k, dtype, input_kind, seed=0, logits="moderate"):
     return (pixels * dtype.type(scale)).astype(dtype), y, W, b, 1.0
 
 
-#: The seven kernels of every backend, in the order :func:`every_kernel` runs them.
+#: The seven kernels of every backend: the keys of :func:`every_kernel`'s results.
 KERNELS = ("softmax", "cross_entropy", "loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict")
 
 
@@ -72,7 +72,7 @@ def every_kernel(backend, problem, batch_size=128, n_threads=None):
     W_step, b_step, W_epoch, b_epoch = W.copy(), b.copy(), W.copy(), b.copy()
     step = backend.sgd_step(X[:batch_size], y[:batch_size], W_step, b_step, 0.2, scale, n_threads=n_threads)
     epoch = backend.train_epoch(X, y, W_epoch, b_epoch, 0.2, batch_size, scale, n_threads=n_threads)
-    results = {
+    return {
         "softmax": [backend.softmax(Z, n_threads=n_threads)],
         "cross_entropy": [backend.cross_entropy(Z, y, n_threads=n_threads)],
         "loss_and_grad": list(backend.loss_and_grad(X, y, W, b, scale, n_threads=n_threads)),
@@ -81,7 +81,6 @@ def every_kernel(backend, problem, batch_size=128, n_threads=None):
         "predict_proba": [backend.predict_proba(X, W, b, scale, n_threads=n_threads)],
         "predict": [backend.predict(X, W, b, scale, n_threads=n_threads)],
     }
-    return {kernel: results[kernel] for kernel in KERNELS}
 
 
 def every_kernel_on(backend, cases, n, d, *, seed=0, batch_size=128, n_threads=None):

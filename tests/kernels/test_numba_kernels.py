@@ -75,35 +75,30 @@ def test_a_new_process_calls_the_cached_kernels_from_njit_code():
         assert result.returncode == 0, result.stderr
         assert float(result.stdout) < np.log(2)
 
-# Trains one epoch with the Numba backend and prints how many of train_epoch's
-# specialisations were loaded from the cache and how many were compiled.
-TRAIN_AND_REPORT_CACHE = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    import softmax_fast.kernels as kernels
-    from softmax_fast.kernels import numba_kernels
-    assert numba_kernels.__file__.startswith(sys.argv[1]), numba_kernels.__file__
-    X = np.zeros((10, 4), dtype=np.uint8)
-    W = np.zeros((4, 3), dtype=np.float32)
-    kernels.get_backend("numba").train_epoch(X, np.zeros(10, dtype=int), W, np.zeros(3, np.float32), 0.1, 4)
-    stats = numba_kernels.train_epoch.stats
-    print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
-    """
-)
-# The same for softmax, one kernel (a quicker compile) that inlines helpers of _rows, _exp and _vectors.
-SOFTMAX_AND_REPORT_CACHE = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    from softmax_fast.kernels import numba_kernels
-    assert numba_kernels.__file__.startswith(sys.argv[1]), numba_kernels.__file__
-    Z = np.zeros((3, 4))
-    numba_kernels.softmax(Z, Z)
-    stats = numba_kernels.softmax.stats
-    print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
-    """
-)
+
+def report_cache(kernel, call):
+    """A snippet for a new process: it runs ``call`` (code) with the package in ``sys.argv[1]`` and prints how
+    many of ``kernel``'s specialisations were loaded from the cache and how many were compiled."""
+    return textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        import softmax_fast.kernels as kernels
+        from softmax_fast.kernels import numba_kernels
+        assert numba_kernels.__file__.startswith(sys.argv[1]), numba_kernels.__file__
+        {call}
+        stats = numba_kernels.{kernel}.stats
+        print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+        """
+    )
+
+
+# One epoch through the Numba backend.
+TRAIN_AND_REPORT_CACHE = report_cache("train_epoch", 'kernels.get_backend("numba").train_epoch('
+                                      "np.zeros((10, 4), np.uint8), np.zeros(10, dtype=int), np.zeros((4, 3), "
+                                      "np.float32), np.zeros(3, np.float32), 0.1, 4)")
+# softmax: one kernel (a quicker compile) that inlines helpers of _rows, _exp and _vectors.
+SOFTMAX_AND_REPORT_CACHE = report_cache("softmax", "numba_kernels.softmax(np.zeros((3, 4)), np.zeros((3, 4)))")
 
 
 def copy_package(tmp_path):

@@ -97,36 +97,59 @@ class Backend:
         y = check.check_labels(y, Z.shape[0], Z.shape[1])
         return self._kernels.cross_entropy(Z, y, *self._threads(n_threads))
 
-    def loss_and_grad(self, X, y, W, b, scale=1.0, *, n_threads=None):
-        """Mean cross-entropy of the batch and its gradients: ``(loss, dW (d, k), db (k,))``.
+    def loss_and_grad(self, X, y, W, b, scale=1.0, *, alpha=0.0, sample_weight=None, n_threads=None):
+        """The batch's data loss and the gradients of its objective: ``(loss, gW (d, k), gb (k,))``.
 
-        ``dW`` and ``db`` are new arrays of ``W``'s dtype; nothing is modified.
+        ``loss = (1/n) * sum_i s_i * CE_i`` (the mean cross-entropy when
+        ``sample_weight`` is None), ``gW = X.T @ (s * (P - Y)) / n + alpha * W``
+        and ``gb = sum_i s_i * (P_i - Y_i) / n`` (see
+        :mod:`softmax_fast.kernels.reference`). ``gW`` and ``gb`` are new
+        arrays of ``W``'s dtype; nothing is modified.
         """
         X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=False)
-        return self._kernels.loss_and_grad(X, y, W, b, scale, *self._threads(n_threads))
+        alpha = check.check_nonnegative_in("alpha", alpha, W.dtype)
+        sample_weight = check.check_sample_weight(sample_weight, X.shape[0], W.dtype)
+        return self._kernels.loss_and_grad(X, y, W, b, scale, alpha, sample_weight, *self._threads(n_threads))
 
-    def sgd_step(self, X, y, W, b, lr, scale=1.0, *, n_threads=None):
-        """Forward pass, loss, gradient and the update ``W -= lr * dW``, ``b -= lr * db`` on one batch.
+    def _step_options(self, X, W, b, alpha, momentum, nesterov, velocity, sample_weight):
+        """Checked ``(alpha, momentum, nesterov, VW, vb, sample_weight)`` for the training kernels."""
+        alpha = check.check_nonnegative_in("alpha", alpha, W.dtype)
+        momentum, nesterov, VW, vb = check.check_momentum(momentum, nesterov, velocity, W, b)
+        return alpha, momentum, nesterov, VW, vb, check.check_sample_weight(sample_weight, X.shape[0], W.dtype)
 
-        ``W`` and ``b`` are modified in place. Returns ``(loss, n_correct)``:
-        the batch's mean cross-entropy and its number of rows whose argmax is
-        their label, both before the update.
+    def sgd_step(self, X, y, W, b, lr, scale=1.0, *, alpha=0.0, momentum=0.0, nesterov=False, velocity=None,
+                 sample_weight=None, n_threads=None):
+        """Forward pass, loss, gradient and the SGD update of ``W`` and ``b`` on one batch, in place.
+
+        The step is ``W -= lr * gW`` and ``b -= lr * gb`` with the gradients of
+        :meth:`loss_and_grad`, or with ``momentum`` PyTorch's momentum step on
+        ``velocity = (VW, vb)`` (updated in place; required when ``momentum >
+        0``), Nesterov's with ``nesterov``. The penalty and the momentum are
+        applied in the pass that updates the weights. Returns ``(loss,
+        n_correct)``: the batch's data loss and its number of rows whose argmax
+        is their label, both before the update.
         """
         X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=True)
         lr = check.check_positive_in("lr", lr, W.dtype)
-        return self._kernels.sgd_step(X, y, W, b, lr, scale, *self._threads(n_threads))
+        options = self._step_options(X, W, b, alpha, momentum, nesterov, velocity, sample_weight)
+        return self._kernels.sgd_step(X, y, W, b, lr, scale, *options, *self._threads(n_threads))
 
-    def train_epoch(self, X, y, W, b, lr, batch_size, scale=1.0, *, n_threads=None):
+    def train_epoch(self, X, y, W, b, lr, batch_size, scale=1.0, *, alpha=0.0, momentum=0.0, nesterov=False,
+                    velocity=None, sample_weight=None, n_threads=None):
         """``sgd_step`` on ``X[i:i + batch_size]`` for every batch in order, in place.
 
-        The last batch may be shorter; its gradient is the mean over its own
-        rows. Returns ``(mean_loss, accuracy)``: the mean of the batch losses
-        and the fraction of rows predicted right before their batch's update.
+        ``lr`` is one rate, or a 1-D array of one rate per batch
+        (``ceil(n / batch_size)``). The last batch may be shorter; its
+        gradient is divided by its own row count. The options are
+        :meth:`sgd_step`'s, ``sample_weight`` for all ``n`` rows. Returns
+        ``(mean_loss, accuracy)``: the mean of the batch losses and the
+        fraction of rows predicted right before their batch's update.
         """
         X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=True)
-        lr = check.check_positive_in("lr", lr, W.dtype)
         batch_size = check.check_count("batch_size", batch_size)
-        return self._kernels.train_epoch(X, y, W, b, lr, batch_size, scale, *self._threads(n_threads))
+        rates = check.check_rates(lr, -(-X.shape[0] // batch_size), W.dtype)
+        options = self._step_options(X, W, b, alpha, momentum, nesterov, velocity, sample_weight)
+        return self._kernels.train_epoch(X, y, W, b, rates, batch_size, scale, *options, *self._threads(n_threads))
 
     def predict_proba(self, X, W, b, scale=1.0, *, n_threads=None):
         """Class probabilities ``softmax(X * scale @ W + b)``, ``(n, k)`` of ``W``'s dtype."""

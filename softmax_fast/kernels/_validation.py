@@ -145,6 +145,93 @@ def check_positive_in(name, value, dtype):
     return dtype.type(value)
 
 
+def check_nonnegative_in(name, value, dtype, below=None):
+    """Check a finite real number ``>= 0`` (and ``< below`` if given); returns it as a scalar of ``dtype``.
+
+    For ``alpha`` and ``momentum``, which enter the update in the weights' dtype.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    if below is not None and not value < below:
+        raise ValueError(f"{name} must be < {below}, got {value}")
+    if not np.isfinite(dtype.type(value)):
+        raise ValueError(f"{name} = {value:g} overflows {dtype} (the dtype of W)")
+    return dtype.type(value)
+
+
+def check_rates(lr, n_batches, dtype):
+    """The learning rate of each of ``n_batches`` batches, ``(n_batches,)`` of ``dtype``, C-ordered.
+
+    ``lr`` is one rate for every batch or a 1-D array with one per batch; each
+    is checked as :func:`check_positive_in` checks one.
+    """
+    if np.ndim(lr) == 0:
+        return np.full(n_batches, check_positive_in("lr", lr, dtype), dtype=dtype)
+    rates = _as_array("lr", lr)
+    if rates.dtype.kind not in "fiu":
+        raise TypeError(f"lr must be a real number or an array of real numbers, got dtype {rates.dtype}")
+    if rates.shape != (n_batches,):
+        raise ValueError(f"lr must be a number or a 1-D array of one rate per batch, shape ({n_batches},), "
+                         f"got shape {rates.shape}")
+    info = np.finfo(dtype)
+    rates = rates.astype(np.float64)
+    bad = ~(np.isfinite(rates) & (rates >= float(info.smallest_normal)) & (rates <= float(info.max)))
+    if bad.any():
+        raise ValueError(f"lr must hold finite rates between {info.smallest_normal:.3g} and {info.max:.3g} "
+                         f"(> 0, a {dtype} like W), got {rates[bad][0]:g} for batch {np.flatnonzero(bad)[0]}")
+    return np.ascontiguousarray(rates, dtype=dtype)
+
+
+def check_sample_weight(sample_weight, n_samples, dtype):
+    """Row weights ``(n_samples,)`` of ``dtype``, finite and ``>= 0``, C-ordered; ones when ``None``."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    weights = _as_array("sample_weight", sample_weight)
+    if weights.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
+    if weights.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), one weight per row, got {weights.shape}")
+    weights = np.ascontiguousarray(weights, dtype=dtype)
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f"sample_weight must be finite and >= 0 (as a {dtype} like W)")
+    return weights
+
+
+def check_momentum(momentum, nesterov, velocity, W, b):
+    """Check the momentum options; returns ``(momentum, nesterov, VW, vb)``.
+
+    ``momentum`` in ``[0, 1)`` as a scalar of ``W``'s dtype; ``nesterov`` a
+    bool, which needs ``momentum > 0``; ``velocity`` a pair ``(VW, vb)`` shaped
+    like ``(W, b)``, C-contiguous and writable, required when ``momentum > 0``.
+    With ``momentum == 0`` no velocity is used: empty arrays take its place.
+    """
+    momentum = check_nonnegative_in("momentum", momentum, W.dtype, below=1)
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    if momentum == 0:
+        return momentum, False, np.empty((0, 0), dtype=W.dtype), np.empty(0, dtype=W.dtype)
+    if velocity is None:
+        raise ValueError(f"momentum={momentum:g} needs velocity=(VW, vb), arrays shaped like W and b "
+                         "(zeros at the start), which the step updates in place")
+    if not isinstance(velocity, (tuple, list)) or len(velocity) != 2:
+        raise TypeError(f"velocity must be a pair (VW, vb), got {type(velocity).__name__}")
+    VW, vb = velocity
+    for name, array, like in (("velocity[0]", VW, W), ("velocity[1]", vb, b)):
+        _check_in_place(name, array)
+        if array.shape != like.shape or array.dtype != like.dtype:
+            raise ValueError(f"{name} must have {_describe(like)} like {'W' if like is W else 'b'}, "
+                             f"got {_describe(array)}")
+        if np.shares_memory(array, W) or np.shares_memory(array, b):
+            raise ValueError(f"{name} must not share memory with W or b")
+    if not (np.isfinite(VW).all() and np.isfinite(vb).all()):
+        raise ValueError("velocity must be finite; it contains NaN or inf (did training diverge?)")
+    return momentum, bool(nesterov), VW, vb
+
+
 def check_count(name, value):
     """Check an integer ``>= 1`` (a batch size or a thread count); returns an int."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

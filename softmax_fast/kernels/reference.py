@@ -12,7 +12,23 @@ Notation, shared by all backends:
 * ``W`` ``(d, k)`` and ``b`` ``(k,)``: weights and bias, float32 or float64.
 * ``Z = (X * scale) @ W + b`` ``(n, k)``: logits. ``P = softmax(Z)``: probabilities.
 * ``lr`` and ``scale`` arrive as scalars of the weights' dtype, so float32
-  models compute in float32.
+  models compute in float32; so do ``alpha`` and ``momentum``.
+
+The training options (every one at its default gives plain SGD, bitwise):
+
+* ``sample_weight`` ``(n,)``: row weights ``s_i >= 0`` of the weights' dtype
+  (ones when the caller gave none). A batch ``B`` of ``|B|`` rows has the data
+  loss ``L_B = (1/|B|) * sum_i s_i * CE_i``, divided by the row count and not by
+  the sum of the weights: weights of ``c`` on every row act as ``lr * c``.
+* ``alpha >= 0``: the L2 penalty. The objective is ``L_B + (alpha/2) * ||W||_F^2``
+  (the bias is not penalized), so the gradients are
+  ``gW = X_B.T @ (s * (P - Y)) / |B| + alpha * W`` and
+  ``gb = sum_i s_i * (P_i - Y_i) / |B|``. The loss the kernels return is ``L_B``.
+* ``momentum = mu`` in ``[0, 1)`` and ``nesterov`` (PyTorch's ``SGD`` with no
+  dampening): the velocities ``VW (d, k)`` and ``vb (k,)`` start at zero and
+  follow ``V = mu * V + g``; the step is ``g + mu * V`` with ``nesterov``, else
+  ``V``; then ``W -= lr * step_W`` and ``b -= lr * step_b``. With ``mu = 0`` the
+  step is ``g`` and the velocities (then empty arrays) are not touched.
 """
 
 import numpy as np
@@ -50,54 +66,74 @@ def _features(X, dtype, scale):
     return X.astype(dtype) * scale
 
 
-def _gradients(features, Z, y):
-    """Gradients of the batch's mean cross-entropy with respect to ``W`` and ``b``.
+def _data_loss(Z, y, sample_weight):
+    """``L_B = (1/|B|) * sum_i s_i * CE_i`` from the logits ``Z (|B|, k)``, as a float summed in float64."""
+    per_row = _logsumexp(Z) - Z[np.arange(len(y)), y]
+    return float(np.mean(sample_weight.astype(np.float64) * per_row, dtype=np.float64))
 
-    ``d loss / d Z = (P - onehot(y)) / n``: the mean over the actual batch, so a
-    short last batch divides by its own length.
+
+def _gradients(features, Z, y, W, alpha, sample_weight):
+    """``(gW (d, k), gb (k,))``: the gradients of ``L_B + (alpha/2) * ||W||^2``.
+
+    ``d L_B / d Z = s * (P - onehot(y)) / |B|``: divided by the actual batch's
+    row count, so a short last batch divides by its own length.
     """
     n = len(y)
     G = softmax(Z, np.empty_like(Z))
     G[np.arange(n), y] -= 1
+    G *= sample_weight[:, None]
     G /= n
-    return features.T @ G, G.sum(axis=0)
+    return features.T @ G + alpha * W, G.sum(axis=0)
 
 
-def loss_and_grad(X, y, W, b, scale):
-    """Mean cross-entropy of the batch and its gradients: ``(loss, dW (d, k), db (k,))``."""
+def _momentum_step(gradient, velocity, momentum, nesterov):
+    """The step for ``gradient``: ``velocity = mu * velocity + gradient`` (in place), then
+    ``gradient + mu * velocity`` with ``nesterov``, else ``velocity``; ``gradient`` itself when ``mu = 0``."""
+    if momentum == 0:
+        return gradient
+    velocity *= momentum
+    velocity += gradient
+    return gradient + momentum * velocity if nesterov else velocity
+
+
+def loss_and_grad(X, y, W, b, scale, alpha, sample_weight):
+    """The data loss ``L_B`` of the batch and the objective's gradients: ``(loss, gW (d, k), gb (k,))``."""
     features = _features(X, W.dtype, scale)
     Z = features @ W + b
-    dW, db = _gradients(features, Z, y)
-    return cross_entropy(Z, y), dW, db
+    gW, gb = _gradients(features, Z, y, W, alpha, sample_weight)
+    return _data_loss(Z, y, sample_weight), gW, gb
 
 
-def sgd_step(X, y, W, b, lr, scale):
-    """One SGD step on one batch; updates ``W`` and ``b`` in place.
+def sgd_step(X, y, W, b, lr, scale, alpha, momentum, nesterov, VW, vb, sample_weight):
+    """One SGD step on one batch; updates ``W``, ``b`` and (with ``momentum > 0``) ``VW``, ``vb`` in place.
 
-    Returns ``(loss, n_correct)``, both measured on the logits before the update.
-    Ties in the prediction go to the lowest class index, as ``np.argmax`` does.
+    Returns ``(loss, n_correct)``: the data loss ``L_B`` and the rows whose
+    argmax is their label, both measured on the logits before the update. Ties
+    in the prediction go to the lowest class index, as ``np.argmax`` does.
     """
     features = _features(X, W.dtype, scale)
     Z = features @ W + b
-    loss = cross_entropy(Z, y)
+    loss = _data_loss(Z, y, sample_weight)
     n_correct = int(np.count_nonzero(Z.argmax(axis=1) == y))
-    dW, db = _gradients(features, Z, y)
-    W -= lr * dW
-    b -= lr * db
+    gW, gb = _gradients(features, Z, y, W, alpha, sample_weight)
+    W -= lr * _momentum_step(gW, VW, momentum, nesterov)
+    b -= lr * _momentum_step(gb, vb, momentum, nesterov)
     return loss, n_correct
 
 
-def train_epoch(X, y, W, b, lr, batch_size, scale):
-    """One epoch of SGD over the batches ``X[i:i + batch_size]`` in order; ``W`` and ``b`` in place.
+def train_epoch(X, y, W, b, lr, batch_size, scale, alpha, momentum, nesterov, VW, vb, sample_weight):
+    """One epoch of SGD over the batches ``X[i:i + batch_size]`` in order; ``W``, ``b``, ``VW``, ``vb`` in place.
 
-    Returns ``(mean_loss, accuracy)``: the mean of the batch losses and the
-    fraction of rows predicted right before their batch's update.
+    ``lr`` ``(n_batches,)``: the rate of each batch. Returns ``(mean_loss,
+    accuracy)``: the mean of the batch losses and the fraction of rows
+    predicted right before their batch's update.
     """
     batch_losses = []
     n_correct = 0
-    for start in range(0, len(y), batch_size):
+    for batch_index, start in enumerate(range(0, len(y), batch_size)):
         batch = slice(start, start + batch_size)
-        loss, batch_correct = sgd_step(X[batch], y[batch], W, b, lr, scale)
+        loss, batch_correct = sgd_step(X[batch], y[batch], W, b, lr[batch_index], scale, alpha, momentum, nesterov,
+                                       VW, vb, sample_weight[batch])
         batch_losses.append(loss)
         n_correct += batch_correct
     return float(np.mean(batch_losses)), n_correct / len(y)

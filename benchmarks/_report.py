@@ -32,6 +32,7 @@ PEAK_FRACTION_F32 = 40.0
 SPEEDUP_VS_SEED_F64 = 3.0
 NUMBA_CYTHON_RATIO = 1.5
 PROBE_PEAK_FRACTION = 50.0
+OPTIONS_EPOCH_RATIO = 1.15
 
 
 # -- the machine ------------------------------------------------------------------------------------
@@ -247,6 +248,17 @@ def targets(records, quick=False):
                 add(f"numba / cython epoch, {dtype}, {kind} X, {threads} thread(s)", worst, NUMBA_CYTHON_RATIO,
                     f"{ratio:.2f} ({_median(numba) * 1e3:.1f} / {_median(cython) * 1e3:.1f} ms)" if ratio else "",
                     at_most=True, rows=(numba, cython))
+    for backend in common.COMPILED_BACKENDS:
+        for dtype in common.DTYPES:
+            for kind in common.INPUTS:
+                plain = _fastest(_rows(records, epoch, backend=backend, dtype=dtype, input=kind, threads=every))
+                options = _fastest(_rows(records, "bench_epoch.OptionsEpoch.time_epoch", backend=backend, dtype=dtype,
+                                         input=kind, threads=every))
+                ratio = _median(options) / _median(plain) if plain and options else None
+                add(f"epoch with alpha, momentum and sample_weight / plain epoch, {backend}, {dtype}, {kind} X",
+                    ratio, OPTIONS_EPOCH_RATIO,
+                    f"{ratio:.2f} ({_median(options) * 1e3:.1f} / {_median(plain) * 1e3:.1f} ms)" if ratio else "",
+                    at_most=True, rows=(options, plain))
     for backend in common.COMPILED_BACKENDS:
         probe = _fastest(_rows(records, "bench_kernels.Kernels.time_sgd_step", shape="probe", backend=backend,
                                dtype="float32", threads=every))
@@ -554,7 +566,7 @@ def chart(report, path):
         low.append(m - r["stats"]["min"] * 1e3)
         high.append(r["stats"]["max"] * 1e3 - m)
         family = ("seed" if r["class"] == "SeedLoop" else r["params"].get("backend", "peer")
-                  if r["class"] == "BackendEpoch" else "peer")
+                  if r["class"] in ("BackendEpoch", "OptionsEpoch") else "peer")
         colors.append(palette[family])
     figure, axes = plt.subplots(figsize=(10, 1.2 + 0.28 * max(len(rows), 1)))
     positions = range(len(rows))

@@ -5,6 +5,9 @@
 * ``BackendEpoch``: ``get_backend(name).train_epoch`` for the NumPy reference
   and the compiled backends, float32 and float64, on float pixels pre-scaled
   to [0, 1] or on raw uint8 pixels (scale=1/255), on 1 thread and on all.
+* ``OptionsEpoch``: the compiled backends' epoch with the training options
+  (``alpha=1e-4``, ``momentum=0.9``, row weights), on all threads: its cost
+  over the plain epoch of the same backend, dtype and input.
 
 Every call trains one more epoch from where the last one left off (the weights
 start as the seed's). FLOP per epoch: see ``common.EPOCH_FLOP_FORMULA``.
@@ -103,3 +106,34 @@ class BackendEpoch:
         label = "NumPy reference backend" if backend == "numpy" else f"{backend} backend"
         return {"label": label, "backend": backend, "dtype": dtype, "input": input, "threads": threads,
                 "flops": common.epoch_flops(common.epoch_rows()), "epoch": True}
+
+
+class OptionsEpoch(BackendEpoch):
+    """``train_epoch`` as in :class:`BackendEpoch`, with ``alpha=1e-4``, ``momentum=0.9`` and ``sample_weight``.
+
+    The row weights are seeded draws from [0.5, 1.5); the velocity starts at
+    zero and goes on from call to call like the weights. The penalty and the
+    momentum are fused into the pass that updates the weights, so the row's
+    time over :class:`BackendEpoch`'s is what they cost.
+    """
+
+    params = [common.COMPILED_BACKENDS, common.DTYPES, common.INPUTS, [common.ALL_THREADS]]
+
+    def setup(self, backend, dtype, input, threads):
+        super().setup(backend, dtype, input, threads)
+        self.velocity = (np.zeros_like(self.W), np.zeros_like(self.b))
+        self.sample_weight = np.random.default_rng(0).uniform(0.5, 1.5, len(self.y))
+
+    def time_epoch(self, backend, dtype, input, threads):
+        self.backend.train_epoch(self.X, self.y, self.W, self.b, common.LR, common.BATCH_SIZE, self.scale,
+                                 alpha=OPTIONS_ALPHA, momentum=OPTIONS_MOMENTUM, velocity=self.velocity,
+                                 sample_weight=self.sample_weight, n_threads=threads)
+
+    def describe(self, method, backend, dtype, input, threads):
+        return super().describe(method, backend, dtype, input, threads) | {
+            "label": f"{backend} backend, alpha {OPTIONS_ALPHA:g}, momentum {OPTIONS_MOMENTUM:g}, sample_weight",
+            "options": True}
+
+
+OPTIONS_ALPHA = 1e-4
+OPTIONS_MOMENTUM = 0.9

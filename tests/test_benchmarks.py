@@ -113,6 +113,10 @@ def test_epoch_rows(results):
     assert {r["params"]["backend"] for r in measured} >= {"numpy"}
     assert all(r["status"] == "skipped" and r["reason"] for r in backends if r["status"] != "ok")
     assert {r["params"]["backend"] for r in measured if r["params"]["threads"] == 1} >= {"numba"}
+    options = _rows(results, "epochs", "bench_epoch.OptionsEpoch.time_epoch")
+    assert {(r["params"]["backend"], r["params"]["dtype"], r["params"]["input"]) for r in options} == {
+        (backend, dtype, kind) for backend, dtype, kind in combos if backend != "numpy"}
+    measured += [r for r in options if r["status"] == "ok"]
     for r in measured:
         assert r["stats"]["min"] <= r["stats"]["median"] <= r["stats"]["max"]
         assert r["gflops"] > 0 and r["speedup_vs_seed"] > 0

@@ -156,7 +156,7 @@ def check_nonnegative_in(name, value, dtype, below=None):
         raise ValueError(f"{name} must be finite and >= 0, got {value}")
     if below is not None and not value < below:
         raise ValueError(f"{name} must be < {below}, got {value}")
-    if not np.isfinite(dtype.type(value)):
+    if value > float(np.finfo(dtype).max):
         raise ValueError(f"{name} = {value:g} overflows {dtype} (the dtype of W)")
     return dtype.type(value)
 
@@ -193,10 +193,10 @@ def check_sample_weight(sample_weight, n_samples, dtype):
         raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
     if weights.shape != (n_samples,):
         raise ValueError(f"sample_weight must have shape ({n_samples},), one weight per row, got {weights.shape}")
-    weights = np.ascontiguousarray(weights, dtype=dtype)
-    if not np.isfinite(weights).all() or (weights < 0).any():
+    as_float64 = weights.astype(np.float64, copy=False)
+    if not (np.isfinite(as_float64) & (as_float64 >= 0) & (as_float64 <= float(np.finfo(dtype).max))).all():
         raise ValueError(f"sample_weight must be finite and >= 0 (as a {dtype} like W)")
-    return weights
+    return np.ascontiguousarray(weights, dtype=dtype)
 
 
 def check_momentum(momentum, nesterov, velocity, W, b):

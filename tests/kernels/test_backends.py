@@ -4,7 +4,7 @@ without it, for every dtype and input kind."""
 import numpy as np
 import pytest
 
-from problems import INPUT_KINDS, assert_close, make_problem
+from problems import INPUT_KINDS, assert_close, make_problem, options_for_step, training_options
 
 BATCH_SIZE = 128
 
@@ -138,6 +138,139 @@ def test_ten_float64_epochs_match_reference(compiled_backend, reference, input_k
     np.testing.assert_allclose(result, expected, rtol=1e-8)
     np.testing.assert_allclose(W, W_ref, rtol=1e-8, atol=1e-8 * np.abs(W_ref).max())
     np.testing.assert_allclose(b, b_ref, rtol=1e-8, atol=1e-8 * np.abs(b_ref).max())
+
+
+# The training options together: k = 3 and 10 take the compiled kernels' narrow loops, 40 their GEMMs.
+OPTION_CLASS_COUNTS = [3, 10, 40]
+OPTION_EPOCHS = 3
+
+
+def copies(*arrays):
+    return [array.copy() for array in arrays]
+
+
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+@pytest.mark.parametrize("k", OPTION_CLASS_COUNTS, ids=lambda k: f"k{k}")
+def test_every_option_at_once_matches_the_reference(compiled_backend, reference, k, nesterov, dtype, input_kind):
+    X, y, W, b, scale = make_problem(300, 60, k, dtype, input_kind, seed=3)
+    options = training_options(X, W, b, BATCH_SIZE, nesterov)
+    first = slice(0, BATCH_SIZE)
+
+    penalty_and_weights = dict(alpha=options["alpha"], sample_weight=options["sample_weight"])
+    for got, want in zip(compiled_backend.loss_and_grad(X, y, W, b, scale, **penalty_and_weights),
+                         reference.loss_and_grad(X, y, W, b, scale, **penalty_and_weights)):
+        assert_close(got, want, dtype)
+
+    reference_options = options | dict(velocity=tuple(copies(*options["velocity"])))
+    W_ref, b_ref = copies(W, b)
+    W_step, b_step = copies(W, b)
+    step = compiled_backend.sgd_step(X[first], y[first], W_step, b_step, scale=scale, **options_for_step(options, first))
+    expected_step = reference.sgd_step(X[first], y[first], W_ref, b_ref, scale=scale,
+                                       **options_for_step(reference_options, first))
+    assert_close(step[0], expected_step[0], dtype)
+    assert step[1] == expected_step[1]
+    for trained, expected in zip([W_step, b_step, *options["velocity"]], [W_ref, b_ref, *reference_options["velocity"]]):
+        assert_close(trained, expected, dtype)
+
+    # Epochs go on from the step's weights and velocities, with a new falling schedule each epoch.
+    for epoch in range(OPTION_EPOCHS):
+        rates = options["lr"] / (1 + epoch)
+        result = compiled_backend.train_epoch(X, y, W_step, b_step, batch_size=BATCH_SIZE, scale=scale,
+                                              **options | dict(lr=rates))
+        expected = reference.train_epoch(X, y, W_ref, b_ref, batch_size=BATCH_SIZE, scale=scale,
+                                         **reference_options | dict(lr=rates))
+        assert_close(result[0], expected[0], dtype)
+    for trained, expected in zip([W_step, b_step, *options["velocity"]], [W_ref, b_ref, *reference_options["velocity"]]):
+        assert_close(trained, expected, dtype)
+
+
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+def test_train_epoch_with_every_option_equals_looped_sgd_step(backend, nesterov, dtype, input_kind):
+    X, y, W, b, scale = make_problem(300, 60, 10, dtype, input_kind, seed=4)
+    options = training_options(X, W, b, BATCH_SIZE, nesterov)
+    loop_options = options | dict(velocity=tuple(copies(*options["velocity"])))
+    W_loop, b_loop = copies(W, b)
+    loss, accuracy = backend.train_epoch(X, y, W, b, batch_size=BATCH_SIZE, scale=scale, **options)
+    batch_losses, n_correct = [], 0
+    for index, start in enumerate(range(0, len(y), BATCH_SIZE)):
+        rows = slice(start, start + BATCH_SIZE)
+        batch_loss, batch_correct = backend.sgd_step(
+            X[rows], y[rows], W_loop, b_loop, scale=scale,
+            **loop_options | dict(lr=options["lr"][index], sample_weight=options["sample_weight"][rows]))
+        batch_losses.append(batch_loss)
+        n_correct += batch_correct
+    for trained, looped in zip([W, b, *options["velocity"]], [W_loop, b_loop, *loop_options["velocity"]]):
+        np.testing.assert_array_equal(trained, looped)
+    assert loss == pytest.approx(np.mean(batch_losses), rel=1e-15)
+    assert accuracy == n_correct / len(y)
+
+
+def transcribed_sgd(X, y, W, b, rates, batch_size, scale, alpha, mu, nesterov, s, epochs):
+    """The issue's formulas, transcribed literally, in float64, a batch at a time; ``rates[epoch][batch]``.
+
+    Returns the weights, the velocities and every batch's data loss.
+    """
+    X = X.astype(np.float64) * scale
+    W, b = W.astype(np.float64), b.astype(np.float64)
+    VW, vb = np.zeros_like(W), np.zeros_like(b)
+    losses = []
+    for epoch in range(epochs):
+        for t, start in enumerate(range(0, len(y), batch_size)):
+            X_B, y_B, s_B = X[start:start + batch_size], y[start:start + batch_size], s[start:start + batch_size]
+            Z = X_B @ W + b
+            P = np.exp(Z - Z.max(axis=1, keepdims=True))
+            P /= P.sum(axis=1, keepdims=True)
+            Y = np.eye(W.shape[1])[y_B]
+            CE = -np.log(P[np.arange(len(y_B)), y_B])
+            losses.append(np.sum(s_B * CE) / len(y_B))
+            gW = X_B.T @ (s_B[:, None] * (P - Y)) / len(y_B) + alpha * W
+            gb = np.sum(s_B[:, None] * (P - Y), axis=0) / len(y_B)
+            VW = mu * VW + gW
+            vb = mu * vb + gb
+            W = W - rates[epoch][t] * (gW + mu * VW if nesterov else VW)
+            b = b - rates[epoch][t] * (gb + mu * vb if nesterov else vb)
+    return W, b, VW, vb, losses
+
+
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+def test_the_reference_is_the_transcribed_formulas_step_by_step_over_three_epochs(reference, nesterov, input_kind):
+    X, y, W, b, scale = make_problem(300, 30, 4, np.float64, input_kind, seed=5)
+    s = np.random.default_rng(5).uniform(0, 2, len(y))
+    n_batches = -(-len(y) // BATCH_SIZE)
+    rates = [np.linspace(0.5, 0.1, n_batches) / (1 + epoch) for epoch in range(OPTION_EPOCHS)]
+    expected_W, expected_b, expected_VW, expected_vb, expected_losses = transcribed_sgd(
+        X, y, W, b, rates, BATCH_SIZE, scale, 1e-2, 0.9, nesterov, s, OPTION_EPOCHS)
+    VW, vb = np.zeros_like(W), np.zeros_like(b)
+    losses = []
+    for epoch in range(OPTION_EPOCHS):
+        for t, start in enumerate(range(0, len(y), BATCH_SIZE)):
+            rows = slice(start, start + BATCH_SIZE)
+            losses.append(reference.sgd_step(X[rows], y[rows], W, b, rates[epoch][t], scale, alpha=1e-2, momentum=0.9,
+                                             nesterov=nesterov, velocity=(VW, vb), sample_weight=s[rows])[0])
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-12)
+    for got, want in ((W, expected_W), (b, expected_b), (VW, expected_VW), (vb, expected_vb)):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
+
+
+def test_no_penalty_no_momentum_and_unit_weights_are_plain_sgd_bit_for_bit(backend, dtype, input_kind):
+    X, y, W, b, scale = make_problem(300, 60, 10, dtype, input_kind, seed=6)
+    W_plain, b_plain = copies(W, b)
+    plain = backend.train_epoch(X, y, W_plain, b_plain, 0.2, BATCH_SIZE, scale)
+    explicit = backend.train_epoch(X, y, W, b, np.full(3, 0.2), BATCH_SIZE, scale, alpha=0.0, momentum=0.0,
+                                   sample_weight=np.ones(len(y)))
+    assert explicit == plain
+    np.testing.assert_array_equal(W, W_plain)
+    np.testing.assert_array_equal(b, b_plain)
+
+
+def test_a_weight_of_c_on_every_row_is_a_rate_c_times_larger(backend, dtype, input_kind):
+    X, y, W, b, scale = make_problem(300, 60, 10, dtype, input_kind, seed=7)
+    W_rate, b_rate = copies(W, b)
+    weighted = backend.train_epoch(X, y, W, b, 0.1, BATCH_SIZE, scale, sample_weight=np.full(len(y), 3.0))
+    faster = backend.train_epoch(X, y, W_rate, b_rate, 0.3, BATCH_SIZE, scale)
+    assert_close(weighted[0], 3 * faster[0], dtype)
+    assert_close(W, W_rate, dtype)
+    assert_close(b, b_rate, dtype)
 
 
 @pytest.mark.parametrize("shape_name", SHAPES)

@@ -49,22 +49,25 @@ def small_float64_batches(draw):
     return X, y, W, b
 
 
-@given(small_float64_batches(), st.sampled_from([1.0, 0.5]))
-def test_loss_and_grad_agrees_with_central_differences(backend, batch, scale):
+@given(small_float64_batches(), st.sampled_from([1.0, 0.5]), st.sampled_from([0.0, 0.3]), st.booleans())
+def test_loss_and_grad_agrees_with_central_differences(backend, batch, scale, alpha, weighted):
+    """The gradients are those of the objective ``loss + (alpha/2) * ||W||^2``, with or without row weights."""
     X, y, W, b = batch
-    _, dW, db = backend.loss_and_grad(X, y, W, b, scale)
+    sample_weight = np.linspace(0, 2, len(y)) if weighted else None
+    _, dW, db = backend.loss_and_grad(X, y, W, b, scale, alpha=alpha, sample_weight=sample_weight)
     h = 1e-6
 
-    def loss_at(W_at, b_at):
-        return backend.loss_and_grad(X, y, W_at, b_at, scale)[0]
+    def objective_at(W_at, b_at):
+        loss = backend.loss_and_grad(X, y, W_at, b_at, scale, sample_weight=sample_weight)[0]
+        return loss + alpha / 2 * np.sum(W_at**2)
 
     def central_difference(param, index):
         plus, minus = param.copy(), param.copy()
         plus[index] += h
         minus[index] -= h
         if param is W:
-            return (loss_at(plus, b) - loss_at(minus, b)) / (2 * h)
-        return (loss_at(W, plus) - loss_at(W, minus)) / (2 * h)
+            return (objective_at(plus, b) - objective_at(minus, b)) / (2 * h)
+        return (objective_at(W, plus) - objective_at(W, minus)) / (2 * h)
 
     numeric_dW = np.array([central_difference(W, i) for i in np.ndindex(W.shape)]).reshape(W.shape)
     numeric_db = np.array([central_difference(b, i) for i in np.ndindex(b.shape)])

@@ -1,21 +1,26 @@
 """A batch of SGD: forward pass, row-ordered sums, weight gradient and update; an epoch's batches; their scratch.
 
 It chooses between the narrow loops and the GEMMs (``_wide``), and so the
-weights' working layout (``_working_weights``). Its parallel stages split the
-work so that no sum depends on how it is shared among threads (see the
-package's docstring).
+weights' working layout (``_working_weights``), which the velocity of the
+momentum shares. The training options enter where the data already is: the
+row weights in the forward pass, the penalty and the momentum in the update of
+each weight right after its gradient (``_update_weight``). Its parallel stages
+split the work so that no sum depends on how it is shared among threads (see
+the package's docstring).
 
-Calls :mod:`._jit`, :mod:`._vectors`, :mod:`._rows`, :mod:`._narrow` and :mod:`._gemm`.
+Calls :mod:`._jit`, :mod:`._vectors`, :mod:`._rows`, :mod:`._narrow`, :mod:`._gemm` and :mod:`._update`.
 """
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
-from ._gemm import _gemm, _padded_classes
+from ._gemm import _gemm, _gemm_logits, _padded_classes
 from ._jit import NARROW_CLASSES, _kernel
 from ._narrow import (_class_slots, _gradient_vector_of_slots, _mask_groups, _narrow_logits, _packed_weights,
                       _unpack_weights)
 from ._rows import _argmax, _softmax_in_place
+from ._update import _update_weight
 from ._vectors import _aligned_zeros, _lanes
 
 # Rows per share of the forward pass among threads.
@@ -40,23 +45,25 @@ def _working_weights(W):
 
 
 @_kernel(parallel=True)
-def _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct):
-    """Forward pass of one batch ``X (n, d)``, chunks of ``ROW_CHUNK`` rows in parallel.
+def _forward_batch(X, y, Ww, b, scale, sample_weight, masks, G, row_loss, row_correct):
+    """Forward pass of one batch ``X (n, d)`` with row weights ``s = sample_weight (n,)``, chunks of ``ROW_CHUNK``
+    rows in parallel.
 
     ``Ww`` from ``_working_weights``. Fills ``G`` (``(n, m)``, ``m`` a whole
     number of vectors: ``_class_slots(k)`` rounded up, or ``kp`` like ``Ww``
     for the GEMM path; zeros past ``k``) with
-    ``d loss / d Z = (softmax(Z) - onehot(y)) / n``, ``row_loss (n,)``
-    float64 with each row's cross-entropy, ``row_correct (n,)`` with whether
-    its argmax is its label and, but for the GEMM path, ``masks (words, m)``,
-    ``m >= n`` a multiple of 64, with the rows' nonzero masks (``_row_masks``),
-    zeros in the columns from ``n`` on.
+    ``d loss / d Z = s * (softmax(Z) - onehot(y)) / n``, ``row_loss (n,)``
+    float64 with each row's cross-entropy times its weight, ``row_correct
+    (n,)`` with whether its argmax is its label and, but for the GEMM path,
+    ``masks (words, m)``, ``m >= n`` a multiple of 64, with the rows' nonzero
+    masks (``_row_masks``), zeros in the columns from ``n`` on. A weight of
+    1 changes no bit.
     """
     n = X.shape[0]
     k = b.shape[0]
     inv_n = G.dtype.type(1) / n
     if _wide(k):
-        _gemm(X, False, Ww, scale, G.dtype.type(0), b, G)
+        _gemm_logits(X, Ww, scale, b, G)
     else:
         masks[:, n:] = 0
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
@@ -67,15 +74,16 @@ def _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct):
         for i in range(start, stop):
             # The padding past k: -inf, whose softmax is 0, a gradient that adds nothing to the weights'
             # padding; the softmax then takes whole vectors, none partial.
-            z, label = G[i], y[i]
+            z, label, weight = G[i], y[i], sample_weight[i]
             z[k:] = -np.inf
             best = _argmax(z)
             row_correct[i] = best == label
             target = z[label]
-            row_loss[i] = _softmax_in_place(z, best) - target
+            row_loss[i] = np.float64(_softmax_in_place(z, best) - target) * np.float64(weight)
             z[label] -= 1
+            factor = weight * inv_n
             for c in range(z.shape[0]):
-                z[c] *= inv_n
+                z[c] *= factor
 
 
 @_kernel()
@@ -95,42 +103,56 @@ def _reduce_rows(G, row_loss, row_correct, db):
 
 
 @_kernel(parallel=True)
-def _weight_gradient(X, scale, masks, G, dW, lr, Ww, k):
-    """The weight gradient ``scale * X.T @ G[:, :k]`` into ``dW``; then, if ``lr > 0``, ``Ww -= lr * dW``.
+def _weight_gradient(X, scale, masks, G, dW, Ww, k, lr, alpha, momentum, nesterov, Vw):
+    """The data loss's weight gradient ``scale * X.T @ G[:, :k]`` into ``dW``; then, if ``lr > 0``, the SGD step
+    of ``Ww`` on it: ``Ww -= lr * dW``, or with ``alpha`` or ``momentum``, ``_update_weight`` (velocity ``Vw``).
 
-    ``X (n, d)``; ``Ww`` from ``_working_weights`` for ``k`` classes and ``dW``
-    in its layout; ``masks`` and ``G`` from ``_forward_batch``. With ``k <=
-    NARROW_CLASSES``, vectors of features in parallel, each one's update right
-    after its gradient (``_gradient_vector``), else a GEMM (``_gemm``; with
-    ``lr > 0`` it updates ``Ww`` as it goes and leaves ``dW`` alone).
+    ``X (n, d)``; ``Ww`` from ``_working_weights`` for ``k`` classes, and
+    ``dW`` and ``Vw`` (empty without momentum) in its layout; ``masks`` and
+    ``G`` from ``_forward_batch``. With ``k <= NARROW_CLASSES``, vectors of
+    features in parallel, each one's update right after its gradient
+    (``_gradient_vector``), else a GEMM (``_gemm``; with ``lr > 0`` it updates
+    ``Ww`` as it goes and leaves ``dW`` alone).
     """
     if _wide(k):
-        _gemm(X, True, G, scale, lr, np.zeros(k, dtype=G.dtype), Ww if lr > 0 else dW)
+        _gemm(X, True, G, scale, np.zeros(k, dtype=G.dtype), Ww if lr > 0 else dW, lr, alpha, momentum, nesterov,
+              Vw)
         return
+    plain = alpha == 0 and momentum == 0
     for vector in prange(Ww.shape[0]):
         # An intp, whether the loop's index is signed (as typed first) or not (in the parallel loop):
         # one specialisation, not two.
         v = np.intp(vector)
         _gradient_vector_of_slots(X, scale, masks, G, v, dW, k)
-        if lr > 0:
+        if lr > 0 and plain:
             weights, gradient = Ww[v], dW[v]
             for a in range(weights.shape[0]):
                 weights[a] -= lr * gradient[a]
+        elif lr > 0:
+            for a in range(Ww.shape[1]):
+                _update_weight(Ww, Vw, (v, a), dW[v, a], lr, alpha, momentum, nesterov)
 
 
 @_kernel()
-def _sgd_step(X, y, Ww, b, lr, scale, masks, G, row_loss, row_correct, dW, db):
-    """One SGD step on the batch ``X (n, d)``; ``Ww`` (from ``_working_weights``) and ``b`` in place.
+def _sgd_step(X, y, Ww, b, lr, scale, alpha, momentum, nesterov, Vw, vb, sample_weight, masks, G, row_loss,
+              row_correct, dW, db):
+    """One SGD step on the batch ``X (n, d)`` with row weights ``sample_weight (n,)``; ``Ww`` (from
+    ``_working_weights``), ``b`` and, with ``momentum > 0``, their velocities ``Vw`` (in ``Ww``'s layout) and
+    ``vb`` in place. The bias takes no penalty.
 
     ``masks``, ``G``, ``row_loss``, ``row_correct``, ``dW`` and ``db`` are
     scratch (see ``_batch_scratch``), ``G``, ``row_loss`` and ``row_correct``
     with ``n`` rows. Returns ``(loss, n_correct)``.
     """
-    _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct)
+    _forward_batch(X, y, Ww, b, scale, sample_weight, masks, G, row_loss, row_correct)
     loss, n_correct = _reduce_rows(G, row_loss, row_correct, db)
-    _weight_gradient(X, scale, masks, G, dW, lr, Ww, b.shape[0])
-    for c in range(b.shape[0]):
-        b[c] -= lr * db[c]
+    _weight_gradient(X, scale, masks, G, dW, Ww, b.shape[0], lr, alpha, momentum, nesterov, Vw)
+    if momentum == 0:
+        for c in range(b.shape[0]):
+            b[c] -= lr * db[c]
+    else:
+        for c in range(b.shape[0]):
+            _update_weight(b, vb, (c,), db[c], lr, b.dtype.type(0), momentum, nesterov)
     return loss, n_correct
 
 
@@ -157,14 +179,30 @@ def _batch_scratch(rows, W, Ww):
             _aligned_zeros(0 if wide else Ww.shape[0], Ww.shape[1], W.dtype), np.empty(k, dtype=W.dtype))
 
 
-@_kernel()
-def _train_batches(X, y, W, b, lr, batch_size, scale):
-    """SGD over ``X[i:i + batch_size]`` in order, ``W`` and ``b`` in place.
+def _rate(lr, batch):
+    """The learning rate of batch ``batch``: ``lr[batch]`` if ``lr`` is an array of one rate per batch, else
+    ``lr``, one rate for all (jitted code only)."""
 
+
+@overload(_rate)
+def _rate_of_type(lr, batch):
+    if isinstance(lr, types.Array):
+        return lambda lr, batch: lr[batch]
+    return lambda lr, batch: lr
+
+
+@_kernel()
+def _train_batches(X, y, W, b, lr, batch_size, scale, alpha, momentum, nesterov, VW, vb, sample_weight):
+    """SGD over ``X[i:i + batch_size]`` in order, ``W``, ``b`` and, with ``momentum > 0``, ``VW``, ``vb`` in place.
+
+    Batch ``i`` takes the rate ``_rate(lr, i)`` and the rows' weights of
+    ``sample_weight (n,)``. ``VW`` is trained in ``W``'s working layout, a
+    packed copy for the narrow path (empty, like ``VW``, without momentum).
     Returns ``(sum of batch losses, n_batches, n_correct)``.
     """
     n = X.shape[0]
     Ww = _working_weights(W)
+    Vw = _working_weights(VW)
     masks, G, row_loss, row_correct, dW, db = _batch_scratch(min(batch_size, n), W, Ww)
     loss_sum = 0.0
     n_batches = 0
@@ -173,12 +211,13 @@ def _train_batches(X, y, W, b, lr, batch_size, scale):
         stop = min(start + batch_size, n)
         rows = stop - start
         loss, batch_correct = _sgd_step(
-            X[start:stop], y[start:stop], Ww, b, lr, scale,
-            masks, G[:rows], row_loss[:rows], row_correct[:rows], dW, db,
+            X[start:stop], y[start:stop], Ww, b, _rate(lr, n_batches), scale, alpha, momentum, nesterov, Vw, vb,
+            sample_weight[start:stop], masks, G[:rows], row_loss[:rows], row_correct[:rows], dW, db,
         )
         loss_sum += loss
         n_correct += batch_correct
         n_batches += 1
     if not _wide(W.shape[1]):
         _unpack_weights(Ww, W)
+        _unpack_weights(Vw, VW)
     return loss_sum, n_batches, n_correct

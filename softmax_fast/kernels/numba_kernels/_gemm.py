@@ -8,15 +8,17 @@ at a time, each broadcast against a panel of four vectors of classes. Each
 thread takes one even share of the tiles (``_thread_count``), packs them a
 cache-sized block at a time, and every panel meets the whole block
 (``_gemm_block``): a panel is read from memory once per block, not once per
-tile.
+tile. In training, the store of a tile of the weight gradient updates those
+weights, with the penalty and the momentum (``_update_weight``).
 
-Calls :mod:`._jit` and :mod:`._vectors`.
+Calls :mod:`._jit`, :mod:`._vectors` and :mod:`._update`.
 """
 
 import numpy as np
 from numba import prange
 
 from ._jit import FLOAT32_LANES, VECTOR_BYTES, _kernel, _thread_count
+from ._update import _update_weight
 from ._vectors import _axpy_lanes, _lanes, _stack_array
 
 # A tile is GEMM_ROWS rows (logits) or features (gradient) by a panel: 24 vector
@@ -114,18 +116,21 @@ def _gemm_block(packed, B, c0, sums):
 
 
 @_kernel(parallel=True)
-def _gemm(X, features, B, scale, lr, add, out):
-    """``out[:, :m] = P + add``, or if ``lr > 0``, ``out[:, :m] -= lr * P``: ``P = scale * A @ B[:, :m]``, ``add (m,)``.
+def _gemm(X, features, B, scale, add, out, lr, alpha, momentum, nesterov, V):
+    """``out[:, :m] = P + add``, ``P = scale * A @ B[:, :m]``, ``add (m,)``; or if ``lr > 0``, an SGD step of the
+    weights ``out`` on their data gradient ``P``: ``_update_weight(out, V, ...)``, or without ``alpha`` and
+    ``momentum`` the plain ``out[:, :m] -= lr * P``.
 
     ``A`` is ``X (n, d)``, or with ``features``, ``X.T``: the logits
     (``B = W``) or the weight gradient (``B = G``, the rows' ``d loss / d
     Z``). ``B (depth, _)`` C-contiguous; its columns from its last whole
     panel on are read from a zero-padded copy, so that every load is a whole
     vector and none goes past ``B``; ``out`` has ``A``'s rows and at least
-    ``m`` columns.
+    ``m`` columns, and ``V`` is laid out like it (empty without momentum).
     Each thread takes an even share of the tiles of ``A``'s rows, packs them
     a block at a time (``_block_tiles``), and every panel of ``B`` meets the
-    whole block (``_gemm_block``); each sum runs over the depth in order.
+    whole block (``_gemm_block``); each sum runs over the depth in order, and
+    is stored (or its weight updated) when it is complete.
     """
     rows = X.shape[1] if features else X.shape[0]
     depth = B.shape[0]
@@ -138,6 +143,7 @@ def _gemm(X, features, B, scale, lr, add, out):
     tiles = (rows + GEMM_ROWS - 1) // GEMM_ROWS
     shares = min(_thread_count(), tiles)
     block_tiles = _block_tiles(depth, B.dtype)
+    plain = alpha == 0 and momentum == 0
     for share in prange(shares):
         start_tile, stop_tile = share * tiles // shares, (share + 1) * tiles // shares
         packed = np.empty((min(block_tiles, stop_tile - start_tile), depth * GEMM_ROWS), dtype=B.dtype)
@@ -155,7 +161,16 @@ def _gemm(X, features, B, scale, lr, add, out):
                     for r in range(min(GEMM_ROWS, rows - r0)):
                         for c in range(min(panel, m - c0)):
                             product = sums[tile, r * panel + c] * scale
-                            if lr > 0:
+                            if not lr > 0:
+                                out[r0 + r, c0 + c] = product + add[c0 + c]
+                            elif plain:
                                 out[r0 + r, c0 + c] -= lr * product
                             else:
-                                out[r0 + r, c0 + c] = product + add[c0 + c]
+                                _update_weight(out, V, (r0 + r, c0 + c), product, lr, alpha, momentum, nesterov)
+
+
+@_kernel()
+def _gemm_logits(X, W, scale, b, Z):
+    """``Z[:, :k] = X * scale @ W + b`` by ``_gemm``: ``X (n, d)``, ``W (d, k)`` and ``Z (n, _)`` C-contiguous."""
+    zero = W.dtype.type(0)
+    _gemm(X, False, W, scale, b, Z, zero, zero, zero, False, np.empty((0, 0), dtype=W.dtype))

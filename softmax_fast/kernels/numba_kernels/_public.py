@@ -1,6 +1,12 @@
 """The seven public kernels, which the package re-exports (its docstring states their contract), and
 ``_logits_of_rows``, the logits that the two predictions share.
 
+The training options are trailing parameters with defaults, for users' own
+``@njit`` code; ``_options`` turns them into the arguments that
+:mod:`softmax_fast.kernels` always passes (scalars of ``W``'s dtype, empty
+velocities without momentum, row weights of ones), so that a call from there
+compiles one specialisation per pair of dtypes.
+
 Calls :mod:`._jit`, :mod:`._rows`, :mod:`._narrow`, :mod:`._gemm` and :mod:`._batch`.
 """
 
@@ -9,7 +15,7 @@ from numba import prange
 
 from ._batch import (ROW_CHUNK, _batch_scratch, _forward_batch, _reduce_rows, _train_batches, _weight_gradient, _wide,
                      _working_weights)
-from ._gemm import _gemm
+from ._gemm import _gemm_logits
 from ._jit import _kernel
 from ._narrow import _mask_groups, _narrow_logits, _unpack_weights
 from ._rows import _argmax, _exp_in_place, _softmax_in_place
@@ -42,32 +48,73 @@ def cross_entropy(Z, y):
 
 
 @_kernel()
-def loss_and_grad(X, y, W, b, scale):
-    """``(mean loss, dW (d, k), db (k,))`` of the batch ``X * scale (n, d)``; ``W``, ``b`` unchanged."""
+def _row_weights(sample_weight, X, W):
+    """``sample_weight``, or ones ``(n,)`` of ``W``'s dtype if it is None (a branch Numba prunes by type)."""
+    if sample_weight is None:
+        return np.ones(X.shape[0], dtype=W.dtype)
+    return sample_weight
+
+
+@_kernel()
+def _options(X, W, alpha, momentum, nesterov, VW, vb, sample_weight):
+    """``(alpha, momentum, nesterov, VW, vb, sample_weight)`` as :mod:`softmax_fast.kernels` passes them.
+
+    ``alpha`` and ``momentum`` as scalars of ``W``'s dtype (unchanged if they
+    are), ``nesterov`` a bool, empty ``VW (0, 0)`` and ``vb (0,)`` for None
+    (momentum needs them: a ValueError), ``sample_weight`` ones for None.
+    """
+    dtype = W.dtype.type
+    weights = _row_weights(sample_weight, X, W)
+    if VW is None:
+        if momentum > 0:
+            raise ValueError("momentum > 0 needs the velocities VW and vb")
+        return (dtype(alpha), dtype(momentum), bool(nesterov), np.empty((0, 0), dtype=W.dtype),
+                np.empty(0, dtype=W.dtype), weights)
+    return dtype(alpha), dtype(momentum), bool(nesterov), VW, vb, weights
+
+
+@_kernel()
+def loss_and_grad(X, y, W, b, scale, alpha=0.0, sample_weight=None):
+    """``(loss, gW (d, k), gb (k,))`` of the batch ``X * scale (n, d)``: its data loss, weighted by the rows'
+    ``sample_weight``, and the gradients of that plus ``alpha / 2 * ||W||^2``; ``W``, ``b`` unchanged."""
+    weights = _row_weights(sample_weight, X, W)
     Ww = _working_weights(W)
     masks, G, row_loss, row_correct, dW, db = _batch_scratch(X.shape[0], W, Ww)
-    _forward_batch(X, y, Ww, b, scale, masks, G, row_loss, row_correct)
+    _forward_batch(X, y, Ww, b, scale, weights, masks, G, row_loss, row_correct)
     loss, _ = _reduce_rows(G, row_loss, row_correct, db)
     gradient = np.empty_like(W)
-    if _wide(W.shape[1]):
-        _weight_gradient(X, scale, masks, G, gradient, W.dtype.type(0), Ww, W.shape[1])
-        return loss, gradient, db
-    _weight_gradient(X, scale, masks, G, dW, W.dtype.type(0), Ww, W.shape[1])
-    _unpack_weights(dW, gradient)
+    wide = _wide(W.shape[1])
+    # A rate of 0: the gradient alone, no step (and no velocity).
+    zero = W.dtype.type(0)
+    _weight_gradient(X, scale, masks, G, gradient if wide else dW, Ww, W.shape[1], zero, zero, zero, False,
+                     np.empty((0, 0), dtype=W.dtype))
+    if not wide:
+        _unpack_weights(dW, gradient)
+    # The penalty's gradient: one pass over the new array (training fuses it into the update instead).
+    penalty = W.dtype.type(alpha)
+    if penalty > 0:
+        for j in range(W.shape[0]):
+            for c in range(W.shape[1]):
+                gradient[j, c] += penalty * W[j, c]
     return loss, gradient, db
 
 
 @_kernel()
-def sgd_step(X, y, W, b, lr, scale):
-    """One SGD step on the batch ``X (n, d)``, ``W`` and ``b`` in place; ``(mean loss, n_correct)``."""
-    loss, _, n_correct = _train_batches(X, y, W, b, lr, X.shape[0], scale)
+def sgd_step(X, y, W, b, lr, scale, alpha=0.0, momentum=0.0, nesterov=False, VW=None, vb=None,
+             sample_weight=None):
+    """One SGD step on the batch ``X (n, d)``, ``W``, ``b`` (and ``VW``, ``vb``) in place; ``(loss, n_correct)``."""
+    loss, _, n_correct = _train_batches(X, y, W, b, lr, X.shape[0], scale,
+                                        *_options(X, W, alpha, momentum, nesterov, VW, vb, sample_weight))
     return loss, n_correct
 
 
 @_kernel()
-def train_epoch(X, y, W, b, lr, batch_size, scale):
-    """SGD over ``X[i:i + batch_size]`` in order, ``W``, ``b`` in place; ``(mean batch loss, accuracy)``."""
-    loss_sum, n_batches, n_correct = _train_batches(X, y, W, b, lr, batch_size, scale)
+def train_epoch(X, y, W, b, lr, batch_size, scale, alpha=0.0, momentum=0.0, nesterov=False, VW=None, vb=None,
+                sample_weight=None):
+    """SGD over ``X[i:i + batch_size]`` in order, ``lr`` a rate or one per batch, ``W``, ``b`` (and ``VW``,
+    ``vb``) in place; ``(mean batch loss, accuracy)``."""
+    loss_sum, n_batches, n_correct = _train_batches(X, y, W, b, lr, batch_size, scale,
+                                                    *_options(X, W, alpha, momentum, nesterov, VW, vb, sample_weight))
     return loss_sum / n_batches, n_correct / X.shape[0]
 
 
@@ -78,7 +125,7 @@ def _logits_of_rows(X, W, b, scale):
     Ww = _working_weights(W)
     Z = np.empty((n, W.shape[1]), dtype=W.dtype)
     if _wide(W.shape[1]):
-        _gemm(X, False, Ww, scale, Z.dtype.type(0), b, Z)
+        _gemm_logits(X, Ww, scale, b, Z)
         return Z
     masks = np.empty(((_mask_groups(d, W.dtype) + 63) // 64, n), dtype=np.uint64)
     for chunk in prange((n + ROW_CHUNK - 1) // ROW_CHUNK):

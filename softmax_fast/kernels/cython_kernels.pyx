@@ -19,9 +19,13 @@ identical for any ``n_threads``.
 Up to ``SF_CLASS_BLOCK`` (16) classes, MNIST's case, the weights are copied
 into a scratch ``Wt (k, dp)``, transposed so that the C loops run their
 vectors along the features, each class's row padded with zeros to ``dp``
-features (whole vector registers), and copied back when a call returns. With
-more classes the C loops are GEMMs on ``W (d, k)`` in place. Either way the
-gradient updates the weights as it is produced.
+features (whole vector registers), and copied back when a call returns; the
+momentum's velocities ``Vt`` alike. With more classes the C loops are GEMMs
+on ``W (d, k)`` and the velocities ``V (d, k)`` in place. Either way the
+gradient updates the weights as it is produced, the penalty and the momentum
+fused into that pass (the steps of ``hot_loops/steps.h``); sample weights
+scale the rows of the logits' gradient and their losses once the rows are
+finished. With every option at its default the step is the plain SGD update.
 
 Fused types: ``floating`` is the dtype of ``W`` and ``b`` (float32/float64) and
 ``features_t`` the dtype of ``X``; the Python layer only lets ``X`` be uint8 or

@@ -19,9 +19,13 @@ identical for any ``n_threads``.
 Up to ``SF_CLASS_BLOCK`` (16) classes, MNIST's case, the weights are copied
 into a scratch ``Wt (k, dp)``, transposed so that the C loops run their
 vectors along the features, each class's row padded with zeros to ``dp``
-features (whole vector registers), and copied back when a call returns. With
-more classes the C loops are GEMMs on ``W (d, k)`` in place. Either way the
-gradient updates the weights as it is produced.
+features (whole vector registers), and copied back when a call returns; the
+momentum's velocities ``Vt`` alike. With more classes the C loops are GEMMs
+on ``W (d, k)`` and the velocities ``V (d, k)`` in place. Either way the
+gradient updates the weights as it is produced, the penalty and the momentum
+fused into that pass (the steps of ``hot_loops/steps.h``); sample weights
+scale the rows of the logits' gradient and their losses once the rows are
+finished. With every option at its default the step is the plain SGD update.
 
 Fused types: ``floating`` is the dtype of ``W`` and ``b`` (float32/float64) and
 ``features_t`` the dtype of ``X``; the Python layer only lets ``X`` be uint8 or
@@ -31,7 +35,7 @@ the weights' own dtype through.
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport uint64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -91,6 +95,14 @@ cdef extern from *:
     void sf_aligned_free(void *p) noexcept nogil
 
 cdef extern from "hot_loops.h" nogil:
+    # What the weight gradient does to the weights (hot_loops/steps.h).
+    enum sf_step:
+        SF_GRADIENT
+        SF_GRADIENT_PENALIZED
+        SF_SGD
+        SF_SGD_PENALIZED
+        SF_MOMENTUM
+        SF_NESTEROV
     const int SF_CLASS_BLOCK
     const int SF_GEMM_ROWS
     const int SF_FEATURE_TILE
@@ -143,32 +155,64 @@ cdef inline void _share(Py_ssize_t n, int part, int n_parts, Py_ssize_t granule,
     stop[0] = min(n, granules * (part + 1) // n_parts * granule)
 
 
+cdef inline void _weigh_rows(floating *G, Py_ssize_t n, Py_ssize_t ldg, Py_ssize_t k, const floating *weights,
+                             double *row_loss) noexcept nogil:
+    """Row ``i`` of ``G`` (``n`` rows ``ldg`` apart, ``k`` classes) and ``row_loss[i]`` times ``weights[i]``: the
+    rows' sample weights, exact for weights of 1."""
+    cdef Py_ssize_t i, c
+    for i in range(n):
+        row_loss[i] *= weights[i]
+        for c in range(k):
+            G[i * ldg + c] *= weights[i]
+
+
+cdef inline void _step_bias(floating *b, floating *vb, const floating *db, Py_ssize_t k, int step, floating lr,
+                            floating momentum) noexcept nogil:
+    """The SGD step of ``b (k,)`` by its gradient ``db``, with the velocities ``vb`` for the momentum steps: the
+    weights' ``step`` (``hot_loops/steps.h``) without the penalty, which spares the bias."""
+    cdef Py_ssize_t c
+    if step == SF_MOMENTUM or step == SF_NESTEROV:
+        for c in range(k):
+            vb[c] = momentum * vb[c] + db[c]
+            b[c] -= lr * (db[c] + momentum * vb[c] if step == SF_NESTEROV else vb[c])
+    elif step != SF_GRADIENT and step != SF_GRADIENT_PENALIZED:
+        for c in range(k):
+            b[c] -= lr * db[c]
+
+
 cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d,
-                      Py_ssize_t k, floating *weights, Py_ssize_t ldw, floating *b, floating lr,
-                      floating scale, Py_ssize_t batch_size, bint update, uint64_t *masks,
-                      Py_ssize_t ldm, floating *G, Py_ssize_t ldg, double *row_loss, unsigned char *row_correct,
-                      floating *gradient, floating *db, floating *scratch, Py_ssize_t thread_scratch,
-                      double *loss_sum, Py_ssize_t *n_correct) noexcept nogil:
+                      Py_ssize_t k, floating *weights, floating *velocities, Py_ssize_t ldw, floating *b,
+                      floating *vb, const floating *rates, Py_ssize_t rate_step, floating scale, floating alpha,
+                      floating momentum, const floating *sample_weight, Py_ssize_t batch_size, int step,
+                      uint64_t *masks, Py_ssize_t ldm, floating *G, Py_ssize_t ldg, double *row_loss,
+                      unsigned char *row_correct, floating *gradient, floating *db, floating *scratch,
+                      Py_ssize_t thread_scratch, double *loss_sum, Py_ssize_t *n_correct) noexcept nogil:
     """One thread's share of SGD over the batches ``X[i:i + batch_size]``, in an OpenMP team.
 
     Up to ``SF_CLASS_BLOCK`` classes, ``weights`` is ``Wt (k, ldw)``, the
-    weights transposed and padded; with more, ``weights`` is ``W (d, k)``
-    itself. ``b (ldg,)`` is the bias, zero past ``k``. ``G (rows, ldg)``,
-    ``row_loss`` and ``row_correct`` have ``rows = min(batch_size, n)``
-    rows; ``masks`` (narrow case) holds their nonzero masks,
-    ``sf_mask_words(d)`` columns of ``ldm >= sf_mask_rows(rows)`` words;
-    ``db`` is ``(k,)``; ``scratch`` holds ``thread_scratch`` values per
-    thread (GEMM case). Every thread calls this with the same arguments.
-    With ``update`` false (one batch, for ``loss_and_grad``) the weights
-    stay, the gradient of the mean loss goes to ``gradient`` (``dWt (k,
-    ldw)``, or ``dW (d, k)`` with many classes) and ``G.sum(0)`` to ``db``.
-    Thread 0 adds each batch's mean loss to ``loss_sum`` and its right
-    predictions to ``n_correct``.
+    weights transposed and padded, and ``velocities`` ``Vt`` alike; with
+    more, they are ``W (d, k)`` and ``V (d, k)`` themselves (``velocities``
+    and ``vb`` are ``NULL`` for the steps without). ``b (ldg,)`` is the bias,
+    zero past ``k``. Batch ``i`` takes the rate ``rates[i * rate_step]``.
+    ``G (rows, ldg)``, ``row_loss`` and ``row_correct`` have ``rows =
+    min(batch_size, n)`` rows; ``masks`` (narrow case) holds their nonzero
+    masks, ``sf_mask_words(d)`` columns of ``ldm >= sf_mask_rows(rows)``
+    words; ``db`` is ``(k,)``; ``scratch`` holds ``thread_scratch`` values
+    per thread (GEMM case). Every thread calls this with the same arguments.
+    ``step`` (``hot_loops/steps.h``) says what the gradient does, fused into
+    the pass that computes it: with an update, the weights (and their
+    velocities) take the step; without one (one batch, for
+    ``loss_and_grad``) they stay, the gradient goes to ``gradient`` (``dWt
+    (k, ldw)``, or ``dW (d, k)`` with many classes, holding the weights on
+    entry for the penalty) and ``G.sum(0)`` to ``db``. ``sample_weight``
+    (``NULL``: ones) weighs the rows of ``G`` and their losses. Thread 0
+    adds each batch's loss to ``loss_sum`` and its right predictions to
+    ``n_correct``.
     """
     cdef int thread = sf_thread_number(), n_threads = sf_team_size()
     cdef bint wide = k > SF_CLASS_BLOCK
-    cdef Py_ssize_t start = 0, rows, first, stop, i, j, c
-    cdef floating inv_n
+    cdef Py_ssize_t start = 0, batch_index = 0, rows, first, stop, i, j, c
+    cdef floating inv_n, lr
     cdef double batch_loss
     cdef const features_t *batch
     cdef floating *own_scratch = scratch + thread * thread_scratch
@@ -176,11 +220,13 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
     cdef Py_ssize_t row_granule = SF_GEMM_ROWS if wide else 1
     cdef Py_ssize_t feature_tile = SF_GEMM_ROWS if wide else SF_FEATURE_TILE, tile_stop, fetch_bytes, fetched
     cdef const char *fetch = NULL
+    cdef bint update = step != SF_GRADIENT and step != SF_GRADIENT_PENALIZED
     cdef floating *out = weights if update else gradient
     while start < n:
         rows = min(batch_size, n - start)
         batch = X + start * d
         inv_n = (<floating> 1) / rows
+        lr = rates[batch_index * rate_step] if update else 0
         _share(rows, thread, n_threads, row_granule, &first, &stop)
         if wide:
             _gemm_logits(batch + first * d, stop - first, d, weights, k, G + first * ldg, ldg, own_scratch)
@@ -190,6 +236,8 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
                         G + first * ldg, ldg)
         _finish_rows(G + first * ldg, stop - first, ldg, k, y + start + first, b, scale, inv_n, row_loss + first,
                      row_correct + first)
+        if sample_weight != NULL:
+            _weigh_rows(G + first * ldg, stop - first, ldg, k, sample_weight + start + first, row_loss + first)
         sf_barrier()
 
         # The next batch's rows come from memory while this one's gradient is computed, a slice after each
@@ -205,9 +253,11 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
         while j < stop:
             tile_stop = min(stop, j + feature_tile)
             if wide:
-                _gemm_weight_gradient(batch, rows, d, j, tile_stop, G, ldg, k, lr, scale, update, out, own_scratch)
+                _gemm_weight_gradient(batch, rows, d, j, tile_stop, G, ldg, k, step, lr, scale, alpha, momentum,
+                                      out, velocities, own_scratch)
             else:
-                _weight_gradient(batch, masks, ldm, rows, d, j, tile_stop, G, ldg, k, lr, scale, update, out, ldw)
+                _weight_gradient(batch, masks, ldm, rows, d, j, tile_stop, G, ldg, k, step, lr, scale, alpha,
+                                 momentum, out, velocities, ldw)
             if fetch_bytes > 0:
                 sf_prefetch(fetch + fetched, fetch_bytes * (tile_stop - first) // (stop - first) - fetched)
                 fetched = fetch_bytes * (tile_stop - first) // (stop - first)
@@ -224,11 +274,10 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
             for i in range(rows):
                 for c in range(k):
                     db[c] += G[i * ldg + c]
-            if update:
-                for c in range(k):
-                    b[c] -= lr * db[c]
+            _step_bias(b, vb, db, k, step, lr, momentum)
         sf_barrier()
         start += rows
+        batch_index += 1
 
 
 cdef inline int _check_sizes(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, Py_ssize_t batch_size,
@@ -249,6 +298,27 @@ cdef inline int _check_labels(const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t k) n
     return SF_OK
 
 
+cdef inline int _check_options(floating alpha, floating momentum, bint nesterov, const floating *VW,
+                               const floating *vb) noexcept nogil:
+    """``SF_OK``, or ``SF_ERROR_ARGUMENT`` if ``alpha`` is negative (or NaN), ``momentum`` outside ``[0, 1)``,
+    ``momentum > 0`` without both velocities, or ``nesterov`` without momentum."""
+    if not alpha >= 0 or not 0 <= momentum < 1 or (momentum > 0 and (VW == NULL or vb == NULL)):
+        return SF_ERROR_ARGUMENT
+    if nesterov and momentum == 0:
+        return SF_ERROR_ARGUMENT
+    return SF_OK
+
+
+cdef inline int _step_of(bint update, floating alpha, floating momentum, bint nesterov) noexcept nogil:
+    """The step of the weight-gradient loops (``hot_loops/steps.h``) for these options: today's plain ``SF_SGD``
+    (or ``SF_GRADIENT`` without an update) when every option is at its default."""
+    if not update:
+        return SF_GRADIENT_PENALIZED if alpha != 0 else SF_GRADIENT
+    if momentum != 0:
+        return SF_NESTEROV if nesterov else SF_MOMENTUM
+    return SF_SGD_PENALIZED if alpha != 0 else SF_SGD
+
+
 cdef floating *_transposed_weights(const floating *W, Py_ssize_t d, Py_ssize_t k, Py_ssize_t dp) noexcept nogil:
     """``W (d, k)`` copied into new aligned ``Wt (k, dp)``, each row zero-padded; ``NULL`` if out of memory."""
     cdef floating *Wt = <floating *> sf_aligned_malloc(k * dp * sizeof(floating))
@@ -261,26 +331,37 @@ cdef floating *_transposed_weights(const floating *W, Py_ssize_t d, Py_ssize_t k
 
 
 cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
-              floating *W, floating *b, floating lr, Py_ssize_t batch_size, floating scale, int n_threads,
-              bint update, double *loss_sum, Py_ssize_t *n_correct, floating *dW, floating *db) noexcept nogil:
+              floating *W, floating *b, const floating *rates, Py_ssize_t rate_step, Py_ssize_t batch_size,
+              floating scale, floating alpha, floating momentum, bint nesterov, floating *VW, floating *vb,
+              const floating *sample_weight, int n_threads, bint update, double *loss_sum, Py_ssize_t *n_correct,
+              floating *dW, floating *db) noexcept nogil:
     """SGD over the batches ``X[i:i + batch_size]`` of ``X (n, d)`` on ``n_threads`` threads.
 
-    With ``update``, ``W (d, k)`` and ``b (k,)`` are trained in place; without
-    it (one batch, for ``loss_and_grad``) they stay, and the gradient of the
-    batch's mean loss goes to ``dW (d, k)`` and ``db (k,)``. ``loss_sum``
-    receives the sum of the batches' mean losses, ``n_correct`` the rows
+    With ``update``, ``W (d, k)`` and ``b (k,)`` are trained in place, batch
+    ``i`` at the rate ``rates[i * rate_step]``, with the options of
+    ``reference.sgd_step``: the penalty ``alpha``, the ``momentum`` (and
+    ``nesterov``) on the velocities ``VW (d, k)`` and ``vb (k,)``, updated in
+    place (``NULL`` without momentum), and the rows' ``sample_weight``
+    (``NULL``: ones). Without it (one batch, for ``loss_and_grad``; ``rates``
+    and the momentum unused) they stay, and the gradient of the batch's
+    objective goes to ``dW (d, k)`` and ``db (k,)``. ``loss_sum`` receives
+    the sum of the batches' (weighted) losses, ``n_correct`` the rows
     predicted right before their batch's update. Returns ``SF_OK``, or an
     error code with nothing modified.
     """
     cdef int status = _check_sizes(n, d, k, batch_size, n_threads)
     if status == SF_OK:
+        status = _check_options(alpha, momentum, nesterov, VW, vb)
+    if status == SF_OK:
         status = _check_labels(y, n, k)
     if status != SF_OK:
         return status
     cdef bint wide = k > SF_CLASS_BLOCK
+    cdef int step = _step_of(update, alpha, momentum, nesterov)
+    cdef bint moving = step == SF_MOMENTUM or step == SF_NESTEROV
     cdef Py_ssize_t rows = min(batch_size, n), i, j, c
-    # Narrow: the weights transposed, rows ldw apart; GEMM: W as it is. G's rows (and the bias's working copy)
-    # hold whole vectors for the rows' finishing, whole panels for the GEMM.
+    # Narrow: the weights (and velocities) transposed, rows ldw apart; GEMM: W (and V) as they are. G's rows (and
+    # the bias's working copy) hold whole vectors for the rows' finishing, whole panels for the GEMM.
     cdef Py_ssize_t ldw = k if wide else sf_whole_vectors(d, sizeof(floating))
     cdef Py_ssize_t ldg = (sf_gemm_padded_classes(k, sizeof(floating)) if wide
                            else sf_whole_vectors(k, sizeof(floating)))
@@ -290,9 +371,12 @@ cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t
     cdef Py_ssize_t thread_scratch = max(sf_gemm_logits_scratch(share_rows, d, sizeof(floating)),
                                          sf_gemm_gradient_scratch(rows, sizeof(floating))) if wide else 0
     cdef floating *weights = W if wide else _transposed_weights(W, d, k, ldw)
-    # Without update, the gradient's output: dW itself, or dWt (k, ldw) to be copied into it.
-    cdef floating *gradient = NULL if update else (dW if wide else
-                                                   <floating *> sf_aligned_malloc(k * ldw * sizeof(floating)))
+    cdef floating *velocities = NULL
+    if moving:
+        velocities = VW if wide else _transposed_weights(VW, d, k, ldw)
+    # Without update, the gradient's output: dW itself, or dWt (k, ldw) to be copied into it; either starts as
+    # the weights, which the penalty reads.
+    cdef floating *gradient = NULL if update else (dW if wide else _transposed_weights(W, d, k, ldw))
     cdef floating *G = <floating *> sf_aligned_malloc(rows * ldg * sizeof(floating))
     cdef floating *scratch = <floating *> sf_aligned_malloc(max(1, n_threads * thread_scratch) * sizeof(floating))
     cdef floating *bias = <floating *> sf_aligned_malloc(ldg * sizeof(floating))
@@ -301,8 +385,9 @@ cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t
     cdef uint64_t *masks = <uint64_t *> sf_aligned_malloc(ldm * sf_mask_words(d) * sizeof(uint64_t))
     cdef double *row_loss = <double *> sf_aligned_malloc(rows * sizeof(double))
     cdef unsigned char *row_correct = <unsigned char *> sf_aligned_malloc(rows)
-    if (weights == NULL or (gradient == NULL and not update) or G == NULL or scratch == NULL
-            or bias == NULL or db_batch == NULL or masks == NULL or row_loss == NULL or row_correct == NULL):
+    if (weights == NULL or (velocities == NULL and moving) or (gradient == NULL and not update) or G == NULL
+            or scratch == NULL or bias == NULL or db_batch == NULL or masks == NULL or row_loss == NULL
+            or row_correct == NULL):
         status = SF_ERROR_NO_MEMORY
     else:
         # The GEMM reads G's padding columns, and sf_active_rows whole columns of masks: zeros.
@@ -311,15 +396,20 @@ cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t
         memset(bias, 0, ldg * sizeof(floating))
         for c in range(k):
             bias[c] = b[c]
+        if wide and step == SF_GRADIENT_PENALIZED:
+            memcpy(dW, W, d * k * sizeof(floating))
         loss_sum[0] = 0
         n_correct[0] = 0
         with parallel(num_threads=n_threads):
-            _sgd_worker(X, y, n, d, k, weights, ldw, bias, lr, scale, batch_size, update, masks, ldm, G, ldg,
-                        row_loss, row_correct, gradient, db_batch, scratch, thread_scratch, loss_sum, n_correct)
+            _sgd_worker(X, y, n, d, k, weights, velocities, ldw, bias, vb, rates, rate_step, scale, alpha,
+                        momentum, sample_weight, batch_size, step, masks, ldm, G, ldg, row_loss, row_correct,
+                        gradient, db_batch, scratch, thread_scratch, loss_sum, n_correct)
         for j in range(d if not wide else 0):
             for c in range(k):
                 if update:
                     W[j * k + c] = weights[c * ldw + j]
+                    if moving:
+                        VW[j * k + c] = velocities[c * ldw + j]
                 else:
                     dW[j * k + c] = gradient[c * ldw + j]
         for c in range(k):
@@ -329,6 +419,7 @@ cdef int _sgd(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t
                 db[c] = db_batch[c]
     if not wide:
         sf_aligned_free(weights)
+        sf_aligned_free(velocities)
         sf_aligned_free(gradient)
     sf_aligned_free(G)
     sf_aligned_free(scratch)
@@ -437,30 +528,37 @@ cdef int _predict(const features_t *X, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
 
 
 cdef int _loss_and_grad(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
-                        const floating *W, const floating *b, floating scale, int n_threads, double *loss,
-                        floating *dW, floating *db) noexcept nogil:
-    """The mean loss of the batch ``X (n, d)`` and its gradient ``dW (d, k)``, ``db (k,)``; a status."""
+                        const floating *W, const floating *b, floating scale, floating alpha,
+                        const floating *sample_weight, int n_threads, double *loss, floating *dW,
+                        floating *db) noexcept nogil:
+    """The loss of the batch ``X (n, d)`` and the gradient of its objective ``dW (d, k)``, ``db (k,)``; a status."""
     cdef Py_ssize_t n_correct
     # Without an update _sgd only reads W and b.
-    return _sgd(X, y, n, d, k, <floating *> W, <floating *> b, 0, n, scale, n_threads, False, loss, &n_correct,
-                dW, db)
+    return _sgd(X, y, n, d, k, <floating *> W, <floating *> b, NULL, 0, n, scale, alpha, 0, False, NULL, NULL,
+                sample_weight, n_threads, False, loss, &n_correct, dW, db)
 
 
 cdef int _sgd_step(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
-                   floating *W, floating *b, floating lr, floating scale, int n_threads, double *loss,
-                   Py_ssize_t *n_correct) noexcept nogil:
-    """One SGD step on the batch ``X (n, d)``, ``W`` and ``b`` in place; its mean loss and right predictions."""
-    return _sgd(X, y, n, d, k, W, b, lr, n, scale, n_threads, True, loss, n_correct, NULL, NULL)
+                   floating *W, floating *b, floating lr, floating scale, floating alpha, floating momentum,
+                   bint nesterov, floating *VW, floating *vb, const floating *sample_weight, int n_threads,
+                   double *loss, Py_ssize_t *n_correct) noexcept nogil:
+    """One SGD step on the batch ``X (n, d)``, ``W``, ``b`` (and the velocities) in place; its loss and right
+    predictions."""
+    return _sgd(X, y, n, d, k, W, b, &lr, 0, n, scale, alpha, momentum, nesterov, VW, vb, sample_weight, n_threads,
+                True, loss, n_correct, NULL, NULL)
 
 
 cdef int _train_epoch(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
-                      floating *W, floating *b, floating lr, Py_ssize_t batch_size, floating scale, int n_threads,
-                      double *mean_loss, double *accuracy) noexcept nogil:
-    """SGD over ``X[i:i + batch_size]`` in place; the mean of the batch losses and the accuracy before updates."""
+                      floating *W, floating *b, const floating *rates, Py_ssize_t rate_step, Py_ssize_t batch_size,
+                      floating scale, floating alpha, floating momentum, bint nesterov, floating *VW, floating *vb,
+                      const floating *sample_weight, int n_threads, double *mean_loss,
+                      double *accuracy) noexcept nogil:
+    """SGD over ``X[i:i + batch_size]`` in place, batch ``i`` at ``rates[i * rate_step]``; the mean of the batch
+    losses and the accuracy before updates."""
     cdef double loss_sum
     cdef Py_ssize_t n_correct
-    cdef int status = _sgd(X, y, n, d, k, W, b, lr, batch_size, scale, n_threads, True, &loss_sum, &n_correct,
-                           NULL, NULL)
+    cdef int status = _sgd(X, y, n, d, k, W, b, rates, rate_step, batch_size, scale, alpha, momentum, nesterov, VW,
+                           vb, sample_weight, n_threads, True, &loss_sum, &n_correct, NULL, NULL)
     if status == SF_OK:
         mean_loss[0] = loss_sum / ((n + batch_size - 1) // batch_size)
         accuracy[0] = <double> n_correct / n
@@ -482,7 +580,7 @@ cdef object _raise_for(int status):
     if status == SF_ERROR_LABEL:
         raise ValueError("y holds a label outside 0..n_classes-1")
     if status == SF_ERROR_ARGUMENT:
-        raise ValueError("an array is empty, or batch_size or n_threads is below 1")
+        raise ValueError("an array is empty, batch_size or n_threads is below 1, or an option is out of range")
 
 
 def softmax(const floating[:, ::1] Z, floating[:, ::1] out, int n_threads):
@@ -502,8 +600,9 @@ def cross_entropy(const floating[:, ::1] Z, const Py_ssize_t[::1] y, int n_threa
     return loss
 
 
-def loss_and_grad(const features_t[:, ::1] X, const Py_ssize_t[::1] y,
-                  const floating[:, ::1] W, const floating[::1] b, double scale, int n_threads):
+def loss_and_grad(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const floating[:, ::1] W,
+                  const floating[::1] b, double scale, double alpha, const floating[::1] sample_weight,
+                  int n_threads):
     dtype = _dtype_of(b)
     cdef floating[:, ::1] dW = np.empty((W.shape[0], W.shape[1]), dtype=dtype)
     cdef floating[::1] db = np.empty(W.shape[1], dtype=dtype)
@@ -511,30 +610,43 @@ def loss_and_grad(const features_t[:, ::1] X, const Py_ssize_t[::1] y,
     cdef int status
     with nogil:
         status = _loss_and_grad(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0],
-                                <floating> scale, n_threads, &loss, &dW[0, 0], &db[0])
+                                <floating> scale, <floating> alpha, &sample_weight[0], n_threads, &loss, &dW[0, 0],
+                                &db[0])
     _raise_for(status)
     return loss, dW.base, db.base
 
 
-def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
-             floating[::1] b, double lr, double scale, int n_threads):
+def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W, floating[::1] b,
+             double lr, double scale, double alpha, double momentum, bint nesterov, floating[:, ::1] VW,
+             floating[::1] vb, const floating[::1] sample_weight, int n_threads):
     cdef double loss = 0
     cdef Py_ssize_t n_correct = 0
     cdef int status
+    # Without momentum the velocities are empty, and the kernels take NULL.
+    cdef floating *VW_data = NULL if VW.shape[0] == 0 else &VW[0, 0]
+    cdef floating *vb_data = NULL if vb.shape[0] == 0 else &vb[0]
     with nogil:
         status = _sgd_step(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], <floating> lr,
-                           <floating> scale, n_threads, &loss, &n_correct)
+                           <floating> scale, <floating> alpha, <floating> momentum, nesterov,
+                           VW_data, vb_data, &sample_weight[0], n_threads,
+                           &loss, &n_correct)
     _raise_for(status)
     return loss, n_correct
 
 
-def train_epoch(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W,
-                floating[::1] b, double lr, Py_ssize_t batch_size, double scale, int n_threads):
+def train_epoch(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::1] W, floating[::1] b,
+                const floating[::1] rates, Py_ssize_t batch_size, double scale, double alpha, double momentum,
+                bint nesterov, floating[:, ::1] VW, floating[::1] vb, const floating[::1] sample_weight,
+                int n_threads):
     cdef double mean_loss = 0, accuracy = 0
     cdef int status
+    cdef floating *VW_data = NULL if VW.shape[0] == 0 else &VW[0, 0]
+    cdef floating *vb_data = NULL if vb.shape[0] == 0 else &vb[0]
     with nogil:
-        status = _train_epoch(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0],
-                              <floating> lr, batch_size, <floating> scale, n_threads, &mean_loss, &accuracy)
+        status = _train_epoch(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], &rates[0], 1,
+                              batch_size, <floating> scale, <floating> alpha, <floating> momentum, nesterov,
+                              VW_data, vb_data, &sample_weight[0],
+                              n_threads, &mean_loss, &accuracy)
     _raise_for(status)
     return mean_loss, accuracy
 

@@ -5,7 +5,7 @@
  * They are C so that GCC can compile each loop for several instruction sets
  * and pick one when the extension is loaded (target_clones): a wheel built
  * here stays portable and still uses AVX-512 or AVX2 where the CPU has them.
- * Everything else (softmax, loss, threads, updates) stays in Cython.
+ * The batch-level orchestration (threads, scratch, the bias) stays in Cython.
  *
  * Two families, by the number of classes k:
  *
@@ -13,7 +13,8 @@
  * along the features, SF_LANES of them (64 bytes of weights) at a time: the
  * weights are held transposed, Wt (k, dp), each class a row padded with zeros
  * to dp features, a whole number of vectors, and the gradient updates them
- * as it is produced. The loops read uint8 pixels as they are stored (a
+ * as it is produced (with the penalty and the momentum, whose velocities Vt
+ * (k, dp) share that layout: steps.h). The loops read uint8 pixels as they are stored (a
  * quarter of float32's memory traffic) or features of the weights' type,
  * converting a vector of them at a time, once for all the classes it meets.
  * Accumulators stay in registers: a number of classes fixed at compile time
@@ -28,7 +29,7 @@
  * (d, k) as it is, vectors along the classes: tiles of SF_GEMM_ROWS rows (or
  * features) by a panel of SF_GEMM_VECTORS vectors of classes, the rows packed
  * once for all panels, so that each value loaded serves several
- * multiply-adds; the gradient updates W as it is produced.
+ * multiply-adds; the gradient updates W (and V (d, k)) as it is produced.
  *
  * Each output is summed in an order fixed by the data alone (a narrow logit:
  * lane l of a vector accumulator sums the features j = l mod SF_LANES in
@@ -45,8 +46,9 @@
  *
  * The code is split by concern under hot_loops/: config.h (sizes,
  * multiversioning, what the compiler offers), masks.h (the nonzero masks),
- * buffers.h (the sizes that the callers allocate), and pair_impl.h, included
- * once per (weight type, feature type) pair below, which includes the
+ * buffers.h (the sizes that the callers allocate), steps.h (what the weight
+ * gradient does to the weights: the step, written once), and pair_impl.h,
+ * included once per (weight type, feature type) pair below, which includes the
  * templates of a pair: vectors_impl.h (the vector type and its loads),
  * narrow_impl.h and gemm_impl.h (the two families), exp_impl.h (the vector
  * exp) and rows_impl.h (the rows' finishing, softmax and cross-entropy rows).
@@ -64,6 +66,7 @@
 #include "hot_loops/config.h"
 #include "hot_loops/masks.h"
 #include "hot_loops/buffers.h"
+#include "hot_loops/steps.h"
 
 /* The type pairs, as setup.py's LOOP_TYPES names them. */
 #define SF_T float

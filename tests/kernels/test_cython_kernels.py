@@ -39,6 +39,26 @@ def train_epoch_prototype(weight_type):
                             ctypes.POINTER(ctypes.c_double))
 
 
+def train_epoch_ex_prototype(weight_type):
+    """``train_epoch_ex_*``: (X, y, n, d, k, W, b, lr (n_batches,), batch_size, scale, options, n_threads,
+    mean_loss, accuracy) -> status."""
+    pointer, size = ctypes.c_void_p, ctypes.c_ssize_t
+    return ctypes.CFUNCTYPE(ctypes.c_int, pointer, pointer, size, size, size, pointer, pointer, pointer, size,
+                            weight_type, pointer, ctypes.c_int, ctypes.POINTER(ctypes.c_double),
+                            ctypes.POINTER(ctypes.c_double))
+
+
+def options_struct(weight_type):
+    """The C API's ``sf_options_f32`` or ``sf_options_f64`` as a ctypes structure."""
+
+    class Options(ctypes.Structure):
+        _fields_ = [("alpha", weight_type), ("momentum", weight_type), ("nesterov", ctypes.c_int),
+                    ("velocity_W", ctypes.c_void_p), ("velocity_b", ctypes.c_void_p),
+                    ("sample_weight", ctypes.c_void_p)]
+
+    return Options
+
+
 def api_name(kernel, dtype, input_kind):
     return f"{kernel}_{'f32' if np.dtype(dtype) == np.float32 else 'f64'}{'_u8' if input_kind == 'uint8' else ''}"
 
@@ -46,7 +66,8 @@ def api_name(kernel, dtype, input_kind):
 def test_every_c_api_function_is_exported():
     expected = {f"{kernel}_{suffix}" for kernel in ("softmax", "cross_entropy") for suffix in ("f32", "f64")}
     expected |= {api_name(kernel, dtype, kind) for kernel in
-                 ("loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict")
+                 ("loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict", "loss_and_grad_ex",
+                  "sgd_step_ex", "train_epoch_ex")
                  for dtype in (np.float32, np.float64) for kind in ("float", "uint8")}
     assert set(cython_kernels.__pyx_capi__) == expected
 
@@ -65,6 +86,52 @@ def test_train_epoch_by_address_through_ctypes_equals_the_python_api(dtype, inpu
     np.testing.assert_array_equal(W_c, W)
     np.testing.assert_array_equal(b_c, b)
     assert (mean_loss.value, accuracy.value) == (loss, expected_accuracy)
+
+
+@pytest.mark.parametrize("k", [5, 19])  # the narrow loops and the GEMM loops
+def test_train_epoch_ex_with_every_option_through_ctypes_equals_the_python_api(dtype, input_kind, k):
+    X, y, W, b, scale = make_problem(300, 37, k, dtype, input_kind)
+    rng = np.random.default_rng(1)
+    sample_weight = rng.uniform(0, 2, 300).astype(dtype)
+    rates = np.linspace(0.3, 0.1, 5).astype(dtype)
+    VW, vb = (0.01 * rng.standard_normal((37, k))).astype(dtype), np.zeros(k, dtype)
+    W_c, b_c, VW_c, vb_c = W.copy(), b.copy(), VW.copy(), vb.copy()
+    options = options_struct(C_TYPES[dtype])(1e-3, 0.9, 1, VW_c.ctypes.data, vb_c.ctypes.data,
+                                             sample_weight.ctypes.data)
+    train_epoch_ex = train_epoch_ex_prototype(C_TYPES[dtype])(get_cython_function_address(
+        "softmax_fast.kernels.cython_kernels", api_name("train_epoch_ex", dtype, input_kind)))
+    mean_loss, accuracy = ctypes.c_double(), ctypes.c_double()
+    status = train_epoch_ex(X.ctypes.data, y.ctypes.data, 300, 37, k, W_c.ctypes.data, b_c.ctypes.data,
+                            rates.ctypes.data, 64, scale, ctypes.byref(options), 2, ctypes.byref(mean_loss),
+                            ctypes.byref(accuracy))
+    assert status == 0
+    expected = kernels.get_backend("cython").train_epoch(
+        X, y, W, b, rates, 64, scale, alpha=1e-3, momentum=0.9, nesterov=True, velocity=(VW, vb),
+        sample_weight=sample_weight, n_threads=2)
+    for actual, value in [(W_c, W), (b_c, b), (VW_c, VW), (vb_c, vb)]:
+        np.testing.assert_array_equal(actual, value)
+    assert (mean_loss.value, accuracy.value) == expected
+
+
+@pytest.mark.parametrize("alpha, momentum, nesterov, velocity", [(-1e-3, 0, 0, True), (0, 1, 0, True),
+                                                                 (0, -0.5, 0, True), (0, 0.9, 0, False),
+                                                                 (0, 0, 1, True)],
+                         ids=["negative_alpha", "momentum_1", "negative_momentum", "no_velocity",
+                              "nesterov_without_momentum"])
+def test_c_api_rejects_invalid_options_before_writing(alpha, momentum, nesterov, velocity):
+    X, y, W, b, _ = make_problem(20, 8, 5, np.float64, "float")
+    VW, vb = np.zeros_like(W), np.zeros_like(b)
+    addresses = (VW.ctypes.data, vb.ctypes.data) if velocity else (None, None)
+    options = options_struct(ctypes.c_double)(alpha, momentum, nesterov, *addresses, None)
+    train_epoch_ex = train_epoch_ex_prototype(ctypes.c_double)(
+        get_cython_function_address("softmax_fast.kernels.cython_kernels", "train_epoch_ex_f64"))
+    W_before, b_before, rates = W.copy(), b.copy(), np.full(2, 0.2)
+    status = train_epoch_ex(X.ctypes.data, y.ctypes.data, 20, 8, 5, W.ctypes.data, b.ctypes.data,
+                            rates.ctypes.data, 10, 1.0, ctypes.byref(options), 1, ctypes.byref(ctypes.c_double()),
+                            ctypes.byref(ctypes.c_double()))
+    assert status == -3
+    for array, before in [(W, W_before), (b, b_before), (VW, 0), (vb, 0)]:
+        np.testing.assert_array_equal(array, before)
 
 
 @pytest.mark.parametrize("labels, status", [([0, 5, 1], -2), ([0, -1, 1], -2)], ids=["too_large", "negative"])

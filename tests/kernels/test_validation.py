@@ -197,11 +197,14 @@ for label in (-1, 3, 2**40, -2**62):
     if label in (-1, 3):
         # The compiled module's own functions check the labels again, in C, behind the Python layer.
         y = y.astype(np.intp)
+        ones, no_VW, no_vb = np.ones(len(y), W.dtype), np.empty((0, 0), W.dtype), np.empty(0, W.dtype)
         calls = {
             "cross_entropy": lambda: cython_kernels.cross_entropy(Z, y, 2),
-            "loss_and_grad": lambda: cython_kernels.loss_and_grad(X, y, W, b, 1.0, 2),
-            "sgd_step": lambda: cython_kernels.sgd_step(X, y, W, b, 0.1, 1.0, 2),
-            "train_epoch": lambda: cython_kernels.train_epoch(X, y, W, b, 0.1, 4, 1.0, 2),
+            "loss_and_grad": lambda: cython_kernels.loss_and_grad(X, y, W, b, 1.0, 0.0, ones, 2),
+            "sgd_step": lambda: cython_kernels.sgd_step(X, y, W, b, 0.1, 1.0, 0.0, 0.0, False, no_VW, no_vb, ones,
+                                                        2),
+            "train_epoch": lambda: cython_kernels.train_epoch(X, y, W, b, np.full(2, 0.1, W.dtype), 4, 1.0, 0.0, 0.0,
+                                                              False, no_VW, no_vb, ones, 2),
         }
         for method, call in calls.items():
             expect_value_error(f"cython_kernels.{method} label {label}", call, "y holds a label outside")

@@ -3,9 +3,10 @@
  * SF_CLASS_BLOCK classes, vectors along the classes of W (d, k) as it is.
  * Owns the panel and tile of accumulators (SF_PANEL, sf_tile) and their
  * kernel (sf_gemm_tile), the packing of rows or features (sf_pack), the
- * logits (sf_gemm_logits) and the weight gradient (sf_gemm_weight_gradient),
- * each with its plain loops. Uses config.h and vectors_impl.h; the callers
- * size the scratch and G with buffers.h.
+ * logits (sf_gemm_logits) and the weight gradient with the step it takes
+ * (sf_gemm_weight_gradient), each with its plain loops. Uses config.h,
+ * steps.h and vectors_impl.h; the callers size the scratch and G with
+ * buffers.h.
  *
  * A template: pair_impl.h includes it once per (weights, features) type
  * pair. No include guard.
@@ -113,9 +114,10 @@ static void SF_NAME(sf_gemm_logits)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, con
 /*
  * For features j0 <= j < j1 and classes c < k, the weight gradient
  * dW[j, c] = sum over rows i < n in order of X[i, j] * G[i * ldg + c], a GEMM
- * X.T @ G for many classes. With `update`, W[j, c] -= lr * (scale * dW[j, c])
- * (W (d, k) trained in place); without it, W[j, c] = scale * dW[j, c] (W is
- * then the gradient's output). X (n, d); ldg is sf_gemm_padded_classes(k, sizeof(SF_T))
+ * X.T @ G for many classes, and `step` (steps.h) with g = scale * dW[j, c]
+ * on W[j, c] and V[j, c]: with an update, W (d, k) and the velocities V (d,
+ * k, NULL for the steps without) are trained in place; without, W is the
+ * gradient's output. X (n, d); ldg is sf_gemm_padded_classes(k, sizeof(SF_T))
  * and G's columns from k on are finite (zeros): every panel is read whole.
  * Features go in tiles of SF_GEMM_ROWS, packed (and converted) once for all
  * panels. scratch: sf_gemm_gradient_scratch(n, sizeof(SF_T)) values, 64-byte
@@ -123,8 +125,9 @@ static void SF_NAME(sf_gemm_logits)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, con
  */
 SF_MULTIVERSION
 static void SF_NAME(sf_gemm_weight_gradient)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1,
-                                             const SF_T *G, ptrdiff_t ldg, ptrdiff_t k, SF_T lr, SF_T scale,
-                                             int update, SF_T *W, SF_T *scratch)
+                                             const SF_T *G, ptrdiff_t ldg, ptrdiff_t k, int step, SF_T lr,
+                                             SF_T scale, SF_T alpha, SF_T momentum, SF_T *W, SF_T *V,
+                                             SF_T *scratch)
 {
 #if SF_VECTOR_EXTENSIONS
     for (ptrdiff_t j = j0; j < j1; j += SF_GEMM_ROWS) {
@@ -137,18 +140,19 @@ static void SF_NAME(sf_gemm_weight_gradient)(const SF_X *X, ptrdiff_t n, ptrdiff
             for (ptrdiff_t m = 0; m < features; m++) {
                 SF_T gradient[SF_PANEL], *w = W + (j + m) * k + c0;
                 memcpy(gradient, acc[m], sizeof gradient);
-                /* Over the panel's classes: a loop GCC vectorises. */
-                if (update)
-                    for (ptrdiff_t c = 0; c < classes; c++)
-                        w[c] -= lr * (scale * gradient[c]);
-                else
-                    for (ptrdiff_t c = 0; c < classes; c++)
-                        w[c] = scale * gradient[c];
+                /* Over the panel's classes: a loop GCC vectorises, the step chosen outside it. */
+#define SF_STORE(UPDATE, VELOCITY)                                                                                 \
+    for (ptrdiff_t c = 0; c < classes; c++) {                                                                      \
+        SF_T g = scale * gradient[c];                                                                              \
+        UPDATE(w[c], V[(j + m) * k + c0 + c], g, lr, alpha, momentum);                                             \
+    }
+                SF_WITH_STEP(step, SF_STORE)
+#undef SF_STORE
             }
         }
     }
 #else
     (void)scratch;
-    SF_NAME(sf_strided_weight_gradient)(X, n, d, j0, j1, G, ldg, k, lr, scale, update, W, k, 1);
+    SF_NAME(sf_strided_weight_gradient)(X, n, d, j0, j1, G, ldg, k, step, lr, scale, alpha, momentum, W, V, k, 1);
 #endif
 }

@@ -4,9 +4,9 @@
  * weights Wt (k, dp). Owns the pair's entry to the nonzero masks
  * (sf_nonzero_groups_<pair>) and the vectors they mark (sf_nonzero_vectors),
  * the logits of a row (sf_logits_narrow_row, sf_logits_narrow, sf_logits)
- * and the weight gradient of a vector of features (sf_gradient_lanes,
- * sf_weight_gradient), each with its plain loops. Uses config.h, masks.h
- * and vectors_impl.h.
+ * and the weight gradient of a vector of features with the step it takes
+ * (sf_gradient_lanes, sf_weight_gradient), each with its plain loops. Uses
+ * config.h, masks.h, steps.h and vectors_impl.h.
  *
  * A template: pair_impl.h includes it once per (weights, features) type
  * pair. No include guard.
@@ -78,12 +78,14 @@ SF_INLINE void SF_NAME(sf_logits_narrow_row)(const SF_X *x, const uint64_t *mask
  * SF_CLASS_BLOCK (a compile-time constant) classes, sum over rows i < n in
  * order of G[i, c] * X[i, j:j + SF_LANES], one vector accumulator per class
  * in a register; rows whose masks show these features all zero are passed
- * over. With `update`, Wt[c, j:j + SF_LANES] -= lr * (scale * gradient);
- * without, Wt[c, j:j + SF_LANES] = scale * gradient.
+ * over. Then, for each class, `step` (steps.h) on the vectors Wt[c, j:j +
+ * SF_LANES] and Vt[c, j:j + SF_LANES] with g = scale * gradient: the penalty
+ * and the momentum in the pass that writes the weights.
  */
 SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_X *X, const uint64_t *masks, ptrdiff_t ldm, ptrdiff_t n,
-                                          ptrdiff_t d, ptrdiff_t j, const SF_T *G, ptrdiff_t ldg, int k, SF_T lr,
-                                          SF_T scale, int update, SF_T *Wt, ptrdiff_t dp)
+                                          ptrdiff_t d, ptrdiff_t j, const SF_T *G, ptrdiff_t ldg, int k, int step,
+                                          SF_T lr, SF_T scale, SF_T alpha, SF_T momentum, SF_T *Wt, SF_T *Vt,
+                                          ptrdiff_t dp)
 {
     SF_NAME(sf_features) acc[SF_CLASS_BLOCK];
     for (int c = 0; c < SF_CLASS_BLOCK; c++)
@@ -103,15 +105,19 @@ SF_INLINE void SF_NAME(sf_gradient_lanes)(const SF_X *X, const uint64_t *masks, 
                 acc[c] += g[c] * features;
         }
     }
-    for (int c = 0; c < k; c++) {
-        SF_NAME(sf_features) weights = scale * acc[c];
-        if (update) {
-            SF_NAME(sf_features) old;
-            memcpy(&old, Wt + c * dp + j, sizeof old);
-            weights = old - lr * weights;
-        }
-        memcpy(Wt + c * dp + j, &weights, sizeof weights);
+#define SF_STORE(UPDATE, VELOCITY)                                                                                 \
+    for (int c = 0; c < k; c++) {                                                                                  \
+        SF_NAME(sf_features) g = scale * acc[c], w, v = {0};                                                       \
+        memcpy(&w, Wt + c * dp + j, sizeof w);                                                                     \
+        if (VELOCITY)                                                                                              \
+            memcpy(&v, Vt + c * dp + j, sizeof v);                                                                 \
+        UPDATE(w, v, g, lr, alpha, momentum);                                                                      \
+        memcpy(Wt + c * dp + j, &w, sizeof w);                                                                     \
+        if (VELOCITY)                                                                                              \
+            memcpy(Vt + c * dp + j, &v, sizeof v);                                                                 \
     }
+    SF_WITH_STEP(step, SF_STORE)
+#undef SF_STORE
 }
 
 /* Z[i, :k] for rows X (n, d) and their masks, k <= SF_CLASS_BLOCK: a row at a time. */
@@ -148,27 +154,30 @@ static void SF_NAME(sf_logits)(const SF_X *X, const uint64_t *masks, ptrdiff_t l
 /*
  * The weight gradient of features j0 <= j < j1 and classes c < k <=
  * SF_CLASS_BLOCK, sum over rows i < n in order of X[i, j] * G[i * ldg + c],
- * transposed so that its vectors run along X's rows: with `update`, Wt[c,
- * j] -= lr * (scale * gradient) (Wt (k, dp) trained in place); without it,
- * Wt[c, j] = scale * gradient (Wt is then the gradient's output). X (n, d)
- * and its rows' nonzero masks, words ldm apart; j0 is a whole number of
- * vectors. (The vector loops write the one that holds d - 1 whole, its lanes
- * from d on zero.)
+ * transposed so that its vectors run along X's rows, and `step` (steps.h)
+ * with it on Wt[c, j] and Vt[c, j]: with an update, Wt (k, dp) and the
+ * velocities Vt (k, dp, NULL for the steps without) are trained in place;
+ * without, Wt is the gradient's output. X (n, d) and its rows' nonzero
+ * masks, words ldm apart; j0 is a whole number of vectors. (The vector
+ * loops write the one that holds d - 1 whole, its lanes from d on zero where
+ * those of Wt and Vt are.)
  */
 SF_MULTIVERSION
 static void SF_NAME(sf_weight_gradient)(const SF_X *X, const uint64_t *masks, ptrdiff_t ldm, ptrdiff_t n,
                                         ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1, const SF_T *G, ptrdiff_t ldg,
-                                        ptrdiff_t k, SF_T lr, SF_T scale, int update, SF_T *Wt, ptrdiff_t dp)
+                                        ptrdiff_t k, int step, SF_T lr, SF_T scale, SF_T alpha, SF_T momentum,
+                                        SF_T *Wt, SF_T *Vt, ptrdiff_t dp)
 {
 #if SF_VECTOR_EXTENSIONS
 #define SF_FEATURES(K)                                                                                             \
     for (ptrdiff_t j = j0; j < j1; j += SF_LANES)                                                                  \
-    SF_NAME(sf_gradient_lanes)(X, masks, ldm, n, d, j, G, ldg, K, lr, scale, update, Wt, dp)
+    SF_NAME(sf_gradient_lanes)(X, masks, ldm, n, d, j, G, ldg, K, step, lr, scale, alpha, momentum, Wt, Vt, dp)
     SF_WITH_CONSTANT_CLASSES(k, SF_FEATURES)
 #undef SF_FEATURES
 #else
     (void)masks;
     (void)ldm;
-    SF_NAME(sf_strided_weight_gradient)(X, n, d, j0, j1, G, ldg, k, lr, scale, update, Wt, 1, dp);
+    SF_NAME(sf_strided_weight_gradient)(X, n, d, j0, j1, G, ldg, k, step, lr, scale, alpha, momentum, Wt, Vt, 1,
+                                        dp);
 #endif
 }

@@ -3,8 +3,8 @@
  * on. Owns the vector of SF_LANES values of type SF_T (sf_features), its load
  * from features of type SF_X (sf_load_features) and the sum of its lanes
  * (sf_sum_lanes); for the plain loops (no vector extensions), their one sum
- * (sf_strided_dot) and the weight gradient made of it
- * (sf_strided_weight_gradient). Uses config.h and the pair's macros.
+ * (sf_strided_dot) and the weight gradient made of it, with its step
+ * (sf_strided_weight_gradient). Uses config.h, steps.h and the pair's macros.
  *
  * A template: pair_impl.h includes it once per (weights, features) type
  * pair, with SF_T, SF_X, SF_NAME and SF_LANES defined. No include guard.
@@ -23,20 +23,23 @@ SF_INLINE SF_T SF_NAME(sf_strided_dot)(const SF_X *x, ptrdiff_t x_step, const SF
 
 /*
  * The plain loops' weight gradient of features j0 <= j < j1 and classes c < k: the sum over rows i < n in order
- * of X[i, j] * G[i * ldg + c], written to out[j * feature_step + c * class_step] (W (d, k) or Wt (k, dp) alike):
- * with `update`, out -= lr * (scale * gradient), without, out = scale * gradient.
+ * of X[i, j] * G[i * ldg + c], and `step` (steps.h) with g = scale * gradient on out[j * feature_step + c *
+ * class_step] and the velocity at the same place of velocity (W and V (d, k), or Wt and Vt (k, dp), alike).
  */
 SF_INLINE void SF_NAME(sf_strided_weight_gradient)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0,
-                                                   ptrdiff_t j1, const SF_T *G, ptrdiff_t ldg, ptrdiff_t k, SF_T lr,
-                                                   SF_T scale, int update, SF_T *out, ptrdiff_t feature_step,
-                                                   ptrdiff_t class_step)
+                                                   ptrdiff_t j1, const SF_T *G, ptrdiff_t ldg, ptrdiff_t k, int step,
+                                                   SF_T lr, SF_T scale, SF_T alpha, SF_T momentum, SF_T *out,
+                                                   SF_T *velocity, ptrdiff_t feature_step, ptrdiff_t class_step)
 {
-    for (ptrdiff_t j = j0; j < j1; j++)
-        for (ptrdiff_t c = 0; c < k; c++) {
-            const SF_T gradient = SF_NAME(sf_strided_dot)(X + j, d, G + c, ldg, n);
-            SF_T *w = out + j * feature_step + c * class_step;
-            *w = update ? *w - lr * (scale * gradient) : scale * gradient;
+#define SF_STORE(UPDATE, VELOCITY)                                                                                 \
+    for (ptrdiff_t j = j0; j < j1; j++)                                                                            \
+        for (ptrdiff_t c = 0; c < k; c++) {                                                                        \
+            SF_T g = scale * SF_NAME(sf_strided_dot)(X + j, d, G + c, ldg, n);                                     \
+            const ptrdiff_t at = j * feature_step + c * class_step;                                                \
+            UPDATE(out[at], velocity[at], g, lr, alpha, momentum);                                                 \
         }
+    SF_WITH_STEP(step, SF_STORE)
+#undef SF_STORE
 }
 #endif
 

@@ -25,7 +25,8 @@ from .estimator import SoftmaxRegression, TrainingDivergedError, TrainingInterru
 from .metrics import confusion_matrix
 
 PROG = "python -m softmax_fast.train"
-METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "validation_loss", "validation_score", "test_loss",
+                  "test_accuracy", "seconds")
 CHECKPOINT = "checkpoint.npz"
 # The options that fix what a run computes, with their defaults: a resumed run takes them from its checkpoint.
 RUN_DEFAULTS = {"dataset": "mnist", "epochs": 10, "lr": 0.2, "batch_size": 128, "backend": "auto",

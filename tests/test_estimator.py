@@ -212,7 +212,7 @@ def test_n_jobs_is_the_kernels_thread_count(spy_backend, n_jobs, n_threads):
     X, y = blobs(n=50)
     SoftmaxRegression(epochs=1, n_jobs=n_jobs).fit(X, y, validation_data=(X, y)).predict_proba(X)
     assert [name for name, _, _ in spy_backend.calls] == ["train_epoch", "loss_and_grad", "predict", "predict_proba"]
-    assert all(kwargs == {"n_threads": n_threads} for _, _, kwargs in spy_backend.calls)
+    assert all(kwargs["n_threads"] == n_threads for _, _, kwargs in spy_backend.calls)
 
 
 def test_shuffle_is_seeded():
@@ -413,7 +413,7 @@ def test_resume_needs_the_data_of_the_interrupted_fit():
     model = SoftmaxRegression(epochs=2, batch_size=4)
     with pytest.raises(TrainingInterrupted):
         model.fit(X, y, stop=lambda: True)
-    with pytest.raises(ValueError, match="X and y are not the data of the interrupted fit"):
+    with pytest.raises(ValueError, match="X, y and sample_weight are not the data of the interrupted fit"):
         model.resume(X[::-1], y[::-1])
 
 

@@ -65,7 +65,7 @@ def with_nan(array):
 SAVED_CHANGES = {
     "not a model": (lambda saved: {"W": np.zeros(3)}, r"missing \['classes', 'coef'"),
     "future format": (lambda saved: saved | {"format_version": 99}, "it has model format 99; this softmax_fast reads "
-                      "formats 1 to 3"),
+                      "formats 1 to 4"),
     "format not a number": (lambda saved: saved | {"format_version": "three"}, "format_version is not JSON"),
     "intercept too short": (lambda saved: saved | {"intercept": saved["intercept"][:2]}, "inconsistent arrays"),
     "one class": (lambda saved: saved | {"coef": saved["coef"][:, :1], "intercept": saved["intercept"][:1],
@@ -73,7 +73,7 @@ SAVED_CHANGES = {
     "integer coef": (lambda saved: saved | {"coef": saved["coef"].astype(int)}, "inconsistent arrays"),
     "NaN coef": (lambda saved: saved | {"coef": with_nan(saved["coef"])}, "coef and intercept hold NaN or inf"),
     "params not JSON": (lambda saved: saved | {"params": "{lr: 1"}, "params is not JSON"),
-    "unknown param": (lambda saved: saved | {"params": '{"alpha": 1}'}, "params must be a JSON object of the "
+    "unknown param": (lambda saved: saved | {"params": '{"gamma": 1}'}, "params must be a JSON object of the "
                       "parameters"),
     "negative lr": (lambda saved: saved | {"params": '{"lr": -1}'}, "invalid params: lr must be finite and > 0"),
     "text lr": (lambda saved: saved | {"params": '{"lr": "fast"}'}, "invalid params: lr must be a real number"),

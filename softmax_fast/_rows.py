@@ -87,7 +87,7 @@ def check_weighted_classes(weights, y, classes, at_least=2):
     if len(present) == 0:
         raise ValueError("sample_weight times class_weight is zero for every row: there is nothing to train on")
     if len(present) < at_least:
-        raise ValueError(f"only the rows of class {classes[present[0]]!r} have a nonzero weight (sample_weight "
+        raise ValueError(f"only the rows of class {classes[present].tolist()[0]!r} have a nonzero weight (sample_weight "
                          f"times class_weight): SoftmaxRegression needs rows of at least {at_least} classes")
 
 

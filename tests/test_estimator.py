@@ -375,10 +375,27 @@ def stop_after(n_calls):
     return lambda: next(calls) == n_calls
 
 
+through_a_file_or_not = pytest.mark.parametrize("through_file", [False, True], ids=["in-memory", "saved"])
+
+
+def stopping_at(first_call, end_of_epoch, mid_epoch):
+    """Parametrize ``stop_at_call, epoch, batches_done`` over three stops: the first kernel call, the end of an
+    epoch and the middle of one; each a triple of the stop's call and the epoch and batch it leaves off at."""
+    return pytest.mark.parametrize("stop_at_call, epoch, batches_done", [first_call, end_of_epoch, mid_epoch],
+                                   ids=["first-call", "end-of-epoch", "mid-epoch"])
+
+
+def checkpointed(model, tmp_path, through_file):
+    """``model``, or with ``through_file`` the model that saving it to a file and loading that gives."""
+    if not through_file:
+        return model
+    model.save(tmp_path / "checkpoint.npz")
+    return SoftmaxRegression.load(tmp_path / "checkpoint.npz")
+
+
 @pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
-@pytest.mark.parametrize("through_file", [False, True], ids=["in-memory", "saved"])
-@pytest.mark.parametrize("stop_at_call, epoch, batches_done", [(1, 1, 32), (4, 2, 0), (7, 2, 96)],
-                         ids=["first-call", "end-of-epoch", "mid-epoch"])
+@through_a_file_or_not
+@stopping_at((1, 1, 32), (4, 2, 0), (7, 2, 96))
 def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(
         tmp_path, shuffle, through_file, stop_at_call, epoch, batches_done):
     # 98 batches of 4 rows: kernel calls of 32, 32, 32 and 2 batches per epoch.
@@ -391,9 +408,7 @@ def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(
     with pytest.raises(TrainingInterrupted, match=f"stopped in epoch {epoch} after {batches_done} of its 98 batches"):
         model.fit(X, y, validation_data=validation, stop=stop_after(stop_at_call))
     assert model.n_iter_ == epoch - 1
-    if through_file:
-        model.save(tmp_path / "checkpoint.npz")
-        model = SoftmaxRegression.load(tmp_path / "checkpoint.npz")
+    model = checkpointed(model, tmp_path, through_file)
     progress = []
     model.resume(X, y, validation_data=validation, on_batches=lambda *args: progress.append(args))
     assert progress[0] == (epoch, min(batches_done + 32, 98), 98)
@@ -412,9 +427,8 @@ EVERY_OPTION = dict(epochs=6, batch_size=4, lr=0.05, alpha=1e-3, momentum=0.9, n
 
 
 @pytest.mark.parametrize("learning_rate", ["cosine", "adaptive"])
-@pytest.mark.parametrize("through_file", [False, True], ids=["in-memory", "saved"])
-@pytest.mark.parametrize("stop_at_call, epoch, batches_done", [(1, 4, 32), (6, 6, 0), (8, 6, 64)],
-                         ids=["first-call", "end-of-epoch", "mid-epoch"])
+@through_a_file_or_not
+@stopping_at((1, 4, 32), (6, 6, 0), (8, 6, 64))
 def test_an_interrupted_fit_with_every_option_resumes_to_the_bits_of_an_uninterrupted_one(
         tmp_path, learning_rate, through_file, stop_at_call, epoch, batches_done):
     # 350 rows trained on (39 held out), 88 batches of 4: kernel calls of 32, 32 and 24 batches per epoch.
@@ -430,9 +444,7 @@ def test_an_interrupted_fit_with_every_option_resumes_to_the_bits_of_an_uninterr
     with pytest.raises(TrainingInterrupted, match=f"stopped in epoch {epoch} after {batches_done} of its 88 batches"):
         model.set_params(epochs=6).fit(X, y, sample_weight, validation_data=validation,
                                        stop=stop_after(stop_at_call))
-    if through_file:
-        model.save(tmp_path / "checkpoint.npz")
-        model = SoftmaxRegression.load(tmp_path / "checkpoint.npz")
+    model = checkpointed(model, tmp_path, through_file)
     model.resume(X, y, sample_weight, validation_data=validation)
     assert expected.n_iter_ == (6 if learning_rate == "cosine" else 9)
     assert (model.n_iter_, model.n_steps_, model.best_epoch_) == (expected.n_iter_, expected.n_steps_,

@@ -113,9 +113,6 @@ def default_out_dir(dataset):
     return candidate
 
 
-_SCORE = {"validation": "score", "test": "accuracy"}
-
-
 class Progress:
     """A tqdm bar over each epoch's batches and one line per epoch.
 
@@ -145,9 +142,10 @@ class Progress:
         if self.show_lr:
             line += f"  lr {record['lr']:.4g}"
         line += f"  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}"
-        for name, key in (("val", "validation"), ("test", "test")):
-            if record.get(f"{key}_loss") is not None:
-                line += f"  {name} loss {record[f'{key}_loss']:.4f}  acc {record[f'{key}_{_SCORE[key]}']:.4f}"
+        for name, loss, accuracy in (("val", "validation_loss", "validation_score"),
+                                     ("test", "test_loss", "test_accuracy")):
+            if record.get(loss) is not None:
+                line += f"  {name} loss {record[loss]:.4f}  acc {record[accuracy]:.4f}"
         self.say(f"{line}  {record['seconds']:.2f}s")
 
     def say(self, line):

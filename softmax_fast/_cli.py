@@ -1,6 +1,7 @@
 """What the command-line tools share: argument types, one-line errors and their exit codes."""
 
 import argparse
+import math
 import sys
 
 from .datasets import DatasetError, DatasetUnavailableError, _one_line
@@ -40,9 +41,26 @@ def seed(text):
 
 
 def positive_float(text):
+    return _float_in(text, lambda value: value > 0, "a finite number > 0")
+
+
+def non_negative_float(text):
+    return _float_in(text, lambda value: value >= 0, "a finite number >= 0")
+
+
+def below_one(text):
+    return _float_in(text, lambda value: 0 <= value < 1, "a number >= 0 and < 1")
+
+
+def fraction(text):
+    return _float_in(text, lambda value: 0 < value < 1, "a number strictly between 0 and 1")
+
+
+def _float_in(text, accept, expected):
+    """``float(text)`` if it is finite and ``accept`` takes it; else an argparse error saying what was ``expected``."""
     value = float(text)
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    if not (math.isfinite(value) and accept(value)):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
     return value
 
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from . import kernels, model_file
+from . import _rows, kernels, model_file, schedules
 from ._sklearn_compat import (
     BaseEstimator,
     ClassifierMixin,
@@ -15,7 +15,13 @@ from ._sklearn_compat import (
     check_classification_targets,
     validate_data,
 )
-from .kernels._validation import check_count, check_positive, default_num_threads
+from .kernels._validation import (
+    check_count,
+    check_nonnegative_in,
+    check_positive,
+    check_positive_in,
+    default_num_threads,
+)
 from .model_file import _EpochInProgress
 
 # An epoch runs as a few kernel calls of this many batches each, so that a
@@ -24,6 +30,8 @@ from .model_file import _EpochInProgress
 # for the whole epoch.
 BATCHES_PER_CALL = 32
 _PIXEL_SCALE = 1 / 255
+# decision_function and predict_log_proba compute the logits of this many rows at a time.
+_LOGIT_ROWS = 1024
 
 
 class TrainingInterrupted(Exception):
@@ -67,9 +75,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     :mod:`softmax_fast._sklearn_compat` (``get_params``/``set_params``, accuracy
     score, NumPy input checks with scikit-learn's messages).
 
-    Parameters (the defaults are the seed experiment's):
+    Parameters (the defaults are the seed experiment's: plain, unpenalized,
+    unweighted SGD at a constant rate):
 
-    - ``lr``: learning rate of plain SGD, a finite number > 0.
+    - ``lr``: the learning rate (the initial one of a schedule), a finite number > 0.
     - ``epochs``: passes over the training data in :meth:`fit`, an integer >= 0.
     - ``batch_size``: rows per SGD step; the last batch of an epoch may be shorter
       and its gradient is the mean over its own rows.
@@ -82,17 +91,66 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
       use, like scikit-learn's own OpenMP estimators, rather than 1 as for
       scikit-learn's joblib ``n_jobs``); ``-1``: all CPUs, ``-2``: all but one,
       and so on (at least 1). Results do not depend on it.
-    - ``random_state``: seeds the initial weights and the shuffling. An int
-      ``s`` draws the weights as ``RandomState(s).randn(d, k) * 0.01`` (``42``
-      is the seed experiment's); ``None`` uses NumPy's global ``RandomState``;
-      a ``numpy.random.RandomState`` or ``Generator`` is used, and advanced, as
-      it is.
+    - ``random_state``: seeds the initial weights, the early-stopping split and
+      the shuffling, drawn in that order. An int ``s`` draws the weights as
+      ``RandomState(s).randn(d, k) * 0.01`` (``42`` is the seed experiment's);
+      ``None`` uses NumPy's global ``RandomState``; a ``numpy.random.RandomState``
+      or ``Generator`` is used, and advanced, as it is.
     - ``shuffle``: visit the training rows in a new random order each epoch.
+    - ``alpha``: the L2 penalty, a finite number >= 0: each step descends
+      ``L_B + (alpha / 2) * ||coef_||^2`` (the intercept is not penalized).
+      scikit-learn's ``SGDClassifier(alpha=)``, ``LogisticRegression``'s
+      ``1 / (n * C)``, PyTorch's ``weight_decay``.
+    - ``momentum``: in ``[0, 1)``; PyTorch's ``SGD(momentum=)`` (no dampening):
+      ``v = momentum * v + g``, step ``lr * v``. The velocity ``v`` starts at zero
+      with the weights and is kept across :meth:`partial_fit` calls, warm starts,
+      :meth:`save` and :meth:`resume`.
+    - ``nesterov``: Nesterov's momentum, step ``lr * (g + momentum * v)``; needs
+      ``momentum > 0``.
+    - ``learning_rate``: the schedule of the rate, per batch; ``t`` counts the
+      batches trained since the weights were initialised (``n_steps_``):
+      ``"constant"`` (``lr``), ``"invscaling"`` (``lr / (1 + t) ** power_t``),
+      ``"cosine"`` (``lr * (1 + cos(pi * t / T)) / 2``, ``T`` the batches of all
+      ``epochs``; ``t`` counts from the start of the fit, so a warm-started fit
+      anneals again from ``lr``: PyTorch's ``CosineAnnealingLR`` stepped per
+      batch) or ``"adaptive"`` (scikit-learn's: ``lr`` until ``n_iter_no_change``
+      epochs in a row fail to improve the score by ``tol``, then divided by 5;
+      the fit stops when the rate would fall below ``lr * 1e-6``). The score is
+      the validation accuracy with ``early_stopping``, else minus the training
+      loss. See :mod:`softmax_fast.schedules`.
+    - ``power_t``: the exponent of ``"invscaling"``, a finite number >= 0.
+    - ``early_stopping``: hold out a stratified ``validation_fraction`` of the
+      rows (drawn from ``random_state``; they are not trained on), score the
+      model on them after each epoch (accuracy, weighted by the rows' weights,
+      as scikit-learn's ``score``), stop after ``n_iter_no_change`` epochs
+      without an improvement of at least ``tol`` (with ``"adaptive"``: lower the
+      rate instead, and stop when it is spent), and at the end of the fit put
+      back the weights (and velocity) of the best-scoring epoch, ``best_epoch_``
+      (scikit-learn keeps the last epoch's). Only :meth:`fit` stops early;
+      :meth:`partial_fit` ignores it, as scikit-learn's does.
+    - ``validation_fraction``: in ``(0, 1)``, the share of rows held out.
+    - ``n_iter_no_change``: an integer >= 1, epochs without improvement to wait.
+    - ``tol``: a finite number >= 0, the least improvement that counts.
+    - ``class_weight``: ``None``, ``"balanced"`` (``n / (k * bincount(y))`` over
+      the fit's ``y``, as scikit-learn's) or a dict ``{label: weight >= 0}``
+      (classes it leaves out weigh 1). It multiplies each row's weight.
+    - ``warm_start``: :meth:`fit` goes on from the current weights, velocity and
+      ``n_steps_`` and trains ``epochs`` more epochs (the history goes on too),
+      instead of starting afresh; the data must have the same features and
+      labels among ``classes_``.
+
+    Row weights: ``fit(X, y, sample_weight)`` and :meth:`partial_fit` take one
+    weight >= 0 per row, multiplied by ``class_weight``. A batch's loss is
+    ``(1/|B|) * sum_i s_i * CE_i`` (divided by its row count, not by the sum of
+    its weights, as in scikit-learn's SGD: weights of ``c`` everywhere act as
+    ``lr * c``). Weights that are all zero, or that leave rows of one class
+    only, are rejected.
 
     Features ``X (n, d)``: ``uint8`` is taken as pixel intensities, scaled by
-    1/255 inside the kernels without a float copy (when C-contiguous); any
-    other real or integer dtype (and object arrays of numbers) is converted
-    once to ``dtype``, C-ordered, and must be finite.
+    1/255 inside the kernels without a float copy (when C-contiguous, and
+    without early stopping, which copies the rows it trains on); any other
+    real or integer dtype (and object arrays of numbers) is converted once to
+    ``dtype``, C-ordered, and must be finite.
 
     Labels ``y (n,)``: any values that sort (integers that need not be
     ``0..k-1``, strings, booleans); ``classes_`` holds them sorted, the kernels
@@ -107,26 +165,33 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     ``dtype``; ``classes_ (k,)``; ``n_features_in_`` (and ``feature_names_in_``
     when fitted on a DataFrame with string column names, with scikit-learn);
     ``n_iter_``, the epochs trained since the weights were initialised;
-    ``history_`` (one dict per epoch: ``epoch``, ``train_loss`` (mean of the
-    epoch's batch losses), ``train_accuracy`` (each row predicted before its
-    batch's update), ``test_loss``, ``test_accuracy`` (``None`` without
-    validation data) and ``seconds`` of training). Methods that need them
+    ``n_steps_``, the batches (SGD steps) trained since then, the schedules'
+    ``t``; ``best_epoch_``, the epoch whose weights early stopping put back
+    (``None`` without it); ``history_`` (one dict per epoch: ``epoch``, ``lr``
+    (the rate of the epoch's first batch), ``train_loss`` (mean of the epoch's
+    batch losses, weighted as above), ``train_accuracy`` (each row predicted
+    before its batch's update, unweighted), ``validation_loss`` and
+    ``validation_score`` (the held-out rows' weighted loss and accuracy; ``None``
+    without early stopping), ``test_loss``, ``test_accuracy`` (``None`` without
+    ``validation_data``) and ``seconds`` of training). Methods that need them
     raise ``NotFittedError`` before :meth:`fit`.
 
     Divergence: when a batch's loss or the weights become NaN or inf (a
     learning rate too large for the data), training stops with
     :class:`TrainingDivergedError` (a ``ValueError``) naming the epoch; the
-    model keeps the weights it had before that epoch, with the history of the
-    epochs before it.
+    model keeps the weights (and velocity and ``n_steps_``) it had before that
+    epoch, with the history of the epochs before it.
 
     Interruption: ``fit(..., stop=callable)`` calls ``stop()`` after every
     kernel call (every ``BATCHES_PER_CALL`` = 32 batches, a few milliseconds)
     and at the end of each epoch; when it returns true, training stops there
     with :class:`TrainingInterrupted`. The model then holds everything needed
     to go on (the position in the epoch, its partial sums, the order of its
-    rows and the shuffling generator); :meth:`save` stores it, and
-    :meth:`resume` on this model or on the one :meth:`load` returns finishes
-    the fit with weights and history bitwise equal to an uninterrupted fit's.
+    rows, the shuffling generator, the velocity, the schedule's state and
+    early stopping's split, best weights and counters); :meth:`save` stores
+    it, and :meth:`resume` on this model or on the one :meth:`load` returns
+    finishes the fit with weights and history bitwise equal to an
+    uninterrupted fit's.
 
     Reproducibility: the same data, parameters, ``random_state`` (an int),
     backend and dtype give bitwise identical weights and history (but the
@@ -135,7 +200,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, lr=0.2, epochs=10, batch_size=128, backend="auto", dtype="float32", n_jobs=None,
-                 random_state=42, shuffle=False):
+                 random_state=42, shuffle=False, *, alpha=0.0, momentum=0.0, nesterov=False,
+                 learning_rate="constant", power_t=0.5, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=5, tol=1e-4, class_weight=None, warm_start=False):
         self.lr = lr
         self.epochs = epochs
         self.batch_size = batch_size
@@ -144,35 +211,61 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.shuffle = shuffle
+        self.alpha = alpha
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.class_weight = class_weight
+        self.warm_start = warm_start
 
     # -- training -------------------------------------------------------------------------------
 
-    def fit(self, X, y, validation_data=None, *, on_batches=None, on_epoch=None, stop=None):
-        """Train from fresh weights for ``epochs`` epochs on ``X (n, d)``, ``y (n,)``; returns ``self``.
+    def fit(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None):
+        """Train for ``epochs`` epochs on ``X (n, d)``, ``y (n,)``, from fresh weights; returns ``self``.
 
-        ``validation_data=(X_test, y_test)`` is scored after every epoch (its
-        labels must be among ``y``'s). ``on_batches(epoch, batches_done,
-        batches_total)`` is called as an epoch advances and ``on_epoch(record)``
-        after each epoch with its ``history_`` entry. ``stop()``, if given, is
-        asked after every kernel call whether to stop: see the class
-        documentation. Raises :class:`TrainingDivergedError` or
-        :class:`TrainingInterrupted`.
+        With ``warm_start`` and a fitted model, it goes on from the current
+        weights instead. ``sample_weight (n,)``: the rows' weights (see the
+        class documentation). ``validation_data=(X_test, y_test)`` is scored
+        after every epoch (its labels must be among ``y``'s); it is reported in
+        ``history_`` and never steers the fit (early stopping holds out its own
+        rows). ``on_batches(epoch, batches_done, batches_total)`` is called as
+        an epoch advances and ``on_epoch(record)`` after each epoch with its
+        ``history_`` entry. ``stop()``, if given, is asked after every kernel
+        call whether to stop: see the class documentation. Raises
+        :class:`TrainingDivergedError` or :class:`TrainingInterrupted`.
         """
         self._check_params()
-        X, y = validate_data(self, X, y, reset=True, dtype=_kernel_dtypes(self.dtype), order="C")
+        warm = self.warm_start and hasattr(self, "coef_")
+        dtype = self.coef_.dtype if warm else self.dtype
+        X, y = validate_data(self, X, y, reset=not warm, dtype=_kernel_dtypes(dtype), order="C")
         check_classification_targets(y)
-        classes, y_indices = np.unique(y, return_inverse=True)
-        self._init_model(X.shape[1], classes)
-        return self._train(X, y_indices, validation_data, on_batches, on_epoch, stop)
+        if warm:
+            classes, y_indices = self.classes_, self._label_indices(y)
+        else:
+            classes, y_indices = np.unique(y, return_inverse=True)
+            _rows.check_two_classes(classes)
+        sample_weight = _rows.checked_sample_weight(sample_weight, len(y), dtype)
+        _rows.check_weighted_classes(_rows.row_weights(self.class_weight, classes, y_indices, sample_weight, dtype),
+                                     y_indices, classes)
+        if not warm:
+            self._init_model(X.shape[1], classes)
+        self._epoch_in_progress = None
+        self._fit_in_progress = self._new_fit(y_indices)
+        return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
 
-    def resume(self, X, y, validation_data=None, *, on_batches=None, on_epoch=None, stop=None):
-        """Finish a fit that ``stop`` interrupted, on the same ``X`` and ``y``; returns ``self``.
+    def resume(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None):
+        """Finish a fit that ``stop`` interrupted, on the same ``X``, ``y`` and ``sample_weight``; returns ``self``.
 
         Trains the rest of the interrupted epoch and the epochs after it, up
-        to ``epochs``, exactly as the uninterrupted fit would have. The
-        arguments are those of :meth:`fit`; ``X`` and ``y`` must be the data of
-        the interrupted fit (checked by their SHA-256). Raises ``ValueError``
-        if there is no interrupted fit to resume.
+        to the fit's last, exactly as the uninterrupted fit would have. The
+        arguments are those of :meth:`fit`; ``X``, ``y`` and ``sample_weight``
+        must be those of the interrupted fit (checked by their SHA-256). Raises
+        ``ValueError`` if there is no interrupted fit to resume.
         """
         self._check_params()
         self._check_is_fitted()
@@ -183,35 +276,63 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, reset=False, dtype=_kernel_dtypes(self.coef_.dtype), order="C")
         check_classification_targets(y)
         y_indices = self._label_indices(y)
-        if _data_sha256(X, y_indices) != epoch.data_sha256:
-            raise ValueError("X and y are not the data of the interrupted fit (their SHA-256 differs); "
-                             "resume needs the same rows in the same order")
-        if epoch.batches_done >= math.ceil(len(y) / self.batch_size) or (
-                epoch.order is not None and len(epoch.order) != len(y)):
-            raise ValueError(f"the interrupted epoch ({epoch.batches_done} batches done) does not fit {len(y)} rows "
-                             f"in batches of {self.batch_size}: was batch_size changed?")
-        return self._train(X, y_indices, validation_data, on_batches, on_epoch, stop)
+        sample_weight = _rows.checked_sample_weight(sample_weight, len(y), self.coef_.dtype)
+        if _data_sha256(X, y_indices, sample_weight) != epoch.data_sha256:
+            raise ValueError("X, y and sample_weight are not the data of the interrupted fit (their SHA-256 "
+                             "differs); resume needs the same rows in the same order, with the same weights")
+        held_out = self._fit_in_progress.validation_rows
+        n_train = len(y) - (0 if held_out is None else len(held_out))
+        if epoch.batches_done >= math.ceil(n_train / self.batch_size) or (
+                epoch.order is not None and len(epoch.order) != n_train):
+            raise ValueError(f"the interrupted epoch ({epoch.batches_done} batches done) does not fit {n_train} "
+                             f"rows in batches of {self.batch_size}: was batch_size changed?")
+        return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``X (n, d)``, ``y (n,)`` from the current weights (fresh ones at first); returns ``self``.
 
         ``classes`` must list every label on the first call when ``y`` may not
-        show them all; on a later call it must equal ``classes_``. The epoch
+        show them all; on a later call it must equal ``classes_``.
+        ``sample_weight``: as in :meth:`fit`; ``class_weight="balanced"`` needs
+        the whole ``y`` and so is refused here (pass the weights as a dict).
+        The schedule goes on from ``n_steps_`` (``"cosine"`` spans ``epochs``
+        calls on data of this size; ``"adaptive"`` trains at ``lr``: only
+        :meth:`fit` measures plateaus) and early stopping is ignored. The epoch
         in progress of an interrupted fit, if any, is dropped.
         """
         self._check_params()
+        if isinstance(self.class_weight, str):
+            raise ValueError("class_weight='balanced' needs the class counts of the whole data set, which "
+                             "partial_fit does not see: pass class_weight as a dict instead")
         first_call = not hasattr(self, "coef_")
         dtype = self.dtype if first_call else self.coef_.dtype
         X, y = validate_data(self, X, y, reset=first_call, dtype=_kernel_dtypes(dtype), order="C")
         check_classification_targets(y)
         if first_call:
-            self._init_model(X.shape[1], np.unique(y if classes is None else classes))
-        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(f"classes={np.unique(classes).tolist()} differs from the classes of the first "
-                             f"partial_fit, {self.classes_.tolist()}")
-        self._epoch_in_progress = None
-        self._train_one_epoch(kernels.get_backend(self.backend), X, self._label_indices(y),
-                              self._new_epoch(len(y)), None, None, None, None)
+            model_classes = np.unique(y if classes is None else classes)
+            _rows.check_two_classes(model_classes)
+        else:
+            model_classes = self.classes_
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(f"classes={np.unique(classes).tolist()} differs from the classes of the first "
+                                 f"partial_fit, {self.classes_.tolist()}")
+        y_indices = _rows.label_indices(model_classes, y)
+        sample_weight = _rows.checked_sample_weight(sample_weight, len(y), dtype)
+        weights = _rows.row_weights(self.class_weight, model_classes, y_indices, sample_weight, dtype)
+        _rows.check_weighted_classes(weights, y_indices, model_classes, at_least=1)
+        n_steps = 0 if first_call else self.n_steps_
+        if self.learning_rate == "cosine" and n_steps + math.ceil(len(y) / self.batch_size) > self._cosine_length(
+                None, len(y)):
+            raise ValueError(f"learning_rate='cosine' anneals over epochs={self.epochs} epochs of this data, "
+                             f"{self._cosine_length(None, len(y))} batches, and {n_steps} are done: this "
+                             "partial_fit would go past them; raise epochs, or fit with warm_start")
+        if first_call:
+            self._init_model(X.shape[1], model_classes)
+        self._epoch_in_progress, self._fit_in_progress, self.best_epoch_ = None, None, None
+        backend, data = kernels.get_backend(self.backend), _rows.Rows(X, y_indices, weights)
+        epoch = self._new_epoch(len(y))
+        self._train_batches(backend, data, epoch, None, None, None)
+        self._end_epoch(backend, data, epoch, None, None, None)
         return self
 
     def _check_params(self):
@@ -228,19 +349,38 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed < 2**32)):
             raise ValueError("random_state must be None, an integer in [0, 2**32), a numpy.random.RandomState "
                              f"or a numpy.random.Generator, got {seed!r}")
+        dtype = np.dtype(self.dtype)
+        check_positive_in("lr", self.lr, dtype)
+        check_nonnegative_in("alpha", self.alpha, dtype)
+        check_nonnegative_in("momentum", self.momentum, dtype, below=1)
+        for name in ("nesterov", "early_stopping", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        if self.learning_rate not in schedules.LEARNING_RATES:
+            raise ValueError(f"learning_rate must be one of {', '.join(map(repr, schedules.LEARNING_RATES))}, "
+                             f"got {self.learning_rate!r}")
+        _check_real("power_t", self.power_t, lambda value: value >= 0, "finite and >= 0")
+        _check_real("validation_fraction", self.validation_fraction, lambda value: 0 < value < 1,
+                    "strictly between 0 and 1")
+        check_count("n_iter_no_change", self.n_iter_no_change)
+        _check_real("tol", self.tol, lambda value: value >= 0, "finite and >= 0")
+        _check_class_weight(self.class_weight)
 
     def _init_model(self, n_features, classes):
-        """Set ``classes_``, fresh weights, the RNG and an empty history."""
-        if len(classes) < 2:
-            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes, "
-                             f"but y holds only one class: {classes.tolist()[0]!r}")
+        """Set ``classes_``, fresh weights, the RNG, an empty history and no training state."""
         self.classes_ = classes
         self._rng = self._seeded_generator()
         self.coef_ = (self._rng.standard_normal((n_features, len(classes))) * 0.01).astype(self.dtype)
         self.intercept_ = np.zeros(len(classes), dtype=self.dtype)
         self.history_ = []
         self.n_iter_ = 0
+        self.n_steps_ = 0
+        self.best_epoch_ = None
+        self._velocity = None
         self._epoch_in_progress = None
+        self._fit_in_progress = None
 
     def _seeded_generator(self):
         """The random generator ``random_state`` stands for (see the class documentation); checked by ``fit``."""
@@ -251,59 +391,97 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return self.random_state
         return np.random.RandomState(self.random_state)
 
-    def _train(self, X, y, validation_data, on_batches, on_epoch, stop):
-        """Epochs on kernel-ready ``X`` and class indices ``y`` until ``n_iter_`` is ``epochs``; returns ``self``.
+    def _new_fit(self, y):
+        """The state of a fit that starts now on class indices ``y``: its span, schedule and early-stopping split."""
+        held_out = _rows.stratified_holdout(y, len(self.classes_), self.validation_fraction, self._rng) \
+            if self.early_stopping else None
+        return model_file._FitInProgress(first_epoch=self.n_iter_, end_epoch=self.n_iter_ + self.epochs,
+                                         origin=self.n_steps_, rate=float(self.lr), validation_rows=held_out)
 
-        Goes on from the interrupted epoch if there is one.
+    def _train(self, X, y, sample_weight, validation_data, on_batches, on_epoch, stop):
+        """The epochs of the fit in progress on kernel-ready ``X`` and class indices ``y``; returns ``self``.
+
+        Goes on from the interrupted epoch if there is one; at the end, puts
+        back early stopping's best weights.
         """
+        fit = self._fit_in_progress
         validation = None if validation_data is None else self._validation_arrays(validation_data)
+        weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, self.coef_.dtype)
+        data, held_out = _rows.Rows(X, y, weights), None
+        if fit.validation_rows is not None:
+            data, held_out = data.take(np.setdiff1d(np.arange(len(y)), fit.validation_rows)), \
+                data.take(fit.validation_rows)
+            if held_out.weights is not None and not held_out.weights.any():
+                raise ValueError("the rows early stopping holds out all have a zero weight (sample_weight times "
+                                 "class_weight): nothing to score them by; use another random_state")
         backend = kernels.get_backend(self.backend)
-        while self.n_iter_ < self.epochs:
-            epoch = self._epoch_in_progress or self._new_epoch(len(y))
-            self._epoch_in_progress = None
-            stop_requested = self._train_one_epoch(backend, X, y, epoch, validation, on_batches, on_epoch, stop)
-            if stop_requested and self.n_iter_ < self.epochs:
-                self._interrupt(self._new_epoch(len(y)), X, y)
+        try:
+            while self.n_iter_ < fit.end_epoch:
+                epoch = self._epoch_in_progress or self._new_epoch(len(data.y))
+                self._epoch_in_progress = None
+                stop_requested = self._train_batches(backend, data, epoch, fit, on_batches, stop)
+                record, plateau_stop = self._end_epoch(backend, data, epoch, fit, held_out, validation)
+                if on_epoch is not None:
+                    on_epoch(record)
+                if plateau_stop:
+                    break
+                if stop_requested and self.n_iter_ < fit.end_epoch:
+                    self._interrupt(self._new_epoch(len(data.y)), len(data.y))
+        except TrainingInterrupted:
+            self._epoch_in_progress.data_sha256 = _data_sha256(X, y, sample_weight)
+            raise
+        except TrainingDivergedError:
+            self._fit_in_progress = None
+            raise
+        if fit.best is not None:
+            self.coef_, self.intercept_, self._velocity = fit.best
+        self.best_epoch_ = fit.plateau.best_epoch if fit.best is not None else None
+        self._fit_in_progress = None
         return self
 
     def _new_epoch(self, n):
         """A new epoch over ``n`` rows: their order is drawn now when shuffling."""
         return _EpochInProgress(order=self._rng.permutation(n) if self.shuffle else None)
 
-    def _interrupt(self, epoch, X, y):
-        """Keep ``epoch`` and the digest of the data for :meth:`resume`, and raise TrainingInterrupted."""
-        epoch.data_sha256 = _data_sha256(X, y)
+    def _interrupt(self, epoch, n):
+        """Keep ``epoch`` (over ``n`` rows) for :meth:`resume` and raise TrainingInterrupted."""
         self._epoch_in_progress = epoch
-        raise TrainingInterrupted(self.n_iter_ + 1, epoch.batches_done, math.ceil(len(y) / self.batch_size))
+        raise TrainingInterrupted(self.n_iter_ + 1, epoch.batches_done, math.ceil(n / self.batch_size))
 
-    def _train_one_epoch(self, backend, X, y, epoch, validation, on_batches, on_epoch, stop):
-        """SGD over the batches of ``epoch`` not yet done, on kernel-ready ``X (n, d)`` and class indices ``y (n,)``.
+    def _train_batches(self, backend, data, epoch, fit, on_batches, stop):
+        """SGD over the batches of ``epoch`` not yet done, on the training rows ``data``.
 
-        Appends the epoch's record to ``history_`` and returns whether
-        ``stop()`` asked to stop at its end; raises TrainingInterrupted if it
-        asked before the end, TrainingDivergedError (the weights put back as
-        they were when this call began) if the loss or the weights stop
-        being finite.
+        Returns whether ``stop()`` asked to stop at the epoch's end; raises
+        TrainingInterrupted if it asked before the end, TrainingDivergedError
+        (the weights, velocity and step count put back as they were when this
+        call began) if the loss or the weights stop being finite.
         """
-        number, n = self.n_iter_ + 1, len(y)
-        X_epoch, y_epoch = (X, y) if epoch.order is None else (X[epoch.order], y[epoch.order])
+        number, n = self.n_iter_ + 1, len(data.y)
+        rows = data if epoch.order is None else data.take(epoch.order)
         n_threads = _kernel_threads(self.n_jobs)
         total_batches = math.ceil(n / self.batch_size)
         rows_per_call = BATCHES_PER_CALL * self.batch_size
-        first_batch, last_finite = epoch.batches_done, (self.coef_.copy(), self.intercept_.copy())
+        if self.momentum > 0 and self._velocity is None:
+            self._velocity = (np.zeros_like(self.coef_), np.zeros_like(self.intercept_))
+        first_batch, last_finite = epoch.batches_done, self._training_state_copy()
+        schedule = self._schedule(fit, n)
         stopping = False
         started = time.perf_counter()
         for start in range(first_batch * self.batch_size, n, rows_per_call):
-            rows = slice(start, start + rows_per_call)
-            loss, accuracy = backend.train_epoch(
-                X_epoch[rows], y_epoch[rows], self.coef_, self.intercept_, self.lr, self.batch_size, _scale_of(X),
-                n_threads=n_threads,
-            )
-            n_rows = len(y_epoch[rows])
+            call = slice(start, start + rows_per_call)
+            n_rows = len(rows.y[call])
             n_batches = math.ceil(n_rows / self.batch_size)
+            loss, accuracy = backend.train_epoch(
+                rows.X[call], rows.y[call], self.coef_, self.intercept_,
+                schedules.batch_rates(self.learning_rate, self.lr, self.n_steps_, n_batches, **schedule),
+                self.batch_size, _scale_of(rows.X), alpha=self.alpha, momentum=self.momentum,
+                nesterov=self.nesterov, velocity=self._velocity,
+                sample_weight=None if rows.weights is None else rows.weights[call], n_threads=n_threads,
+            )
             if not (math.isfinite(loss) and np.isfinite(self.coef_).all() and np.isfinite(self.intercept_).all()):
-                self.coef_, self.intercept_ = last_finite
+                self.coef_, self.intercept_, self._velocity, self.n_steps_ = last_finite
                 self._diverged(number, loss, epoch.batches_done, n_batches, first_batch)
+            self.n_steps_ += n_batches
             epoch.loss_sum += loss * n_batches
             epoch.n_correct += round(accuracy * n_rows)
             epoch.batches_done += n_batches
@@ -312,22 +490,64 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             stopping = stop is not None and bool(stop())
             if stopping and epoch.batches_done < total_batches:
                 epoch.seconds += time.perf_counter() - started
-                self._interrupt(epoch, X, y)
+                self._interrupt(epoch, n)
+        epoch.seconds += time.perf_counter() - started
+        return stopping
+
+    def _training_state_copy(self):
+        """``(coef_, intercept_, velocity, n_steps_)``, the arrays copied: what a diverged call puts back."""
+        return (*self._weights_copy(), self.n_steps_)
+
+    def _weights_copy(self):
+        """``(coef_, intercept_, velocity or None)``, copied: what early stopping keeps of its best epoch."""
+        velocity = None if self._velocity is None else tuple(v.copy() for v in self._velocity)
+        return self.coef_.copy(), self.intercept_.copy(), velocity
+
+    def _schedule(self, fit, n):
+        """:func:`schedules.rate`'s keyword arguments for training ``n`` rows in ``fit`` (``None``: partial_fit)."""
+        return dict(power_t=self.power_t, origin=0 if fit is None else fit.origin,
+                    total=self._cosine_length(fit, n), current=None if fit is None else fit.rate)
+
+    def _cosine_length(self, fit, n):
+        """``T``: the batches of all the epochs of ``fit`` (``None``: of ``epochs`` partial_fit calls) on ``n`` rows."""
+        epochs = self.epochs if fit is None else fit.end_epoch - fit.first_epoch
+        return epochs * math.ceil(n / self.batch_size)
+
+    def _end_epoch(self, backend, data, epoch, fit, held_out, validation):
+        """Append the record of the epoch just trained to ``history_``, scored; returns ``(record, stop)``.
+
+        ``stop``: whether the fit's plateau asks it to end here (see
+        :mod:`softmax_fast.schedules`); when the epoch is early stopping's best
+        so far, its weights are kept in ``fit``.
+        """
+        n, total_batches = len(data.y), math.ceil(len(data.y) / self.batch_size)
+        first_rate = schedules.rate(self.learning_rate, self.lr, self.n_steps_ - total_batches,
+                                    **self._schedule(fit, n))
         record = {
-            "epoch": number,
+            "epoch": self.n_iter_ + 1,
+            "lr": first_rate,
             "train_loss": epoch.loss_sum / epoch.batches_done,
             "train_accuracy": epoch.n_correct / n,
+            "validation_loss": None,
+            "validation_score": None,
             "test_loss": None,
             "test_accuracy": None,
-            "seconds": epoch.seconds + time.perf_counter() - started,
+            "seconds": epoch.seconds,
         }
+        if held_out is not None:
+            record["validation_loss"], record["validation_score"] = self._loss_and_accuracy(backend, held_out)
         if validation is not None:
-            record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(backend, *validation)
+            record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(backend, validation)
         self.history_.append(record)
         self.n_iter_ = len(self.history_)
-        if on_epoch is not None:
-            on_epoch(record)
-        return stopping
+        if fit is None or not (held_out is not None or self.learning_rate == "adaptive"):
+            return record, False
+        score = -record["train_loss"] if held_out is None else record["validation_score"]
+        if fit.plateau.update(score, record["epoch"], self.tol) and held_out is not None:
+            fit.best = self._weights_copy()
+        fit.rate, stop = schedules.after_plateau(fit.plateau, self.n_iter_no_change, self.learning_rate, self.lr,
+                                                 fit.rate, early_stopping=held_out is not None)
+        return record, stop
 
     def _diverged(self, epoch, loss, batches_before, n_batches, first_batch):
         """Raise TrainingDivergedError for the batches after ``batches_before`` in ``epoch``."""
@@ -340,7 +560,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             f"weights, those it had {kept}.", epoch)
 
     def _validation_arrays(self, validation_data):
-        """Kernel-ready ``(X_test, class indices of y_test)`` from ``validation_data``, checked against the model."""
+        """Kernel-ready rows of ``validation_data`` (``X_test``, class indices of ``y_test``), checked."""
         try:
             X_test, y_test = validation_data
         except (TypeError, ValueError):
@@ -349,19 +569,43 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         try:
             X_test, y_test = validate_data(self, X_test, y_test, reset=False,
                                            dtype=_kernel_dtypes(self.coef_.dtype), order="C")
-            return X_test, self._label_indices(y_test)
+            return _rows.Rows(X_test, self._label_indices(y_test), None)
         except ValueError as exc:
             raise ValueError(f"validation_data: {exc}") from exc
 
-    def _loss_and_accuracy(self, backend, X, y_indices):
-        """Mean cross-entropy and accuracy on kernel-ready ``X (n, d)`` and class indices ``y (n,)``."""
+    def _loss_and_accuracy(self, backend, rows):
+        """The data loss and the accuracy (both weighted by ``rows.weights`` when given) of kernel-ready ``rows``."""
         n_threads = _kernel_threads(self.n_jobs)
-        loss, _, _ = backend.loss_and_grad(X, y_indices, self.coef_, self.intercept_, _scale_of(X),
-                                           n_threads=n_threads)
-        predicted = backend.predict(X, self.coef_, self.intercept_, _scale_of(X), n_threads=n_threads)
-        return loss, float(np.mean(predicted == y_indices))
+        loss, _, _ = backend.loss_and_grad(rows.X, rows.y, self.coef_, self.intercept_, _scale_of(rows.X),
+                                           sample_weight=rows.weights, n_threads=n_threads)
+        predicted = backend.predict(rows.X, self.coef_, self.intercept_, _scale_of(rows.X), n_threads=n_threads)
+        return loss, float(np.average(predicted == rows.y, weights=rows.weights))
 
     # -- prediction -----------------------------------------------------------------------------
+
+    def decision_function(self, X):
+        """The logits ``X @ coef_ + intercept_`` of ``X (n, d)``: ``(n, k)`` float64, columns in ``classes_``'s order.
+
+        With 2 classes, ``(n,)``: the second class's logit minus the first's
+        (positive: ``classes_[1]``), scikit-learn's shape for a binary
+        classifier. Computed in float64 with NumPy (uint8 ``X`` scaled by
+        1/255), so a row's values do not depend on the other rows; the argmax
+        is :meth:`predict`'s but for ties closer than the model's dtype resolves.
+        """
+        Z = self._logits(self._prediction_features(X))
+        return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
+
+    def predict_log_proba(self, X):
+        """Log-probabilities ``(n, k)`` float64 of ``X (n, d)``: the log-softmax of the logits, never ``log(0)``.
+
+        ``Z - max(Z) - log(sum(exp(Z - max(Z))))`` per row, from
+        :meth:`decision_function`'s logits, so classes far less likely than
+        the float32 ``predict_proba`` can show keep finite values.
+        """
+        Z = self._logits(self._prediction_features(X))
+        Z -= Z.max(axis=1, keepdims=True)
+        Z -= np.log(np.exp(Z).sum(axis=1, keepdims=True))
+        return Z
 
     def predict_proba(self, X):
         """Class probabilities ``(n, k)`` of ``coef_``'s dtype for ``X (n, d)``, columns in ``classes_``'s order."""
@@ -376,6 +620,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             X, self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
         return self.classes_[indices]
 
+    def _logits(self, X):
+        """``(X * scale) @ coef_ + intercept_`` in float64 for kernel-ready ``X``, a thousand rows at a time."""
+        W, b = self.coef_.astype(np.float64), self.intercept_.astype(np.float64)
+        Z = np.empty((len(X), len(b)))
+        for start in range(0, len(X), _LOGIT_ROWS):
+            rows = slice(start, start + _LOGIT_ROWS)
+            np.matmul(X[rows].astype(np.float64) * _scale_of(X), W, out=Z[rows])
+        Z += b
+        return Z
+
     def _prediction_features(self, X):
         """``X`` checked against the fitted model and ready for the kernels; ``NotFittedError`` before ``fit``."""
         self._check_is_fitted()
@@ -388,12 +642,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _label_indices(self, y):
         """Positions in ``classes_`` of the 1-D labels ``y``, as ``np.intp``; ``ValueError`` for an unknown label."""
-        indices = np.minimum(np.searchsorted(self.classes_, y), len(self.classes_) - 1)
-        unknown = self.classes_[indices] != y
-        if np.any(unknown):
-            raise ValueError(f"y holds labels the model was not fitted with, e.g. {y[unknown].tolist()[0]!r}; "
-                             f"known: {self.classes_.tolist()}")
-        return indices.astype(np.intp)
+        return _rows.label_indices(self.classes_, y)
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -403,15 +652,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         The parameters are stored as JSON; a ``RandomState`` or ``Generator``
         ``random_state`` is stored as ``None``, but the state of the shuffling
         generator is stored, so training after :meth:`load` goes on as it
-        would have here. An interrupted fit is stored with everything
-        :meth:`resume` needs. :meth:`load` restores every fitted attribute
-        except ``feature_names_in_``. The layout: :mod:`softmax_fast.model_file`.
+        would have here, with the velocity and ``n_steps_``. An interrupted fit
+        is stored with everything :meth:`resume` needs. :meth:`load` restores
+        every fitted attribute except ``feature_names_in_``. The layout:
+        :mod:`softmax_fast.model_file`.
         """
         model_file.save(self, file)
 
     @classmethod
     def load(cls, file):
-        """A model written by :meth:`save` (format 1 to 3), from a path or a binary file object.
+        """A model written by :meth:`save` (format 1 to 4), from a path or a binary file object.
 
         Raises ``ValueError`` naming ``file`` and the problem for anything that
         is not such a model: not an ``.npz``, missing or inconsistent arrays,
@@ -419,6 +669,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         unpickles.
         """
         return model_file.load(cls, file)
+
+
+#: The checks of ``sklearn.utils.estimator_checks`` that the default estimator fails by construction, with the
+#: reason: pass it as ``expected_failed_checks`` (scikit-learn >= 1.6 lists its own SGD estimators' this way, in
+#: ``sklearn.utils._test_common.instance_generator.PER_ESTIMATOR_XFAIL_CHECKS``; its tags hold no such list).
+SKLEARN_EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "sample_weight is not equivalent to removing or repeating rows: minibatch SGD divides a batch's loss by "
+        "its row count and repeated rows change the batches (as for scikit-learn's SGDClassifier)"),
+    "check_class_weight_classifiers": (
+        "10 epochs at the constant rate 0.2 on the check's unscaled blobs (std 20) with class weights of 1000 take "
+        "steps too large to settle; the check raises max_iter for the estimators that have one, which this one "
+        "calls epochs (with epochs=200 and learning_rate='cosine' it passes: tests/test_sklearn_compat.py)"),
+}
 
 
 def _kernel_dtypes(dtype):
@@ -440,8 +704,27 @@ def _kernel_threads(n_jobs):
     return int(n_jobs) if n_jobs > 0 else max(default_num_threads() + 1 + int(n_jobs), 1)
 
 
-def _data_sha256(X, y):
-    """SHA-256 of kernel-ready training data (C-ordered ``X`` and ``y``), which ``resume`` compares."""
+def _data_sha256(X, y, sample_weight):
+    """SHA-256 of kernel-ready training data (C-ordered ``X``, ``y`` and, if given, ``sample_weight``): ``resume``'s."""
     digest = hashlib.sha256(X)
     digest.update(y)
+    if sample_weight is not None:
+        digest.update(sample_weight)
     return digest.hexdigest()
+
+
+def _check_real(name, value, accept, requirement):
+    """Check a parameter that is a finite real number for which ``accept(value)`` holds."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not (math.isfinite(value) and accept(value)):
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+
+
+def _check_class_weight(class_weight):
+    if class_weight is None or (isinstance(class_weight, str) and class_weight == "balanced"):
+        return
+    if not isinstance(class_weight, dict):
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {class_weight!r}")
+    for label, weight in class_weight.items():
+        _check_real(f"class_weight[{label!r}]", weight, lambda w: w >= 0, "finite and >= 0")

@@ -11,25 +11,48 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def plot_curves(history, title):
-    """Loss and accuracy per epoch, train and test, in two panels (the seed's figure, labelled).
+def plot_curves(history, title, best_epoch=None):
+    """Loss and accuracy per epoch in two panels, and the learning rate in a third when it changes.
 
-    ``history`` is ``SoftmaxRegression.history_``; test curves are drawn where present.
+    ``history`` is ``SoftmaxRegression.history_``: train curves always, the
+    held-out rows' (early stopping: ``validation_loss``, ``validation_score``)
+    and the test data's where present. ``best_epoch`` (the model's
+    ``best_epoch_``), if given, is marked in each panel as the epoch whose
+    weights early stopping kept.
     """
     epochs = [record["epoch"] for record in history]
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    rates = [record.get("lr") for record in history]
+    show_rates = None not in rates and len(set(rates)) > 1
+    figure, panels = plt.subplots(1, 3 if show_rates else 2, figsize=(16 if show_rates else 11, 4.2),
+                                  layout="constrained")
+    loss_axes, accuracy_axes = panels[:2]
     for axes, metric, label in ((loss_axes, "loss", "cross-entropy loss"), (accuracy_axes, "accuracy", "accuracy")):
         axes.plot(epochs, [record[f"train_{metric}"] for record in history], "o-", label="train")
-        if history and history[0][f"test_{metric}"] is not None:
-            axes.plot(epochs, [record[f"test_{metric}"] for record in history], "s--", label="test")
-        axes.set_xlabel("epoch")
-        axes.set_ylabel(label)
-        axes.set_title(f"{label.capitalize()} per epoch")
-        axes.grid(alpha=0.3)
-        axes.legend()
-        axes.xaxis.get_major_locator().set_params(integer=True)
+        for key, style, name in ((f"validation_{'score' if metric == 'accuracy' else 'loss'}", "^-.", "held out"),
+                                 (f"test_{metric}", "s--", "test")):
+            if history and history[0].get(key) is not None:
+                axes.plot(epochs, [record[key] for record in history], style, label=name)
+        _label(axes, label, best_epoch)
+    if show_rates:
+        rate_axes = panels[2]
+        rate_axes.plot(epochs, rates, "o-", color="tab:purple", label="at the epoch's first batch")
+        if max(rates) > 100 * min(rates):
+            rate_axes.set_yscale("log")
+        _label(rate_axes, "learning rate", best_epoch)
     figure.suptitle(title)
     return figure
+
+
+def _label(axes, label, best_epoch):
+    """Axis labels, title, grid, integer epochs, the best epoch's marker and the legend of one panel."""
+    if best_epoch is not None:
+        axes.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(label)
+    axes.set_title(f"{label[0].upper()}{label[1:]} per epoch")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    axes.xaxis.get_major_locator().set_params(integer=True)
 
 
 def plot_weights(coef, classes, image_shape=(28, 28)):

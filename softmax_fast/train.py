@@ -20,16 +20,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import _cli, datasets, kernels, model_file
+from . import _cli, datasets, kernels, model_file, schedules
 from .estimator import SoftmaxRegression, TrainingDivergedError, TrainingInterrupted
 from .metrics import confusion_matrix
 
 PROG = "python -m softmax_fast.train"
-METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "validation_loss", "validation_score", "test_loss",
+                  "test_accuracy", "seconds")
 CHECKPOINT = "checkpoint.npz"
 # The options that fix what a run computes, with their defaults: a resumed run takes them from its checkpoint.
 RUN_DEFAULTS = {"dataset": "mnist", "epochs": 10, "lr": 0.2, "batch_size": 128, "backend": "auto",
-                "dtype": "float32", "seed": 42, "shuffle": False}
+                "dtype": "float32", "seed": 42, "shuffle": False, "alpha": 0.0, "momentum": 0.0, "nesterov": False,
+                "lr_schedule": "constant", "power_t": 0.5, "early_stopping": False, "validation_fraction": 0.1,
+                "n_iter_no_change": 5, "tol": 1e-4, "class_weight": None}
+# The estimator's parameter of each option that has another name.
+PARAMETER_NAMES = {"seed": "random_state", "lr_schedule": "learning_rate"}
 
 
 def parse_args(argv):
@@ -54,6 +59,28 @@ def parse_args(argv):
                         help="threads of the kernels (default: all CPUs); results do not depend on it")
     parser.add_argument("--seed", type=_cli.seed, help="seeds the initial weights and shuffling (default: 42)")
     parser.add_argument("--shuffle", action="store_true", default=None, help="shuffle the training rows every epoch")
+    training = parser.add_argument_group(
+        "training options", "scikit-learn's and PyTorch's names for them: see the README")
+    training.add_argument("--alpha", type=_cli.non_negative_float,
+                          help="L2 penalty on the weights, (alpha/2) ||W||^2 (default: 0)")
+    training.add_argument("--momentum", type=_cli.below_one, help="momentum in [0, 1), as torch.optim.SGD's "
+                          "(default: 0)")
+    training.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
+    training.add_argument("--lr-schedule", choices=schedules.LEARNING_RATES,
+                          help="the rate per batch: constant (default), invscaling (lr / (1 + t)^power_t), cosine "
+                               "(annealed to 0 over all epochs) or adaptive (divided by 5 on a plateau)")
+    training.add_argument("--power-t", type=_cli.non_negative_float, help="invscaling's exponent (default: 0.5)")
+    training.add_argument("--early-stopping", action="store_true", default=None,
+                          help="hold out a stratified share of the training rows, stop when their accuracy stops "
+                               "improving and keep the best epoch's weights")
+    training.add_argument("--validation-fraction", type=_cli.fraction,
+                          help="the share early stopping holds out (default: 0.1)")
+    training.add_argument("--n-iter-no-change", type=_cli.positive_int,
+                          help="epochs without improvement before early stopping or adaptive acts (default: 5)")
+    training.add_argument("--tol", type=_cli.non_negative_float,
+                          help="the least improvement that counts (default: 1e-4)")
+    training.add_argument("--class-weight", choices=("balanced",),
+                          help="weigh each class by n / (k * its count)")
     parser.add_argument("--out", type=Path, help="output directory (default: a new folder under ./runs/)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help=f"finish the interrupted run in DIR from its {CHECKPOINT}, with the options it was "
@@ -70,6 +97,8 @@ def parse_args(argv):
     for name, default in RUN_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if args.nesterov and args.momentum == 0:
+        parser.error("--nesterov needs --momentum > 0")
     return args
 
 
@@ -90,10 +119,11 @@ class Progress:
     The bar is drawn only on a terminal; lines go to ``stream`` unless quiet.
     """
 
-    def __init__(self, epochs, stream, quiet):
+    def __init__(self, epochs, stream, quiet, show_lr=False):
         self.epochs = epochs
         self.stream = stream
         self.quiet = quiet
+        self.show_lr = show_lr
         self.bar = None
 
     def on_batches(self, epoch, done, total):
@@ -108,10 +138,14 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        line = (f"epoch {record['epoch']:>3}/{self.epochs}  train loss {record['train_loss']:.4f}"
-                f"  acc {record['train_accuracy']:.4f}")
-        if record["test_loss"] is not None:
-            line += f"  test loss {record['test_loss']:.4f}  acc {record['test_accuracy']:.4f}"
+        line = f"epoch {record['epoch']:>3}/{self.epochs}"
+        if self.show_lr:
+            line += f"  lr {record['lr']:.4g}"
+        line += f"  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}"
+        for name, loss, accuracy in (("val", "validation_loss", "validation_score"),
+                                     ("test", "test_loss", "test_accuracy")):
+            if record.get(loss) is not None:
+                line += f"  {name} loss {record[loss]:.4f}  acc {record[accuracy]:.4f}"
         self.say(f"{line}  {record['seconds']:.2f}s")
 
     def say(self, line):
@@ -203,7 +237,8 @@ def draw_figures(out_dir, model, dataset, test, show):
     from . import plotting
 
     title = datasets.TITLES.get(dataset, dataset)
-    figures = {"curves.png": plotting.plot_curves(model.history_, f"Softmax regression on {title}")}
+    figures = {"curves.png": plotting.plot_curves(model.history_, f"Softmax regression on {title}",
+                                                  best_epoch=model.best_epoch_)}
     if model.coef_.shape[0] == 28 * 28:
         figures["weights.png"] = plotting.plot_weights(model.coef_, model.classes_)
     if test is not None:
@@ -227,9 +262,8 @@ def open_run(args):
     """
     if args.resume is None:
         out_dir = args.out or default_out_dir(args.dataset)
-        model = SoftmaxRegression(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, backend=args.backend,
-                                  dtype=args.dtype, n_jobs=args.threads, random_state=args.seed,
-                                  shuffle=args.shuffle)
+        model = SoftmaxRegression(n_jobs=args.threads, **{PARAMETER_NAMES.get(name, name): getattr(args, name)
+                                                          for name in RUN_DEFAULTS if name != "dataset"})
         run = {"dataset": args.dataset, "data_dir": None if args.data_dir is None else str(args.data_dir),
                "cwd": str(Path.cwd())}
     else:
@@ -247,7 +281,8 @@ def write_outputs(out_dir, model, run, test, args, backend_name, train_seconds):
     files = ["model.npz", "metrics.json", "metrics.csv"]
     if not args.no_plot:
         files += draw_figures(out_dir, model, run["dataset"], test, args.show)
-    final = model.history_[-1] if model.history_ else {}
+    # The epoch whose weights the model has: early stopping's best, else the last.
+    final = model.history_[(model.best_epoch_ or len(model.history_)) - 1] if model.history_ else {}
     summary = {
         "dataset": run["dataset"],
         "backend": backend_name,
@@ -255,6 +290,7 @@ def write_outputs(out_dir, model, run, test, args, backend_name, train_seconds):
         "train_seconds": train_seconds,
         "test_accuracy": final.get("test_accuracy"),
         "test_loss": final.get("test_loss"),
+        "best_epoch": model.best_epoch_,
         "out_dir": str(out_dir),
         "files": files,
     }
@@ -270,7 +306,8 @@ def main(argv=None):
 
         matplotlib.use("Agg")
     out_dir, model, run = open_run(args)
-    progress = Progress(model.epochs, sys.stderr if args.json else sys.stdout, args.quiet)
+    progress = Progress(model.epochs, sys.stderr if args.json else sys.stdout, args.quiet,
+                        show_lr=model.learning_rate != "constant")
     (X, y), test = load_run_data(run, args.data_dir, progress.say)
     backend_name = kernels.get_backend(model.backend).name
     progress.say(f"training on {X.shape[0]} rows x {X.shape[1]} features, "
@@ -292,6 +329,10 @@ def main(argv=None):
         return _cli.EXIT_INTERRUPTED
     except TrainingDivergedError as exc:
         diverged = exc
+    if model.best_epoch_ is not None:
+        stopped = f"stopped after epoch {model.n_iter_}, " if model.n_iter_ < model.epochs else ""
+        progress.say(f"early stopping: {stopped}kept the weights of epoch {model.best_epoch_}, the best on the "
+                     f"held-out rows (accuracy {model.history_[model.best_epoch_ - 1]['validation_score']:.4f})")
     summary = write_outputs(out_dir, model, run, test, args, backend_name, time.perf_counter() - started)
     if diverged is not None:
         raise TrainingDivergedError(f"{diverged} Wrote it, with the metrics of the epochs before, to {out_dir}.",

@@ -5,6 +5,7 @@ file it saves and loads, in test_model_file.py.
 """
 
 import itertools
+import math
 import pickle
 import re
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import softmax_fast.kernels as kernels
-from softmax_fast import SoftmaxRegression
+from softmax_fast import SoftmaxRegression, _rows
 from softmax_fast._sklearn_compat import DataConversionWarning, NotFittedError
 from softmax_fast.estimator import BATCHES_PER_CALL, TrainingDivergedError, TrainingInterrupted
 from softmax_fast.kernels._validation import default_num_threads
@@ -69,17 +70,20 @@ def test_uint8_features_are_pixels_scaled_by_1_over_255():
 
 
 class SpyBackend:
-    """A kernels backend that records each call's method name and keyword arguments, and its ``X``."""
+    """A kernels backend that records each call's method name, ``X`` and keyword arguments (``calls``), and its
+    other positional arguments (``arguments``)."""
 
     def __init__(self, backend):
         self.backend = backend
         self.calls = []
+        self.arguments = []
 
     def __getattr__(self, name):
         method = getattr(self.backend, name)
 
         def record_and_call(X, *args, **kwargs):
             self.calls.append((name, X, kwargs))
+            self.arguments.append(args)
             return method(X, *args, **kwargs)
 
         return record_and_call
@@ -212,7 +216,7 @@ def test_n_jobs_is_the_kernels_thread_count(spy_backend, n_jobs, n_threads):
     X, y = blobs(n=50)
     SoftmaxRegression(epochs=1, n_jobs=n_jobs).fit(X, y, validation_data=(X, y)).predict_proba(X)
     assert [name for name, _, _ in spy_backend.calls] == ["train_epoch", "loss_and_grad", "predict", "predict_proba"]
-    assert all(kwargs == {"n_threads": n_threads} for _, _, kwargs in spy_backend.calls)
+    assert all(kwargs["n_threads"] == n_threads for _, _, kwargs in spy_backend.calls)
 
 
 def test_shuffle_is_seeded():
@@ -371,10 +375,27 @@ def stop_after(n_calls):
     return lambda: next(calls) == n_calls
 
 
+through_a_file_or_not = pytest.mark.parametrize("through_file", [False, True], ids=["in-memory", "saved"])
+
+
+def stopping_at(first_call, end_of_epoch, mid_epoch):
+    """Parametrize ``stop_at_call, epoch, batches_done`` over three stops: the first kernel call, the end of an
+    epoch and the middle of one; each a triple of the stop's call and the epoch and batch it leaves off at."""
+    return pytest.mark.parametrize("stop_at_call, epoch, batches_done", [first_call, end_of_epoch, mid_epoch],
+                                   ids=["first-call", "end-of-epoch", "mid-epoch"])
+
+
+def checkpointed(model, tmp_path, through_file):
+    """``model``, or with ``through_file`` the model that saving it to a file and loading that gives."""
+    if not through_file:
+        return model
+    model.save(tmp_path / "checkpoint.npz")
+    return SoftmaxRegression.load(tmp_path / "checkpoint.npz")
+
+
 @pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
-@pytest.mark.parametrize("through_file", [False, True], ids=["in-memory", "saved"])
-@pytest.mark.parametrize("stop_at_call, epoch, batches_done", [(1, 1, 32), (4, 2, 0), (7, 2, 96)],
-                         ids=["first-call", "end-of-epoch", "mid-epoch"])
+@through_a_file_or_not
+@stopping_at((1, 1, 32), (4, 2, 0), (7, 2, 96))
 def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(
         tmp_path, shuffle, through_file, stop_at_call, epoch, batches_done):
     # 98 batches of 4 rows: kernel calls of 32, 32, 32 and 2 batches per epoch.
@@ -387,9 +408,7 @@ def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(
     with pytest.raises(TrainingInterrupted, match=f"stopped in epoch {epoch} after {batches_done} of its 98 batches"):
         model.fit(X, y, validation_data=validation, stop=stop_after(stop_at_call))
     assert model.n_iter_ == epoch - 1
-    if through_file:
-        model.save(tmp_path / "checkpoint.npz")
-        model = SoftmaxRegression.load(tmp_path / "checkpoint.npz")
+    model = checkpointed(model, tmp_path, through_file)
     progress = []
     model.resume(X, y, validation_data=validation, on_batches=lambda *args: progress.append(args))
     assert progress[0] == (epoch, min(batches_done + 32, 98), 98)
@@ -398,6 +417,56 @@ def test_an_interrupted_fit_resumes_to_the_weights_of_an_uninterrupted_one(
     assert without_seconds(model.history_) == without_seconds(expected.history_)
     # The generator goes on as well: one more epoch equals one more epoch of the uninterrupted model.
     np.testing.assert_array_equal(model.partial_fit(X, y).coef_, expected.partial_fit(X, y).coef_)
+
+
+# Every option, and a plateau that no epoch beats by tol: a cosine fit stops early after its third epoch, an
+# adaptive one lowers its rate after every two.
+EVERY_OPTION = dict(epochs=6, batch_size=4, lr=0.05, alpha=1e-3, momentum=0.9, nesterov=True, early_stopping=True,
+                    n_iter_no_change=2, tol=0.5, class_weight="balanced", shuffle=True, warm_start=True,
+                    random_state=3)
+
+
+@pytest.mark.parametrize("learning_rate", ["cosine", "adaptive"])
+@through_a_file_or_not
+@stopping_at((1, 4, 32), (6, 6, 0), (8, 6, 64))
+def test_an_interrupted_fit_with_every_option_resumes_to_the_bits_of_an_uninterrupted_one(
+        tmp_path, learning_rate, through_file, stop_at_call, epoch, batches_done):
+    # 350 rows trained on (39 held out), 88 batches of 4: kernel calls of 32, 32 and 24 batches per epoch.
+    X, y = blobs(n=389)
+    sample_weight = np.random.default_rng(5).uniform(0.2, 2.0, size=len(y))
+    validation = (X[:50], y[:50])
+    params = EVERY_OPTION | {"learning_rate": learning_rate}
+    # A warm-started fit after a first one of 3 epochs: the second is interrupted.
+    expected = SoftmaxRegression(**params | {"epochs": 3}).fit(X, y, sample_weight)
+    model = SoftmaxRegression(**params | {"epochs": 3}).fit(X, y, sample_weight)
+    assert model.n_iter_ == 3
+    expected.set_params(epochs=6).fit(X, y, sample_weight, validation_data=validation)
+    with pytest.raises(TrainingInterrupted, match=f"stopped in epoch {epoch} after {batches_done} of its 88 batches"):
+        model.set_params(epochs=6).fit(X, y, sample_weight, validation_data=validation,
+                                       stop=stop_after(stop_at_call))
+    model = checkpointed(model, tmp_path, through_file)
+    model.resume(X, y, sample_weight, validation_data=validation)
+    assert expected.n_iter_ == (6 if learning_rate == "cosine" else 9)
+    assert (model.n_iter_, model.n_steps_, model.best_epoch_) == (expected.n_iter_, expected.n_steps_,
+                                                                   expected.best_epoch_)
+    for kept, wanted in zip((model.coef_, model.intercept_, *model._velocity),
+                            (expected.coef_, expected.intercept_, *expected._velocity)):
+        np.testing.assert_array_equal(kept, wanted)
+    assert without_seconds(model.history_) == without_seconds(expected.history_)
+    # The generator and the step count go on as well: one more warm fit equals one more of the uninterrupted model.
+    model.set_params(epochs=1).fit(X, y, sample_weight)
+    np.testing.assert_array_equal(model.coef_, expected.set_params(epochs=1).fit(X, y, sample_weight).coef_)
+
+
+def test_resume_needs_the_sample_weights_of_the_interrupted_fit():
+    X, y = blobs(n=389)
+    model = SoftmaxRegression(epochs=2, batch_size=4)
+    with pytest.raises(TrainingInterrupted):
+        model.fit(X, y, np.ones(len(y)), stop=lambda: True)
+    with pytest.raises(ValueError, match="X, y and sample_weight are not the data of the interrupted fit"):
+        model.resume(X, y)
+    model.resume(X, y, np.ones(len(y)))
+    assert model.n_iter_ == 2
 
 
 def test_a_stop_asked_at_the_end_of_the_last_epoch_lets_the_fit_finish():
@@ -413,7 +482,7 @@ def test_resume_needs_the_data_of_the_interrupted_fit():
     model = SoftmaxRegression(epochs=2, batch_size=4)
     with pytest.raises(TrainingInterrupted):
         model.fit(X, y, stop=lambda: True)
-    with pytest.raises(ValueError, match="X and y are not the data of the interrupted fit"):
+    with pytest.raises(ValueError, match="X, y and sample_weight are not the data of the interrupted fit"):
         model.resume(X[::-1], y[::-1])
 
 
@@ -447,3 +516,341 @@ def test_the_training_exceptions_survive_pickling(error):
     # joblib sends a worker's exception back pickled, e.g. from GridSearchCV(n_jobs=2, error_score="raise").
     restored = pickle.loads(pickle.dumps(error))
     assert (type(restored), str(restored), vars(restored)) == (type(error), str(error), vars(error))
+
+
+# -- training options: penalty, momentum, schedules, weights, warm start -----------------------------
+
+
+def reference_fit(X, y, epochs, batch_size, lr, backend="numpy", dtype="float64", *, rates=lambda t: None,
+                  alpha=0.0, momentum=0.0, nesterov=False, sample_weight=None):
+    """``(W, b, losses)``: the kernels' epochs from the seed's initial weights, one call per epoch.
+
+    ``rates(t)`` gives batch ``t``'s rate (``None``: ``lr`` for every batch).
+    """
+    W = (np.random.RandomState(42).randn(X.shape[1], y.max() + 1) * 0.01).astype(dtype)
+    b = np.zeros(y.max() + 1, dtype=dtype)
+    velocity = (np.zeros_like(W), np.zeros_like(b))
+    n_batches = -(-len(y) // batch_size)
+    losses = []
+    for epoch in range(epochs):
+        steps = range(epoch * n_batches, (epoch + 1) * n_batches)
+        lr_epoch = lr if rates(0) is None else np.array([rates(t) for t in steps])
+        loss, _ = kernels.get_backend(backend).train_epoch(
+            X.astype(dtype), y, W, b, lr_epoch, batch_size, alpha=alpha, momentum=momentum, nesterov=nesterov,
+            velocity=velocity, sample_weight=sample_weight)
+        losses.append(loss)
+    return W, b, losses
+
+
+ALL_STEP_OPTIONS = dict(alpha=1e-3, momentum=0.9, nesterov=True, learning_rate="invscaling", power_t=0.25)
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_options_reach_the_kernels_as_one_call_per_epoch_would_train(backend, dtype):
+    # More rows than a kernel call takes, so that the rates and weights are split between calls.
+    batch_size = 4
+    X, y = blobs(n=BATCHES_PER_CALL * batch_size * 2 + 13)
+    sample_weight = np.random.default_rng(1).uniform(0, 2, size=len(y))
+    class_weight = {0: 2.0, 3: 0.5}
+    model = SoftmaxRegression(lr=0.05, epochs=3, batch_size=batch_size, backend=backend, dtype=dtype,
+                              class_weight=class_weight, **ALL_STEP_OPTIONS).fit(X, y, sample_weight)
+
+    row_weights = sample_weight.astype(dtype) * np.array([2.0, 1, 1, 0.5])[y].astype(dtype)
+    W, b, losses = reference_fit(X, y, 3, batch_size, 0.05, backend, dtype, rates=lambda t: 0.05 / (1 + t) ** 0.25,
+                                 alpha=1e-3, momentum=0.9, nesterov=True, sample_weight=row_weights)
+    np.testing.assert_array_equal(model.coef_, W)
+    np.testing.assert_array_equal(model.intercept_, b)
+    assert [record["train_loss"] for record in model.history_] == pytest.approx(losses, rel=1e-12)
+    assert model.n_steps_ == 3 * 68 and model._velocity[0].dtype == np.dtype(dtype)
+
+
+def test_each_kernel_call_gets_the_rates_of_its_batches_counted_since_the_weights_were_initialised(spy_backend):
+    X, y = blobs(n=BATCHES_PER_CALL * 4 + 7)  # 34 batches of 4: calls of 32 and 2 batches per epoch
+    model = SoftmaxRegression(lr=0.3, epochs=3, batch_size=4, learning_rate="invscaling", power_t=0.5).fit(X, y)
+    # train_epoch(X, y, W, b, lr, ...)
+    rates = [args[3] for (name, _, _), args in zip(spy_backend.calls, spy_backend.arguments) if name == "train_epoch"]
+    assert [len(call) for call in rates] == [32, 2] * 3 and model.n_steps_ == 3 * 34
+    assert all(call.dtype == np.float64 for call in rates)
+    np.testing.assert_array_equal(np.concatenate(rates), [0.3 / (1 + t) ** 0.5 for t in range(3 * 34)])
+    assert [record["lr"] for record in model.history_] == [0.3 / (1 + t) ** 0.5 for t in (0, 34, 68)]
+
+
+def test_the_cosine_anneals_over_all_epochs_and_a_warm_fit_starts_it_again(spy_backend):
+    X, y = blobs(n=96)
+    model = SoftmaxRegression(lr=0.4, epochs=4, batch_size=32, learning_rate="cosine", warm_start=True).fit(X, y)
+    T = 4 * 3
+    assert [record["lr"] for record in model.history_] == [0.4 * (1 + math.cos(math.pi * t / T)) / 2
+                                                           for t in (0, 3, 6, 9)]
+    model.fit(X, y)
+    assert model.n_iter_ == 8 and model.n_steps_ == 24
+    assert [record["lr"] for record in model.history_[4:]] == [record["lr"] for record in model.history_[:4]]
+
+
+@pytest.mark.parametrize("options", [{}, ALL_STEP_OPTIONS | {"shuffle": True}], ids=["plain", "all-options"])
+def test_warm_start_and_partial_fit_go_on_from_the_weights_velocity_and_step_count(options):
+    X, y = blobs()
+    two_epochs = SoftmaxRegression(epochs=2, **options).fit(X, y)
+    warm = SoftmaxRegression(epochs=1, warm_start=True, **options).fit(X, y).fit(X, y)
+    stepwise = SoftmaxRegression(**options).partial_fit(X, y).partial_fit(X, y)
+    for model in (warm, stepwise):
+        np.testing.assert_array_equal(model.coef_, two_epochs.coef_)
+        np.testing.assert_array_equal(model.intercept_, two_epochs.intercept_)
+        assert without_seconds(model.history_) == without_seconds(two_epochs.history_)
+        assert model.n_steps_ == two_epochs.n_steps_ == 2 * 5
+
+
+def test_without_warm_start_fit_starts_again_from_fresh_weights():
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=2, momentum=0.5).fit(X, y)
+    again = model.fit(X, y)
+    np.testing.assert_array_equal(again.coef_, SoftmaxRegression(epochs=2, momentum=0.5).fit(X, y).coef_)
+    assert again.n_iter_ == 2 and again.n_steps_ == 10
+
+
+def test_a_warm_fit_needs_the_features_and_labels_of_the_model():
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=1, warm_start=True).fit(X[y < 3], y[y < 3])
+    with pytest.raises(ValueError, match="X has 15 features, but SoftmaxRegression is expecting 16"):
+        model.fit(X[:, 1:], y)
+    with pytest.raises(ValueError, match=r"labels the model was not fitted with, e.g. 3; known: \[0, 1, 2\]"):
+        model.fit(X, y)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_sample_weight_of_2_everywhere_is_twice_the_rate(momentum):
+    X, y = blobs()
+    params = dict(epochs=3, batch_size=32, momentum=momentum, dtype="float64")
+    weighted = SoftmaxRegression(lr=0.05, **params).fit(X, y, np.full(len(y), 2.0))
+    np.testing.assert_array_equal(weighted.coef_, SoftmaxRegression(lr=0.1, **params).fit(X, y).coef_)
+
+
+def test_class_weight_multiplies_the_sample_weights_and_balanced_is_n_over_k_counts():
+    X, y = blobs()
+    y = np.where(y == 3, 2, y)  # classes of 160, 141 and 299 rows
+    counts = np.bincount(y)
+    sample_weight = np.random.default_rng(2).uniform(0.5, 1.5, size=len(y)).astype(np.float32)
+    balanced = SoftmaxRegression(epochs=2, class_weight="balanced").fit(X, y, sample_weight)
+    as_dict = SoftmaxRegression(epochs=2, class_weight={c: len(y) / (3 * counts[c]) for c in range(3)}).fit(
+        X, y, sample_weight)
+    by_row = SoftmaxRegression(epochs=2).fit(X, y, (sample_weight * (len(y) / (3 * counts))[y]).astype(np.float32))
+    np.testing.assert_array_equal(balanced.coef_, as_dict.coef_)
+    np.testing.assert_array_equal(balanced.coef_, by_row.coef_)
+
+
+def test_a_class_weight_dict_names_classes_by_their_labels():
+    X, y = blobs(k=3)
+    labels = np.array(["cat", "dog", "emu"])
+    by_label = SoftmaxRegression(epochs=2, class_weight={"emu": 3.0}).fit(X, labels[y])
+    by_row = SoftmaxRegression(epochs=2).fit(X, y, np.where(y == 2, 3.0, 1.0))
+    np.testing.assert_array_equal(by_label.coef_, by_row.coef_)
+    with pytest.raises(ValueError, match=r"class_weight has a key that is not a class: 'yak'; the classes are "
+                       r"\['cat', 'dog', 'emu'\]"):
+        SoftmaxRegression(class_weight={"yak": 2.0}).fit(X, labels[y])
+
+
+@pytest.mark.parametrize(
+    "sample_weight, error, message",
+    [
+        (np.zeros(600), ValueError, "sample_weight times class_weight is zero for every row"),
+        ((np.arange(600) % 4 == 1) * 1.0, ValueError, "only the rows of class 1 have a nonzero weight"),
+        (np.ones(599), ValueError, r"sample_weight must have shape \(600,\), one weight per row"),
+        (np.full(600, -1.0), ValueError, "sample_weight must be finite and >= 0"),
+        (np.full(600, "a"), TypeError, "sample_weight must hold real numbers"),
+    ],
+    ids=["all-zero", "one-class", "short", "negative", "text"],
+)
+def test_sample_weights_that_leave_nothing_to_learn_are_rejected(sample_weight, error, message):
+    X, _ = blobs()
+    with pytest.raises(error, match=message):
+        SoftmaxRegression().fit(X, np.arange(600) % 4, sample_weight)
+
+
+def test_partial_fit_takes_sample_weights_but_not_balanced_class_weights():
+    X, y = blobs()
+    weighted = SoftmaxRegression(lr=0.1).partial_fit(X, y, sample_weight=np.full(len(y), 2.0))
+    np.testing.assert_array_equal(weighted.coef_, SoftmaxRegression(lr=0.2).partial_fit(X, y).coef_)
+    with pytest.raises(ValueError, match="class_weight='balanced' needs the class counts of the whole data set"):
+        SoftmaxRegression(class_weight="balanced").partial_fit(X, y)
+
+
+def test_a_cosine_partial_fit_past_its_epochs_is_refused():
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=2, learning_rate="cosine").partial_fit(X, y).partial_fit(X, y)
+    with pytest.raises(ValueError, match="learning_rate='cosine' anneals over epochs=2 epochs of this data, 10 "
+                       "batches, and 10 are done"):
+        model.partial_fit(X, y)
+
+
+def test_adaptive_divides_the_rate_by_5_after_n_iter_no_change_epochs_and_stops_when_it_is_spent():
+    X, y = blobs(n=64)
+    # No epoch improves the training loss by tol = 10: every epoch after the first counts as stalled.
+    model = SoftmaxRegression(lr=0.1, epochs=50, batch_size=64, learning_rate="adaptive", n_iter_no_change=2,
+                              tol=10.0).fit(X, y)
+    # A division after epochs 3, 5, ..., 17 (8 of them); the 9th would go below 0.1 * 1e-6, so epoch 19 stops.
+    assert model.n_iter_ == 19 and model.best_epoch_ is None
+    expected, rate = [0.1] * 3, 0.1
+    for _ in range(8):
+        rate /= 5
+        expected += [rate, rate]
+    assert [record["lr"] for record in model.history_] == expected
+
+
+def test_partial_fit_trains_an_adaptive_schedule_at_lr_and_ignores_early_stopping(spy_backend):
+    X, y = blobs(n=100)
+    model = SoftmaxRegression(learning_rate="adaptive", early_stopping=True, batch_size=100).partial_fit(X, y)
+    assert len(spy_backend.calls[0][1]) == 100
+    assert model.history_[0]["lr"] == 0.2 and model.history_[0]["validation_score"] is None
+
+
+# -- early stopping ----------------------------------------------------------------------------------
+
+
+def noisy_blobs(n=300, seed=4):
+    """Blobs that overlap, so that the held-out accuracy stops improving after a few epochs."""
+    X, y = blobs(n=n, d=8, k=3, seed=seed)
+    return X + 4 * np.random.default_rng(seed).standard_normal(X.shape), y
+
+
+def test_early_stopping_stops_and_puts_back_the_weights_of_the_best_epoch():
+    X, y = noisy_blobs()
+    weights_after = {}
+    model = SoftmaxRegression(lr=0.5, epochs=200, batch_size=16, early_stopping=True, n_iter_no_change=4,
+                              momentum=0.5, shuffle=True)
+
+    def keep_weights(record):
+        weights_after[record["epoch"]] = (model.coef_.copy(), model.intercept_.copy(), model._velocity[0].copy())
+
+    model.fit(X, y, on_epoch=keep_weights)
+    scores = [record["validation_score"] for record in model.history_]
+    best = int(np.argmax(scores)) + 1
+    assert model.best_epoch_ == best and model.n_iter_ == best + 4 < 200
+    assert best < model.n_iter_ and not np.array_equal(weights_after[best][0], weights_after[model.n_iter_][0])
+    np.testing.assert_array_equal(model.coef_, weights_after[best][0])
+    np.testing.assert_array_equal(model.intercept_, weights_after[best][1])
+    np.testing.assert_array_equal(model._velocity[0], weights_after[best][2])
+    assert all(record["validation_loss"] > 0 for record in model.history_)
+    assert model.score(X, y) == pytest.approx(np.mean(model.predict(X) == y))
+
+
+def test_early_stopping_holds_out_a_stratified_share_that_it_never_trains_on(spy_backend):
+    X, y = noisy_blobs(n=203)
+    model = SoftmaxRegression(epochs=2, batch_size=300, early_stopping=True, validation_fraction=0.2,
+                              dtype="float64").fit(X, y)
+    trained = [X_seen for name, X_seen, _ in spy_backend.calls if name == "train_epoch"]
+    assert [len(rows) for rows in trained] == [203 - 41] * 2
+    held_out = np.array([row for row in X if not (row == trained[0]).all(axis=1).any()])
+    assert len(held_out) == 41
+    held_labels = y[[int(np.flatnonzero((X == row).all(axis=1))[0]) for row in held_out]]
+    np.testing.assert_allclose(np.bincount(held_labels, minlength=3), 0.2 * np.bincount(y), atol=1)
+    predicted = model.predict(held_out)
+    assert model.history_[-1]["validation_score"] == pytest.approx(np.mean(predicted == held_labels))
+
+
+def test_the_held_out_rows_are_a_stratified_draw_from_the_generator():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    rows = _rows.stratified_holdout(y, 3, 0.15, np.random.RandomState(0))
+    assert len(rows) == 15 and np.all(np.diff(rows) > 0)
+    assert np.bincount(y[rows]).tolist() == [8, 4, 3]  # 7.5, 4.5, 3: the largest remainders, in order
+    np.testing.assert_array_equal(rows, _rows.stratified_holdout(y, 3, 0.15, np.random.RandomState(0)))
+    with pytest.raises(ValueError, match="validation_fraction=0.999 of 100 rows leaves no row to train on"):
+        _rows.stratified_holdout(y, 3, 0.999, np.random.RandomState(0))
+
+
+def test_early_stopping_with_adaptive_lowers_the_rate_instead_of_stopping():
+    X, y = noisy_blobs()
+    model = SoftmaxRegression(lr=0.5, epochs=40, batch_size=16, early_stopping=True, n_iter_no_change=3,
+                              learning_rate="adaptive").fit(X, y)
+    rates = sorted({record["lr"] for record in model.history_}, reverse=True)
+    assert len(rates) > 2 and model.best_epoch_ is not None
+    assert rates == [0.5] + [rate / 5 for rate in rates[:-1]]
+
+
+# -- decision function and log-probabilities ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("X_dtype", [np.uint8, np.float32])
+def test_decision_function_is_the_logits_and_predict_log_proba_their_log_softmax(X_dtype):
+    X, y = blobs()
+    X = (np.abs(X) * 20).astype(X_dtype)
+    model = SoftmaxRegression(epochs=2).fit(X, y)
+    features = X.astype(np.float64) / (255 if X_dtype is np.uint8 else 1)
+    Z = model.decision_function(X)
+    assert Z.shape == (600, 4) and Z.dtype == np.float64
+    np.testing.assert_allclose(Z, features @ model.coef_ + model.intercept_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(Z.argmax(axis=1), model.predict(X))
+    log_p = model.predict_log_proba(X)
+    np.testing.assert_allclose(np.exp(log_p), model.predict_proba(X), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.log(np.exp(log_p).sum(axis=1)), 0, atol=1e-12)
+    np.testing.assert_allclose(log_p - log_p[:, :1], Z - Z[:, :1], rtol=1e-12, atol=1e-9)
+
+
+def test_predict_log_proba_stays_finite_where_the_probability_underflows():
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=1).fit(X, y)
+    model.coef_ = model.coef_ * 1e4
+    assert (model.predict_proba(X) == 0).any()
+    log_p = model.predict_log_proba(X)
+    assert np.isfinite(log_p).all() and log_p.min() < -1e3
+
+
+def test_decision_function_of_two_classes_is_the_margin_of_the_second():
+    X, y = blobs(k=2)
+    labels = np.array(["no", "yes"])
+    model = SoftmaxRegression(epochs=2).fit(X, labels[y])
+    margin = model.decision_function(X)
+    assert margin.shape == (600,)
+    Z = X.astype(np.float32).astype(np.float64) @ model.coef_.astype(np.float64) + model.intercept_
+    np.testing.assert_allclose(margin, Z[:, 1] - Z[:, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(labels[(margin > 0).astype(int)], model.predict(X))
+
+
+# -- parameter checks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        ({"alpha": -1e-4}, ValueError, "alpha must be finite and >= 0"),
+        ({"alpha": "1e-4"}, TypeError, "alpha must be a real number"),
+        ({"momentum": 1.0}, ValueError, "momentum must be < 1"),
+        ({"momentum": -0.1}, ValueError, "momentum must be finite and >= 0"),
+        ({"nesterov": True}, ValueError, "nesterov=True needs momentum > 0"),
+        ({"nesterov": "yes"}, TypeError, "nesterov must be True or False"),
+        ({"learning_rate": "optimal"}, ValueError, "learning_rate must be one of 'constant', 'invscaling', "
+                                                   "'cosine', 'adaptive'"),
+        ({"power_t": -0.5}, ValueError, "power_t must be finite and >= 0"),
+        ({"power_t": float("inf")}, ValueError, "power_t must be finite and >= 0"),
+        ({"early_stopping": 1}, TypeError, "early_stopping must be True or False"),
+        ({"validation_fraction": 1.0}, ValueError, "validation_fraction must be strictly between 0 and 1"),
+        ({"validation_fraction": 0}, ValueError, "validation_fraction must be strictly between 0 and 1"),
+        ({"n_iter_no_change": 0}, ValueError, "n_iter_no_change must be >= 1"),
+        ({"n_iter_no_change": 2.5}, TypeError, "n_iter_no_change must be an integer"),
+        ({"tol": -1}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": None}, TypeError, "tol must be a real number"),
+        ({"class_weight": "uniform"}, ValueError, "class_weight must be None, 'balanced' or a dict"),
+        ({"class_weight": {0: -1}}, ValueError, r"class_weight\[0\] must be finite and >= 0"),
+        ({"class_weight": [1, 2]}, ValueError, "class_weight must be None, 'balanced' or a dict"),
+        ({"warm_start": None}, TypeError, "warm_start must be True or False"),
+    ],
+)
+def test_bad_training_options_are_rejected_by_fit_and_partial_fit(params, error, message):
+    X, y = blobs(n=20)
+    for train in (lambda model: model.fit(X, y), lambda model: model.partial_fit(X, y)):
+        with pytest.raises(error, match=message):
+            train(SoftmaxRegression(**params))
+
+
+@pytest.mark.parametrize("options", [{}, ALL_STEP_OPTIONS], ids=["plain", "options"])
+def test_divergence_also_puts_back_the_velocity_and_the_step_count(monkeypatch, options):
+    X, y = blobs(n=389)
+    params = dict(epochs=5, batch_size=4, lr=0.05, backend="numpy", **options)
+    two_epochs = SoftmaxRegression(**params | {"epochs": 2}).fit(X, y)
+    diverging = DivergingBackend(10, "weights")
+    monkeypatch.setattr(kernels, "get_backend", lambda name: diverging)
+    model = SoftmaxRegression(**params)
+    with pytest.raises(TrainingDivergedError):
+        model.fit(X, y)
+    assert model.n_steps_ == two_epochs.n_steps_ == 2 * 98
+    for kept, expected in zip(model._velocity or (), two_epochs._velocity or ()):
+        np.testing.assert_array_equal(kept, expected)

@@ -47,6 +47,70 @@ def test_load_reads_format_1_under_the_new_parameter_names(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
+@pytest.mark.parametrize("class_weight", [{0: 2.0, 3: 0.5}, "balanced"], ids=["dict", "balanced"])
+def test_save_and_load_keep_the_training_state_of_every_option(tmp_path, class_weight):
+    X, y = blobs()
+    params = dict(epochs=2, alpha=1e-3, momentum=0.9, nesterov=True, learning_rate="invscaling", early_stopping=True,
+                  class_weight=class_weight, shuffle=True, warm_start=True)
+    model = SoftmaxRegression(**params).fit(X, y)
+    model.save(tmp_path / "model.npz")
+    loaded = SoftmaxRegression.load(tmp_path / "model.npz")
+    assert loaded.get_params() == model.get_params()
+    assert (loaded.n_steps_, loaded.best_epoch_, loaded.n_iter_) == (model.n_steps_, model.best_epoch_, 2)
+    for kept, expected in zip(loaded._velocity, model._velocity):
+        np.testing.assert_array_equal(kept, expected)
+    np.testing.assert_array_equal(loaded.fit(X, y).coef_, model.fit(X, y).coef_)
+
+
+def test_a_class_weight_dict_keeps_its_labels_through_the_file(tmp_path):
+    X, y = blobs(k=3)
+    labels = np.array(["cat", "dog", "emu"])
+    model = SoftmaxRegression(epochs=1, class_weight={"dog": 2, "emu": np.float64(0.5)}).fit(X, labels[y])
+    model.save(tmp_path / "model.npz")
+    assert SoftmaxRegression.load(tmp_path / "model.npz").class_weight == {"dog": 2, "emu": 0.5}
+    with_ints = SoftmaxRegression(epochs=1, class_weight={np.int64(1): 2.0}).fit(X, y)
+    with_ints.save(tmp_path / "ints.npz")
+    assert SoftmaxRegression.load(tmp_path / "ints.npz").class_weight == {1: 2.0}
+
+
+FORMAT_4_ARRAYS = ("training_state", "fit_in_progress", "velocity_coef", "velocity_intercept", "validation_rows",
+                   "best_coef", "best_intercept", "best_velocity_coef", "best_velocity_intercept")
+
+
+def as_format_3(saved):
+    """The arrays of a format-4 file of a model trained with the default options, written as format 3 was."""
+    return {name: array for name, array in saved.items() if name not in FORMAT_4_ARRAYS} | {"format_version": 3}
+
+
+def test_an_interrupted_fit_saved_in_format_3_still_resumes_bit_for_bit(tmp_path):
+    X, y = blobs(n=389)
+    params = dict(epochs=3, batch_size=4, shuffle=True, random_state=3)
+    expected = SoftmaxRegression(**params).fit(X, y)
+    model = SoftmaxRegression(**params)
+    with pytest.raises(TrainingInterrupted):
+        model.fit(X, y, stop=lambda: True)
+    np.savez(tmp_path / "format3.npz", **as_format_3(saved_contents(model)))
+    loaded = SoftmaxRegression.load(tmp_path / "format3.npz")
+    assert (loaded.n_steps_, loaded.best_epoch_, loaded._velocity) == (0, None, None)
+    loaded.resume(X, y)
+    np.testing.assert_array_equal(loaded.coef_, expected.coef_)
+    assert [r["train_loss"] for r in loaded.history_] == [r["train_loss"] for r in expected.history_]
+
+
+def test_a_finished_format_3_model_loads_with_its_history_and_goes_on(tmp_path):
+    X, y = blobs()
+    model = SoftmaxRegression(epochs=2).fit(X, y)
+    saved = as_format_3(saved_contents(model))
+    old_history = [{key: value for key, value in record.items() if key not in ("lr", "validation_loss",
+                                                                                "validation_score")}
+                   for record in model.history_]
+    np.savez(tmp_path / "format3.npz", **saved | {"history": json.dumps(old_history)})
+    loaded = SoftmaxRegression.load(tmp_path / "format3.npz")
+    assert loaded.history_ == old_history and loaded.n_iter_ == 2 and loaded.n_steps_ == 0
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.partial_fit(X, y).n_iter_ == 3
+
+
 def saved_contents(model):
     """The arrays of ``model``'s saved file, as a dict."""
     file = io.BytesIO()
@@ -65,7 +129,7 @@ def with_nan(array):
 SAVED_CHANGES = {
     "not a model": (lambda saved: {"W": np.zeros(3)}, r"missing \['classes', 'coef'"),
     "future format": (lambda saved: saved | {"format_version": 99}, "it has model format 99; this softmax_fast reads "
-                      "formats 1 to 3"),
+                      "formats 1 to 4"),
     "format not a number": (lambda saved: saved | {"format_version": "three"}, "format_version is not JSON"),
     "intercept too short": (lambda saved: saved | {"intercept": saved["intercept"][:2]}, "inconsistent arrays"),
     "one class": (lambda saved: saved | {"coef": saved["coef"][:, :1], "intercept": saved["intercept"][:1],
@@ -73,7 +137,7 @@ SAVED_CHANGES = {
     "integer coef": (lambda saved: saved | {"coef": saved["coef"].astype(int)}, "inconsistent arrays"),
     "NaN coef": (lambda saved: saved | {"coef": with_nan(saved["coef"])}, "coef and intercept hold NaN or inf"),
     "params not JSON": (lambda saved: saved | {"params": "{lr: 1"}, "params is not JSON"),
-    "unknown param": (lambda saved: saved | {"params": '{"alpha": 1}'}, "params must be a JSON object of the "
+    "unknown param": (lambda saved: saved | {"params": '{"gamma": 1}'}, "params must be a JSON object of the "
                       "parameters"),
     "negative lr": (lambda saved: saved | {"params": '{"lr": -1}'}, "invalid params: lr must be finite and > 0"),
     "text lr": (lambda saved: saved | {"params": '{"lr": "fast"}'}, "invalid params: lr must be a real number"),
@@ -86,7 +150,33 @@ SAVED_CHANGES = {
     "epoch_in_progress garbage": (lambda saved: saved | {"epoch_in_progress": '{"batches_done": -1}'},
                                   "epoch_in_progress must be null or an object"),
     "object array": (lambda saved: saved | {"classes": np.array([None, 1], dtype=object)}, "allow_pickle=False"),
+    "class_weight not pairs": (lambda saved: saved | {"params": '{"class_weight": [[0, 1, 2]]}'},
+                               "class_weight must be stored as a list of"),
+    "class_weight negative": (lambda saved: saved | {"params": '{"class_weight": [[0, -1]]}'},
+                              r"invalid params: class_weight\[0\] must be finite and >= 0"),
+    "no training_state": (lambda saved: {k: v for k, v in saved.items() if k != "training_state"},
+                          r"missing \['training_state'\]"),
+    "training_state garbage": (lambda saved: saved | {"training_state": '{"n_steps": -1, "best_epoch": null}'},
+                               "training_state must be an object of n_steps"),
+    "best_epoch beyond the history": (lambda saved: saved | {"training_state": '{"n_steps": 5, "best_epoch": 2}'},
+                                      "training_state must be an object of n_steps"),
+    "velocity of the wrong shape": (lambda saved: saved | {"velocity_coef": saved["coef"][:1],
+                                                           "velocity_intercept": saved["intercept"]},
+                                    "velocity_coef and velocity_intercept must both be there, shaped"),
+    "half a velocity": (lambda saved: saved | {"velocity_coef": saved["coef"]}, "must both be there"),
+    "NaN velocity": (lambda saved: saved | {"velocity_coef": with_nan(saved["coef"]),
+                                            "velocity_intercept": saved["intercept"]},
+                     "velocity_coef and velocity_intercept hold NaN or inf"),
+    "fit without an epoch": (lambda saved: saved | {"fit_in_progress": json.dumps(FIT)},
+                             "epoch_in_progress and fit_in_progress must both be null or both be set"),
+    "fit_in_progress garbage": (lambda saved: saved | {"fit_in_progress": json.dumps(FIT | {"rate": 0.0})},
+                                "fit_in_progress must be null or an object"),
+    "validation_rows not increasing": (lambda saved: saved | {"fit_in_progress": json.dumps(FIT),
+                                                              "validation_rows": np.array([3, 1])},
+                                       "validation_rows must be increasing integers >= 0"),
 }
+FIT = {"first_epoch": 0, "end_epoch": 2, "origin": 0, "rate": 0.2, "best_score": None, "best_epoch": None,
+       "stalled": 0}
 
 
 @pytest.mark.parametrize("change", SAVED_CHANGES)

@@ -31,6 +31,27 @@ def test_curves_without_test_data_draw_train_only():
     assert all(len(axes.get_lines()) == 1 for axes in figure.axes)
 
 
+def test_curves_show_the_held_out_rows_the_kept_epoch_and_a_changing_rate_in_a_third_panel():
+    history = [record | {"lr": 0.2 / record["epoch"], "validation_loss": 1.2 / record["epoch"],
+                         "validation_score": 1 - 0.15 / record["epoch"]}
+               for record in HISTORY]
+    figure = plotting.plot_curves(history, "title", best_epoch=2)
+    loss_axes, accuracy_axes, rate_axes = figure.axes
+    for axes in (loss_axes, accuracy_axes):
+        assert [line.get_label() for line in axes.get_lines()] == ["train", "held out", "test", "kept: epoch 2"]
+    np.testing.assert_array_equal(accuracy_axes.get_lines()[1].get_ydata(), [0.85, 0.925, 0.95])
+    assert (rate_axes.get_xlabel(), rate_axes.get_ylabel()) == ("epoch", "learning rate")
+    np.testing.assert_array_equal(rate_axes.get_lines()[0].get_ydata(), [0.2, 0.1, 0.2 / 3])
+    assert rate_axes.get_yscale() == "linear"
+
+
+def test_a_constant_rate_gets_no_panel_and_a_rate_over_decades_a_log_scale():
+    constant = [record | {"lr": 0.2} for record in HISTORY]
+    assert len(plotting.plot_curves(constant, "title").axes) == 2
+    decaying = [record | {"lr": 0.2 / 1000 ** record["epoch"]} for record in HISTORY]
+    assert plotting.plot_curves(decaying, "title").axes[2].get_yscale() == "log"
+
+
 def test_weights_are_one_28x28_image_per_class():
     coef = np.arange(784 * 10, dtype=np.float32).reshape(784, 10)
     figure = plotting.plot_weights(coef, np.arange(10))

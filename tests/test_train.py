@@ -163,12 +163,53 @@ def run_train(args, capsys):
         (["--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
         (["--seed", "-1"], r"argument --seed: expected an integer in \[0, 2\*\*32\), got -1"),
         (["--resume", "run", "--out", "elsewhere"], "remove --out"),
+        (["--resume", "run", "--momentum", "0.9", "--early-stopping"], "remove --momentum, --early-stopping"),
+        (["--alpha=-1e-4"], r"argument --alpha: expected a finite number >= 0, got -1e-4"),
+        (["--momentum", "1"], r"argument --momentum: expected a number >= 0 and < 1, got 1"),
+        (["--nesterov"], "--nesterov needs --momentum > 0"),
+        (["--lr-schedule", "optimal"], "argument --lr-schedule: invalid choice: 'optimal'"),
+        (["--power-t", "inf"], "argument --power-t: expected a finite number >= 0, got inf"),
+        (["--validation-fraction", "1"], "argument --validation-fraction: expected a number strictly between 0 "
+                                         "and 1, got 1"),
+        (["--n-iter-no-change", "0"], "argument --n-iter-no-change: expected an integer >= 1, got 0"),
+        (["--tol", "nan"], "argument --tol: expected a finite number >= 0, got nan"),
+        (["--class-weight", "uniform"], "argument --class-weight: invalid choice: 'uniform'"),
     ],
 )
 def test_bad_options_are_usage_errors(capsys, args, message):
     status, _, stderr = run_train(args, capsys)
     assert status == 2
     assert re.search(message, stderr) and len(stderr.strip().splitlines()) == 1
+
+
+def test_the_training_options_reach_the_model_and_early_stopping_keeps_the_best_epoch(tmp_path, capsys,
+                                                                                       small_dataset):
+    out = tmp_path / "run"
+    status, stdout, stderr = run_train(
+        ["--dataset", str(small_dataset), "--epochs", "40", "--batch-size", "16", "--lr", "0.5", "--alpha", "1e-4",
+         "--momentum", "0.9", "--nesterov", "--lr-schedule", "cosine", "--early-stopping", "--validation-fraction",
+         "0.2", "--n-iter-no-change", "2", "--tol", "0.01", "--class-weight", "balanced", "--out", str(out),
+         "--json"], capsys)
+    assert status == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["params"] | {"lr": 0.5} == summary["params"] and {
+        name: summary["params"][name] for name in ("alpha", "momentum", "nesterov", "learning_rate", "early_stopping",
+                                                   "validation_fraction", "n_iter_no_change", "tol", "class_weight")
+    } == dict(alpha=1e-4, momentum=0.9, nesterov=True, learning_rate="cosine", early_stopping=True,
+              validation_fraction=0.2, n_iter_no_change=2, tol=0.01, class_weight="balanced")
+    history = summary["history"]
+    best = summary["best_epoch"]
+    assert len(history) == best + 2 < 40 and "curves.png" in summary["files"]
+    assert history[0]["lr"] == 0.5 > history[1]["lr"] and history[0]["validation_score"] is not None
+    assert f"early stopping: stopped after epoch {len(history)}, kept the weights of epoch {best}" in stderr
+    assert re.search(r"epoch   1/40  lr 0\.5  train loss \S+  acc \S+  val loss \S+  acc \S+  test loss", stderr)
+    model = SoftmaxRegression.load(out / "model.npz")
+    data = np.load(small_dataset)
+    assert model.best_epoch_ == best
+    assert model.score(data["X_test"], data["y_test"]) == summary["test_accuracy"] == history[best - 1][
+        "test_accuracy"]
+    with open(out / "metrics.csv") as f:
+        assert float(next(csv.DictReader(f))["validation_score"]) == history[0]["validation_score"]
 
 
 @pytest.mark.parametrize("run", [None, "{not json", '{"dataset": 3}'], ids=["absent", "not-json", "wrong"])
@@ -251,7 +292,8 @@ def uninterrupted(tmp_path_factory, pipe_capacity):
     """``(directory, options, stdout)`` of a finished run with enough epochs to fill the pipe twice over.
 
     Data: 100 noisy rows of 20 features and 3 classes, in ``data.npz`` given relative to ``directory``;
-    batches of 2, so that an epoch is 50 batches and 2 kernel calls.
+    batches of 2 of the 90 rows that early stopping does not hold out, so that an epoch is 45 batches and 2 kernel
+    calls.
     """
     directory = tmp_path_factory.mktemp("signals")
     rng = np.random.default_rng(1)
@@ -260,8 +302,11 @@ def uninterrupted(tmp_path_factory, pipe_capacity):
     np.savez(directory / "data.npz", X=X[:100].astype(np.uint8), y=y[:100], X_test=X[100:].astype(np.uint8),
              y_test=y[100:])
     # An epoch line ("epoch  12/123  train loss ...  test ...  0.00s") is about 80 bytes.
+    # Every training option on; early stopping holds out 10 rows and keeps its best weights, but waits too long to
+    # stop the run.
     options = ["--dataset", "data.npz", "--epochs", str(2 * pipe_capacity // 40), "--batch-size", "2", "--shuffle",
-               "--seed", "7", "--no-plot"]
+               "--seed", "7", "--alpha", "1e-4", "--momentum", "0.9", "--nesterov", "--lr-schedule", "cosine",
+               "--early-stopping", "--n-iter-no-change", "1000000", "--class-weight", "balanced", "--no-plot"]
     # On one thread: 10,000 batches of 2 rows meet 20,000 barriers on two, which a busy machine (another test
     # worker) makes take a minute. The interrupted run below keeps all threads, the resumed one 1: the same bits.
     result = run_module("softmax_fast.train", *options, "--threads", "1", "--out", "whole", cwd=directory)

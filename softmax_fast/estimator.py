@@ -678,10 +678,6 @@ SKLEARN_EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": (
         "sample_weight is not equivalent to removing or repeating rows: minibatch SGD divides a batch's loss by "
         "its row count and repeated rows change the batches (as for scikit-learn's SGDClassifier)"),
-    "check_class_weight_classifiers": (
-        "10 epochs at the constant rate 0.2 on the check's unscaled blobs (std 20) with class weights of 1000 take "
-        "steps too large to settle; the check raises max_iter for the estimators that have one, which this one "
-        "calls epochs (with epochs=200 and learning_rate='cosine' it passes: tests/test_sklearn_compat.py)"),
 }
 
 

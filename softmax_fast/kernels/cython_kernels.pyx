@@ -568,6 +568,17 @@ cdef int _train_epoch(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
 # The Python functions, reached through softmax_fast.kernels, which has checked
 # every argument; a status that is not SF_OK is a bug there or no memory.
 
+cdef const floating *_row_weights(const floating[::1] sample_weight) noexcept nogil:
+    """``sample_weight``'s data, or ``NULL`` when every weight is 1 (the ``Backend``'s stand-in for none): the
+    kernels then skip weighing the rows, which would change no bit and only cost a pass over each batch's
+    gradient of the logits."""
+    cdef Py_ssize_t i
+    for i in range(sample_weight.shape[0]):
+        if sample_weight[i] != 1:
+            return &sample_weight[0]
+    return NULL
+
+
 cdef inline object _dtype_of(const floating[::1] b):
     """The NumPy dtype that matches ``floating``."""
     return np.float32 if floating is float else np.float64
@@ -610,8 +621,8 @@ def loss_and_grad(const features_t[:, ::1] X, const Py_ssize_t[::1] y, const flo
     cdef int status
     with nogil:
         status = _loss_and_grad(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0],
-                                <floating> scale, <floating> alpha, &sample_weight[0], n_threads, &loss, &dW[0, 0],
-                                &db[0])
+                                <floating> scale, <floating> alpha, _row_weights(sample_weight), n_threads, &loss,
+                                &dW[0, 0], &db[0])
     _raise_for(status)
     return loss, dW.base, db.base
 
@@ -628,7 +639,7 @@ def sgd_step(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:, ::
     with nogil:
         status = _sgd_step(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], <floating> lr,
                            <floating> scale, <floating> alpha, <floating> momentum, nesterov,
-                           VW_data, vb_data, &sample_weight[0], n_threads,
+                           VW_data, vb_data, _row_weights(sample_weight), n_threads,
                            &loss, &n_correct)
     _raise_for(status)
     return loss, n_correct
@@ -645,7 +656,7 @@ def train_epoch(const features_t[:, ::1] X, const Py_ssize_t[::1] y, floating[:,
     with nogil:
         status = _train_epoch(&X[0, 0], &y[0], X.shape[0], X.shape[1], W.shape[1], &W[0, 0], &b[0], &rates[0], 1,
                               batch_size, <floating> scale, <floating> alpha, <floating> momentum, nesterov,
-                              VW_data, vb_data, &sample_weight[0],
+                              VW_data, vb_data, _row_weights(sample_weight),
                               n_threads, &mean_loss, &accuracy)
     _raise_for(status)
     return mean_loss, accuracy

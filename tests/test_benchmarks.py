@@ -149,9 +149,10 @@ def test_peer_compile_and_memory_rows(results):
 @pytest.mark.slow  # the run itself: a minute or more
 def test_targets_are_listed(results):
     targets = results["targets"]
-    # Numba against Cython: one target per dtype, input kind and thread count (1 and every usable CPU).
+    # Numba against Cython: one target per dtype, input kind and thread count (1 and every usable CPU); the
+    # epoch with the training options against the plain one: one per compiled backend, dtype and input kind.
     thread_counts = {1, results["machine"]["cpus_usable"]}
-    assert len(targets) == 4 + 4 * len(thread_counts) + 2 + 1
+    assert len(targets) == 4 + 4 * len(thread_counts) + 2 * 4 + 2 + 1
     assert all(t["result"] in ("pass", "miss", "n/a") for t in targets)
     rss = next(t for t in targets if "peak RSS" in t["target"])
     assert rss["result"] == "n/a" and "quick mode" in rss["measured"]

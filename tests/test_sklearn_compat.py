@@ -46,7 +46,7 @@ def estimator_checks():
         yield pytest.param(clone(estimator).set_params(**params), check, marks=marks, id=f"{name}{params or ''}")
 
 
-@pytest.mark.parametrize("estimator, check", estimator_checks())
+@pytest.mark.parametrize("estimator, check", list(estimator_checks()))
 def test_scikit_learn_estimator_check(estimator, check):
     check(estimator)
 

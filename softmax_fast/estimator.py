@@ -4,13 +4,15 @@ import hashlib
 import math
 import numbers
 import time
+import warnings
 
 import numpy as np
 
-from . import _rows, kernels, model_file, schedules
+from . import _lbfgs, _rows, kernels, model_file, schedules
 from ._sklearn_compat import (
     BaseEstimator,
     ClassifierMixin,
+    ConvergenceWarning,
     NotFittedError,
     check_classification_targets,
     validate_data,
@@ -202,7 +204,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def __init__(self, lr=0.2, epochs=10, batch_size=128, backend="auto", dtype="float32", n_jobs=None,
                  random_state=42, shuffle=False, *, alpha=0.0, momentum=0.0, nesterov=False,
                  learning_rate="constant", power_t=0.5, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=5, tol=1e-4, class_weight=None, warm_start=False):
+                 n_iter_no_change=5, tol=1e-4, class_weight=None, warm_start=False, solver="sgd", max_iter=100,
+                 gtol=1e-6):
         self.lr = lr
         self.epochs = epochs
         self.batch_size = batch_size
@@ -222,6 +225,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.class_weight = class_weight
         self.warm_start = warm_start
+        self.solver = solver
+        self.max_iter = max_iter
+        self.gtol = gtol
 
     # -- training -------------------------------------------------------------------------------
 
@@ -255,6 +261,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if not warm:
             self._init_model(X.shape[1], classes)
         self._epoch_in_progress = None
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(X, y_indices, sample_weight, validation_data, on_epoch, stop)
         self._fit_in_progress = self._new_fit(y_indices)
         return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
 
@@ -268,6 +276,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``ValueError`` if there is no interrupted fit to resume.
         """
         self._check_params()
+        self._refuse_lbfgs("resume")
         self._check_is_fitted()
         epoch = getattr(self, "_epoch_in_progress", None)
         if epoch is None:
@@ -301,6 +310,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         in progress of an interrupted fit, if any, is dropped.
         """
         self._check_params()
+        self._refuse_lbfgs("partial_fit")
         if isinstance(self.class_weight, str):
             raise ValueError("class_weight='balanced' needs the class counts of the whole data set, which "
                              "partial_fit does not see: pass class_weight as a dict instead")
@@ -367,12 +377,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         check_count("n_iter_no_change", self.n_iter_no_change)
         _check_real("tol", self.tol, lambda value: value >= 0, "finite and >= 0")
         _check_class_weight(self.class_weight)
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {self.solver!r}")
+        check_count("max_iter", self.max_iter)
+        _check_real("gtol", self.gtol, lambda value: value >= 0, "finite and >= 0")
+
+    def _refuse_lbfgs(self, method):
+        if self.solver == "lbfgs":
+            raise ValueError(f"{method} trains by minibatch SGD and solver='lbfgs' minimizes the objective over "
+                             f"all the rows at once: use fit (with warm_start=True to go on from the current "
+                             f"weights), or set solver='sgd'")
 
     def _init_model(self, n_features, classes):
         """Set ``classes_``, fresh weights, the RNG, an empty history and no training state."""
         self.classes_ = classes
         self._rng = self._seeded_generator()
-        self.coef_ = (self._rng.standard_normal((n_features, len(classes))) * 0.01).astype(self.dtype)
+        if self.solver == "lbfgs":  # as scikit-learn's LogisticRegression: the minimum does not depend on it
+            self.coef_ = np.zeros((n_features, len(classes)), dtype=self.dtype)
+        else:
+            self.coef_ = (self._rng.standard_normal((n_features, len(classes))) * 0.01).astype(self.dtype)
         self.intercept_ = np.zeros(len(classes), dtype=self.dtype)
         self.history_ = []
         self.n_iter_ = 0
@@ -437,6 +460,47 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self.coef_, self.intercept_, self._velocity = fit.best
         self.best_epoch_ = fit.plateau.best_epoch if fit.best is not None else None
         self._fit_in_progress = None
+        return self
+
+    def _fit_lbfgs(self, X, y, sample_weight, validation_data, on_iteration, stop):
+        """Minimize the objective over all of kernel-ready ``X`` and class indices ``y`` by L-BFGS; returns ``self``.
+
+        Starts from the current weights; one ``history_`` record per
+        iteration. See :mod:`softmax_fast._lbfgs`.
+        """
+        validation = None if validation_data is None else self._validation_arrays(validation_data)
+        backend, dtype = kernels.get_backend(self.backend), self.coef_.dtype
+        rows = _rows.Rows(X, y, _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, dtype))
+        objective = _lbfgs.Objective(backend, rows, _scale_of(X), self.alpha, self.coef_.shape, dtype,
+                                     _kernel_threads(self.n_jobs))
+        self._fit_in_progress, self.best_epoch_ = None, None
+        stopped, n_weights = False, self.coef_.size
+
+        def after_iteration(iteration, theta, value, gradient, seconds):
+            nonlocal stopped
+            self.coef_, self.intercept_ = objective.weights(theta)
+            record = {"iteration": self.n_iter_ + 1, "objective": value,
+                      "train_loss": value - self.alpha / 2 * float(np.dot(theta[:n_weights], theta[:n_weights])),
+                      "gradient_norm": _lbfgs.gradient_norm(gradient), "test_loss": None, "test_accuracy": None,
+                      "seconds": seconds}
+            if validation is not None:
+                record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(backend, validation)
+            self.history_.append(record)
+            self.n_iter_ = len(self.history_)
+            if on_iteration is not None:
+                on_iteration(record)
+            stopped = stop is not None and bool(stop())
+            return stopped
+
+        start = np.concatenate([self.coef_.astype(np.float64).ravel(), self.intercept_.astype(np.float64)])
+        result = _lbfgs.minimize(objective, start, self.max_iter, self.gtol, after_iteration)
+        self.coef_, self.intercept_ = objective.weights(result.x)
+        if not (result.success or stopped):
+            warnings.warn(f"L-BFGS stopped after {result.nit} iterations without reaching gtol={self.gtol} (the "
+                          f"largest absolute component of the gradient is "
+                          f"{_lbfgs.gradient_norm(objective.at(result.x)[1]):.3g}): {result.message}. Raise "
+                          f"max_iter (now {self.max_iter}), or fit again with warm_start=True to go on.",
+                          ConvergenceWarning, stacklevel=3)
         return self
 
     def _new_epoch(self, n):
@@ -670,6 +734,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         return model_file.load(cls, file)
 
+
+#: The values of ``SoftmaxRegression(solver=)``.
+SOLVERS = ("sgd", "lbfgs")
 
 #: The checks of ``sklearn.utils.estimator_checks`` that the default estimator fails by construction, with the
 #: reason: pass it as ``expected_failed_checks`` (scikit-learn >= 1.6 lists its own SGD estimators' this way, in

@@ -211,7 +211,7 @@ WITHOUT_SKLEARN = textwrap.dedent("""
                                       n_jobs=None, random_state=42, shuffle=False, alpha=0.0, momentum=0.0,
                                       nesterov=False, learning_rate="constant", power_t=0.5, early_stopping=False,
                                       validation_fraction=0.1, n_iter_no_change=5, tol=1e-4, class_weight=None,
-                                      warm_start=False)
+                                      warm_start=False, solver="sgd", max_iter=100, gtol=1e-6)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(X, y[:, None])
@@ -219,6 +219,11 @@ WITHOUT_SKLEARN = textwrap.dedent("""
     assert model.n_features_in_ == 5 and model.n_iter_ == 5
     assert model.score(X, y) > 0.95
     assert set(model.predict(X)) == {"left", "right"}
+    from softmax_fast._sklearn_compat import ConvergenceWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SoftmaxRegression(solver="lbfgs", max_iter=1).fit(X, y)
+    assert [w.category for w in caught] == [ConvergenceWarning] and issubclass(ConvergenceWarning, UserWarning)
     for bad_call, message in [(lambda: model.predict(X[:, :4]), "X has 4 features, but SoftmaxRegression"),
                               (lambda: model.set_params(seed=1), "Invalid parameter 'seed'")]:
         try:

@@ -159,3 +159,24 @@ def test_the_objective_on_10000_mnist_rows_equals_scikit_learns(mnist_dir):
     model = SoftmaxRegression(solver="lbfgs", alpha=1e-3, dtype="float64", max_iter=2000).fit(X, y)
     assert objective(X / 255, y, model.coef_, model.intercept_, 1e-3) == pytest.approx(
         objective(X / 255, y, W, b, 1e-3), rel=1e-6)
+
+
+def test_stop_ends_the_fit_after_the_iteration_without_a_warning(digits):
+    calls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = SoftmaxRegression(solver="lbfgs").fit(*digits, on_epoch=calls.append, stop=lambda: len(calls) == 3)
+    assert model.n_iter_ == 3 and calls == model.history_
+    assert model.coef_.any()  # the third iteration's weights, not the zeros it started from
+
+
+def test_a_fitted_lbfgs_model_saves_and_loads_with_its_parameters(digits, tmp_path):
+    model = SoftmaxRegression(solver="lbfgs", alpha=1e-2, max_iter=500, gtol=1e-5, dtype="float64").fit(*digits)
+    model.save(tmp_path / "model.npz")
+    loaded = SoftmaxRegression.load(tmp_path / "model.npz")
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.coef_, model.coef_)
+    assert loaded.history_ == model.history_ and loaded.n_iter_ == model.n_iter_
+    np.testing.assert_array_equal(loaded.predict(digits[0]), model.predict(digits[0]))
+    loaded.set_params(warm_start=True).fit(*digits)  # already at the optimum: one more iteration at most
+    assert loaded.n_iter_ <= model.n_iter_ + 1

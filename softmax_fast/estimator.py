@@ -63,7 +63,7 @@ class TrainingDivergedError(ValueError):
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
-    """Multinomial logistic regression trained by minibatch SGD on the softmax_fast kernels.
+    """Multinomial logistic regression trained by minibatch SGD, or full-batch L-BFGS, on the softmax_fast kernels.
 
     A scikit-learn classifier: with scikit-learn (>= 1.6) installed it inherits
     ``sklearn.base.ClassifierMixin`` and ``BaseEstimator`` and validates its
@@ -140,6 +140,40 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
       ``n_steps_`` and trains ``epochs`` more epochs (the history goes on too),
       instead of starting afresh; the data must have the same features and
       labels among ``classes_``.
+    - ``solver``: ``"sgd"`` (minibatch SGD, everything above) or ``"lbfgs"``
+      (below).
+    - ``max_iter``: ``"lbfgs"``'s most iterations per :meth:`fit`, an integer >= 1.
+    - ``gtol``: ``"lbfgs"``'s tolerance, a finite number >= 0: the fit has
+      converged when no component of the objective's gradient (over ``coef_``
+      and ``intercept_``) exceeds ``gtol`` in absolute value. (It is not
+      ``tol``, which keeps its SGD meaning above; scikit-learn's
+      ``LogisticRegression(tol=)`` is this bound.)
+
+    Full-batch training, ``solver="lbfgs"``: :meth:`fit` minimizes the whole
+    objective ``(1/n) * sum_i s_i * CE_i + (alpha / 2) * ||coef_||^2`` over all
+    ``n`` rows (``s_i`` the row weights below) with SciPy's L-BFGS-B (install
+    ``softmax_fast[lbfgs]``), from zero weights (or the current ones with
+    ``warm_start``), until ``gtol`` or ``max_iter``; stopping on ``max_iter``
+    warns with ``ConvergenceWarning`` (scikit-learn's when it is installed).
+    This is scikit-learn's multinomial ``LogisticRegression(C)`` for ``alpha =
+    1 / (n * C)``. Each evaluation of the objective and its gradient (one or
+    a few per iteration) is one pass of the compiled kernels over all rows, a
+    bounded chunk of rows at a time, in ``dtype``, on ``X`` as given (``uint8``
+    is not copied). It uses ``alpha``,
+    ``class_weight``, ``backend``, ``dtype``, ``n_jobs`` and ``warm_start`` and
+    ignores the SGD parameters (``lr``, ``epochs``, ``batch_size``, ``shuffle``,
+    ``random_state``, ``momentum``, ``nesterov``, ``learning_rate``, ``power_t``,
+    ``early_stopping`` and its parameters, ``tol``). :meth:`partial_fit` and
+    :meth:`resume` refuse it with a ``ValueError``. Its ``history_`` has one
+    dict per iteration: ``iteration``, ``objective``, ``train_loss`` (the
+    objective without the penalty), ``gradient_norm`` (the largest absolute
+    component of the gradient, what ``gtol`` bounds), ``test_loss``,
+    ``test_accuracy`` (``None`` without ``validation_data``) and ``seconds``;
+    ``n_iter_`` counts them; ``n_steps_`` is unchanged and ``best_epoch_`` is
+    ``None``. ``on_epoch`` is called with each iteration's record, and
+    ``stop()`` is asked after each iteration: when it returns true, the fit
+    ends there, keeping that iteration's weights, without a warning or an
+    exception (``warm_start`` goes on from them).
 
     Row weights: ``fit(X, y, sample_weight)`` and :meth:`partial_fit` take one
     weight >= 0 per row, multiplied by ``class_weight``. A batch's loss is
@@ -233,6 +267,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None):
         """Train for ``epochs`` epochs on ``X (n, d)``, ``y (n,)``, from fresh weights; returns ``self``.
+
+        With ``solver="lbfgs"``, minimize the objective over all the rows
+        instead (see the class documentation: ``on_batches`` is not called,
+        ``on_epoch`` and ``stop`` act per iteration).
 
         With ``warm_start`` and a fitted model, it goes on from the current
         weights instead. ``sample_weight (n,)``: the rows' weights (see the

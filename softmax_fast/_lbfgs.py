@@ -18,7 +18,9 @@ chunks get ``alpha = 0`` and the penalty is added once.
 The minimizer is SciPy's L-BFGS-B (``scipy.optimize.minimize``), the one
 scikit-learn's ``LogisticRegression`` uses, over the flat float64 vector
 ``theta = [W.ravel(), b]``; it stops when the largest absolute component of
-the gradient is at most ``gtol``, or after ``max_iter`` iterations. SciPy is an
+the gradient is at most ``gtol``, when an iteration lowers ``F`` by no more
+than ``_FTOL`` relative (float32 models, whose ``F`` is rounded to float32,
+end there), or after ``max_iter`` iterations. SciPy is an
 optional dependency (``pip install "softmax_fast[lbfgs]"``), imported when a
 fit needs it. The estimator calls :func:`minimize`; this module knows nothing
 of the estimator.

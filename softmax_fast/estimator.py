@@ -153,8 +153,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     objective ``(1/n) * sum_i s_i * CE_i + (alpha / 2) * ||coef_||^2`` over all
     ``n`` rows (``s_i`` the row weights below) with SciPy's L-BFGS-B (install
     ``softmax_fast[lbfgs]``), from zero weights (or the current ones with
-    ``warm_start``), until ``gtol`` or ``max_iter``; stopping on ``max_iter``
-    warns with ``ConvergenceWarning`` (scikit-learn's when it is installed).
+    ``warm_start``), until ``gtol`` is met, an iteration no longer lowers the
+    objective measurably (by more than 64 float64 epsilons, relative: how a
+    float32 model ends, at its precision, often above ``gtol``), or
+    ``max_iter``; stopping without converging (``max_iter``, or a line search
+    that fails) warns with ``ConvergenceWarning`` (scikit-learn's when it is
+    installed).
     This is scikit-learn's multinomial ``LogisticRegression(C)`` for ``alpha =
     1 / (n * C)``. Each evaluation of the objective and its gradient (one or
     a few per iteration) is one pass of the compiled kernels over all rows, a

@@ -19,9 +19,12 @@ def plot_curves(history, title, best_epoch=None):
     and the test data's where present. ``best_epoch`` (the model's
     ``best_epoch_``), if given, is marked in each panel as the epoch whose
     weights early stopping kept. A history of ``solver="lbfgs"`` (records
-    by ``iteration``) is drawn by :func:`plot_iterations`.
+    by ``iteration``) is drawn by :func:`plot_iterations`; of a history that
+    changed solver (a warm start), the records of the last one's kind.
     """
-    if history and "iteration" in history[0]:
+    step = "iteration" if history and "iteration" in history[-1] else "epoch"
+    history = [record for record in history if step in record]
+    if step == "iteration":
         return plot_iterations(history, title)
     epochs = [record["epoch"] for record in history]
     rates = [record.get("lr") for record in history]

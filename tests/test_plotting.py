@@ -88,3 +88,9 @@ def test_an_lbfgs_history_shows_the_objective_and_the_gradient_per_iteration_and
     assert gradient_axes.get_yscale() == "log"
     without_test = [record | {"test_loss": None, "test_accuracy": None} for record in LBFGS_HISTORY]
     assert len(plotting.plot_curves(without_test, "title").axes) == 2
+
+
+def test_a_history_that_changed_solver_draws_the_records_of_the_last_kind():
+    sgd_then_lbfgs = HISTORY + [record | {"iteration": record["iteration"] + 3} for record in LBFGS_HISTORY]
+    objective_axes = plotting.plot_curves(sgd_then_lbfgs, "title").axes[0]
+    np.testing.assert_array_equal(objective_axes.get_lines()[0].get_xdata(), [4, 5, 6, 7])

@@ -236,6 +236,35 @@ def test_lbfgs_trains_one_line_and_one_record_per_iteration_and_saves_its_model(
     assert model.solver == "lbfgs" and model.score(data["X_test"], data["y_test"]) == summary["test_accuracy"]
 
 
+class SignalAfterTwoAsks(train.StopSignals):
+    """StopSignals as if SIGINT came while the second iteration ran."""
+
+    def __enter__(self):
+        self.received, self.asked = None, 0
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+    def stop_requested(self):
+        self.asked += 1
+        if self.asked == 2:
+            self.received = "SIGINT"
+        return self.received is not None
+
+
+def test_a_signal_ends_an_lbfgs_run_after_its_iteration_and_writes_that_model(tmp_path, capsys, small_dataset,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(train, "StopSignals", SignalAfterTwoAsks)
+    out = tmp_path / "run"
+    status, _, stderr = run_train(["--dataset", str(small_dataset), "--solver", "lbfgs", "--out", str(out),
+                                   "--no-plot"], capsys)
+    assert status == _cli.EXIT_INTERRUPTED
+    assert f"SIGINT: L-BFGS stopped after iteration 2; wrote the model it reached to {out}" in stderr
+    model = SoftmaxRegression.load(out / "model.npz")
+    assert model.n_iter_ == 2 and not (out / train.CHECKPOINT).exists()
+
+
 @pytest.mark.parametrize("run", [None, "{not json", '{"dataset": 3}'], ids=["absent", "not-json", "wrong"])
 def test_resume_rejects_a_model_file_that_is_not_a_checkpoint(tmp_path, capsys, small_dataset, run):
     data = np.load(small_dataset)

@@ -3,7 +3,9 @@
 import hashlib
 import math
 import numbers
+import functools
 import time
+import types
 import warnings
 
 import numpy as np
@@ -60,6 +62,29 @@ class TrainingDivergedError(ValueError):
 
     def __reduce__(self):
         return type(self), (str(self), self.epoch)
+
+
+class _SGDOnlyError(ValueError, AttributeError):
+    """``partial_fit`` or ``resume`` of a ``solver="lbfgs"`` model: a ``ValueError`` that says why, and an
+    ``AttributeError``, so that ``hasattr(model, "partial_fit")`` is false, as for scikit-learn's
+    ``MLPClassifier(solver="lbfgs")`` (which its estimator checks and meta-estimators rely on)."""
+
+
+class _sgd_only:
+    """A method that exists only while ``solver`` is not ``"lbfgs"`` (on the class, it is the plain function)."""
+
+    def __init__(self, method):
+        self.method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, model, owner=None):
+        if model is None:
+            return self.method
+        if model.solver == "lbfgs":
+            raise _SGDOnlyError(f"{self.method.__name__} trains by minibatch SGD and solver='lbfgs' minimizes the "
+                                "objective over all the rows at once: use fit (with warm_start=True to go on from "
+                                "the current weights), or set solver='sgd'")
+        return types.MethodType(self.method, model)
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
@@ -163,12 +188,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     1 / (n * C)``. Each evaluation of the objective and its gradient (one or
     a few per iteration) is one pass of the compiled kernels over all rows, a
     bounded chunk of rows at a time, in ``dtype``, on ``X`` as given (``uint8``
-    is not copied). It uses ``alpha``,
-    ``class_weight``, ``backend``, ``dtype``, ``n_jobs`` and ``warm_start`` and
-    ignores the SGD parameters (``lr``, ``epochs``, ``batch_size``, ``shuffle``,
+    is not copied). It uses ``alpha``, ``class_weight``, ``backend``,
+    ``dtype``, ``n_jobs`` and ``warm_start`` and ignores the SGD parameters (``lr``, ``epochs``, ``batch_size``, ``shuffle``,
     ``random_state``, ``momentum``, ``nesterov``, ``learning_rate``, ``power_t``,
     ``early_stopping`` and its parameters, ``tol``). :meth:`partial_fit` and
-    :meth:`resume` refuse it with a ``ValueError``. Its ``history_`` has one
+    :meth:`resume` do not exist for it: using them raises a ``ValueError``
+    (that is also an ``AttributeError``, so ``hasattr`` is false, as for
+    scikit-learn's ``MLPClassifier(solver="lbfgs")``). Its ``history_`` has one
     dict per iteration: ``iteration``, ``objective``, ``train_loss`` (the
     objective without the penalty), ``gradient_norm`` (the largest absolute
     component of the gradient, what ``gtol`` bounds), ``test_loss``,
@@ -308,6 +334,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self._fit_in_progress = self._new_fit(y_indices)
         return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
 
+    @_sgd_only
     def resume(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None):
         """Finish a fit that ``stop`` interrupted, on the same ``X``, ``y`` and ``sample_weight``; returns ``self``.
 
@@ -318,7 +345,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``ValueError`` if there is no interrupted fit to resume.
         """
         self._check_params()
-        self._refuse_lbfgs("resume")
         self._check_is_fitted()
         epoch = getattr(self, "_epoch_in_progress", None)
         if epoch is None:
@@ -339,6 +365,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                              f"rows in batches of {self.batch_size}: was batch_size changed?")
         return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
 
+    @_sgd_only
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``X (n, d)``, ``y (n,)`` from the current weights (fresh ones at first); returns ``self``.
 
@@ -352,7 +379,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         in progress of an interrupted fit, if any, is dropped.
         """
         self._check_params()
-        self._refuse_lbfgs("partial_fit")
         if isinstance(self.class_weight, str):
             raise ValueError("class_weight='balanced' needs the class counts of the whole data set, which "
                              "partial_fit does not see: pass class_weight as a dict instead")
@@ -423,12 +449,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {self.solver!r}")
         check_count("max_iter", self.max_iter)
         _check_real("gtol", self.gtol, lambda value: value >= 0, "finite and >= 0")
-
-    def _refuse_lbfgs(self, method):
-        if self.solver == "lbfgs":
-            raise ValueError(f"{method} trains by minibatch SGD and solver='lbfgs' minimizes the objective over "
-                             f"all the rows at once: use fit (with warm_start=True to go on from the current "
-                             f"weights), or set solver='sgd'")
 
     def _init_model(self, n_features, classes):
         """Set ``classes_``, fresh weights, the RNG, an empty history and no training state."""

@@ -120,10 +120,12 @@ def test_a_float32_model_computes_in_float32_and_nears_the_float64_optimum(digit
 
 
 @pytest.mark.parametrize("method", ["partial_fit", "resume"])
-def test_partial_fit_and_resume_are_refused(digits, method):
+def test_partial_fit_and_resume_are_refused_and_absent_as_for_scikit_learns_lbfgs_mlp(digits, method):
     model = SoftmaxRegression(solver="lbfgs")
     with pytest.raises(ValueError, match=rf"{method} trains by minibatch SGD and solver='lbfgs'"):
         getattr(model, method)(*digits)
+    assert not hasattr(model, method) and hasattr(model.set_params(solver="sgd"), method)
+    assert getattr(SoftmaxRegression, method).__doc__  # the class keeps the method and its documentation
 
 
 def test_uint8_features_reach_the_kernels_as_they_are_without_a_float_copy(monkeypatch):

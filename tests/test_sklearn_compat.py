@@ -34,11 +34,10 @@ DIGITS_FOLDS = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
 CHECK_PARAMS = {"check_class_weight_classifiers": dict(epochs=1000)}
 
 
-def estimator_checks():
-    """scikit-learn's checks of ``SoftmaxRegression()`` as ``(estimator, check)`` pytest parameters, with the
+def estimator_checks(estimator=SoftmaxRegression(), expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS):
+    """scikit-learn's checks of ``estimator`` as ``(estimator, check)`` pytest parameters, with the
     expected failures marked and each check in ``CHECK_PARAMS`` on an estimator with its parameters."""
-    for item in estimator_checks_generator(SoftmaxRegression(), expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS,
-                                           mark="xfail"):
+    for item in estimator_checks_generator(estimator, expected_failed_checks=expected_failed_checks, mark="xfail"):
         # An expected failure comes as a pytest.param with its mark; the others as plain pairs.
         (estimator, check), marks = (item, ()) if type(item) is tuple else (item.values, item.marks)
         name = check.func.__name__
@@ -48,6 +47,21 @@ def estimator_checks():
 
 @pytest.mark.parametrize("estimator, check", list(estimator_checks()))
 def test_scikit_learn_estimator_check(estimator, check):
+    check(estimator)
+
+
+#: solver="lbfgs" in float64 (in float32 its confident probabilities round to 1, and check_classifiers_train's
+#: log(predict_proba) then differs from predict_log_proba by more than its 1e-9).
+LBFGS_EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "the objective divides the weighted loss by the row count, not the sum of the weights (as the kernels' "
+        "loss_and_grad): repeating a row changes n, and so the penalty's share"),
+}
+
+
+@pytest.mark.parametrize("estimator, check", list(estimator_checks(
+    SoftmaxRegression(solver="lbfgs", alpha=1e-4, dtype="float64"), LBFGS_EXPECTED_FAILED_CHECKS)))
+def test_scikit_learn_estimator_check_of_lbfgs(estimator, check):
     check(estimator)
 
 

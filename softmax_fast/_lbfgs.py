@@ -93,7 +93,7 @@ class Objective:
         return value, gradient
 
     def at(self, theta):
-        """``(F, gradient)`` at ``theta``: the last evaluation's when it was there (L-BFGS ends on its accepted step)."""
+        """``(F, gradient)`` at ``theta``: the last evaluation's if it was there (L-BFGS ends on its accepted step)."""
         if self.last is not None and np.array_equal(self.last[0], theta):
             return self.last[1:]
         return self(theta)

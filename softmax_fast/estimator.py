@@ -1,9 +1,9 @@
 """``SoftmaxRegression``: a scikit-learn classifier of softmax regression over the compiled kernels."""
 
+import functools
 import hashlib
 import math
 import numbers
-import functools
 import time
 import types
 import warnings
@@ -80,7 +80,7 @@ class _sgd_only:
     def __get__(self, model, owner=None):
         if model is None:
             return self.method
-        if model.solver == "lbfgs":
+        if getattr(model, "solver", "sgd") == "lbfgs":  # a model pickled before solver existed has none
             raise _SGDOnlyError(f"{self.method.__name__} trains by minibatch SGD and solver='lbfgs' minimizes the "
                                 "objective over all the rows at once: use fit (with warm_start=True to go on from "
                                 "the current weights), or set solver='sgd'")
@@ -183,17 +183,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     float32 model ends, at its precision, often above ``gtol``), or
     ``max_iter``; stopping without converging (``max_iter``, or a line search
     that fails) warns with ``ConvergenceWarning`` (scikit-learn's when it is
-    installed).
-    This is scikit-learn's multinomial ``LogisticRegression(C)`` for ``alpha =
-    1 / (n * C)``. Each evaluation of the objective and its gradient (one or
-    a few per iteration) is one pass of the compiled kernels over all rows, a
-    bounded chunk of rows at a time, in ``dtype``, on ``X`` as given (``uint8``
-    is not copied). It uses ``alpha``, ``class_weight``, ``backend``,
-    ``dtype``, ``n_jobs`` and ``warm_start`` and ignores the SGD parameters (``lr``, ``epochs``, ``batch_size``, ``shuffle``,
-    ``random_state``, ``momentum``, ``nesterov``, ``learning_rate``, ``power_t``,
+    installed). This is scikit-learn's multinomial ``LogisticRegression(C)`` for
+    ``alpha = 1 / (n * C)``. Each evaluation of the objective and its gradient
+    (one or a few per iteration) is one pass of the compiled kernels over all
+    rows, a bounded chunk of rows at a time, in ``dtype``, on ``X`` as given
+    (``uint8`` is not copied). It uses ``alpha``, ``class_weight``, ``backend``,
+    ``dtype``, ``n_jobs`` and ``warm_start`` and ignores the SGD parameters
+    (``lr``, ``epochs``, ``batch_size``, ``shuffle``, ``random_state``,
+    ``momentum``, ``nesterov``, ``learning_rate``, ``power_t``,
     ``early_stopping`` and its parameters, ``tol``). :meth:`partial_fit` and
-    :meth:`resume` do not exist for it: using them raises a ``ValueError``
-    (that is also an ``AttributeError``, so ``hasattr`` is false, as for
+    :meth:`resume` do not exist for it: using them raises a ``ValueError`` (that
+    is also an ``AttributeError``, so ``hasattr`` is false, as for
     scikit-learn's ``MLPClassifier(solver="lbfgs")``). Its ``history_`` has one
     dict per iteration: ``iteration``, ``objective``, ``train_loss`` (the
     objective without the penalty), ``gradient_norm`` (the largest absolute
@@ -201,9 +201,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     ``test_accuracy`` (``None`` without ``validation_data``) and ``seconds``;
     ``n_iter_`` counts them; ``n_steps_`` is unchanged and ``best_epoch_`` is
     ``None``. ``on_epoch`` is called with each iteration's record, and
-    ``stop()`` is asked after each iteration: when it returns true, the fit
-    ends there, keeping that iteration's weights, without a warning or an
-    exception (``warm_start`` goes on from them).
+    ``stop()`` is asked after each iteration: when it returns true, the fit ends
+    there, keeping that iteration's weights, without a warning or an exception
+    (``warm_start`` goes on from them).
 
     Row weights: ``fit(X, y, sample_weight)`` and :meth:`partial_fit` take one
     weight >= 0 per row, multiplied by ``class_weight``. A batch's loss is

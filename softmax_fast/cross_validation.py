@@ -1,0 +1,123 @@
+"""``SoftmaxRegressionCV``: the L2 penalty ``alpha`` chosen by cross-validation, each fold's fits on one warm path.
+
+This module owns the grid of penalties, the folds, the path of fits along the
+grid (largest penalty first, each fit warm-started from the last, as
+scikit-learn's ``LogisticRegressionCV`` walks its ``Cs``) and the choice and
+refit of the best. How one fit trains is :class:`SoftmaxRegression`'s.
+
+It needs scikit-learn (the folds and the scorers are its ``check_cv`` and
+``check_scoring``): without it, ``fit`` raises ``ImportError`` and says so.
+"""
+
+import inspect
+
+import numpy as np
+
+from .estimator import SoftmaxRegression
+
+#: ``alphas=N``: the grid of ``N`` penalties that ``LogisticRegressionCV(Cs=N)`` searches, ``alpha = 1 / (n * C)``
+#: for ``C`` in ``np.logspace(*C_EXPONENTS, N)`` and ``n`` the rows of the data fitted.
+C_EXPONENTS = (-4, 4)
+
+
+def _with_inherited_parameters(init):
+    """``init``, its signature its own keyword parameters followed by every parameter of ``SoftmaxRegression``'s.
+
+    ``init`` takes its own parameters and ``**params`` for the inherited ones.
+    scikit-learn reads an estimator's parameters from its ``__init__``'s
+    signature; built from ``SoftmaxRegression``'s, it holds every parameter
+    added there without writing the list twice. All of them are keyword-only.
+    """
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    self, *own = [parameter for parameter in inspect.signature(init).parameters.values()
+                  if parameter.kind != inspect.Parameter.VAR_KEYWORD]
+    inherited = list(inspect.signature(SoftmaxRegression.__init__).parameters.values())[1:]
+    init.__signature__ = inspect.Signature([self] + [parameter.replace(kind=keyword) for parameter in own + inherited])
+    return init
+
+
+class SoftmaxRegressionCV(SoftmaxRegression):
+    """:class:`SoftmaxRegression` with ``alpha`` chosen by cross-validation over a grid, then refitted on all rows.
+
+    Parameters (keyword-only), besides every parameter of :class:`SoftmaxRegression`
+    (but ``alpha``, which the search chooses, and ``warm_start``, which each
+    path sets for itself: both are ignored):
+
+    - ``alphas``: the penalties to try, a list of numbers ``>= 0``, or an int
+      ``N`` for ``LogisticRegressionCV(Cs=N)``'s grid (see :data:`C_EXPONENTS`).
+    - ``cv``: the folds, an int (stratified, unshuffled, as scikit-learn's
+      ``check_cv`` makes them for a classifier) or a scikit-learn splitter or
+      iterable of ``(train, validation)`` index pairs.
+    - ``scoring``: ``None`` (accuracy, :meth:`score`) or a scikit-learn
+      scoring name or callable ``scorer(estimator, X, y)``; higher is better.
+
+    On each fold, one model fits the path from the largest penalty to the
+    smallest, each fit starting from the weights of the last (for ``"sgd"``,
+    each fit trains ``epochs`` more epochs from them). ``alpha_`` is the
+    penalty with the best mean validation score (the largest of ties), and
+    the final model is the path on all rows, from the largest penalty down to
+    ``alpha_``.
+
+    Fitted attributes, besides :class:`SoftmaxRegression`'s: ``alphas_``
+    ``(n_alphas,)`` (the grid, largest first), ``scores_`` ``(n_folds,
+    n_alphas)`` (each fold's validation score), ``alpha_``.
+    """
+
+    @_with_inherited_parameters
+    def __init__(self, alphas=10, cv=5, scoring=None, **params):
+        super().__init__(**params)
+        self.alphas = alphas
+        self.cv = cv
+        self.scoring = scoring
+
+    def fit(self, X, y, sample_weight=None):
+        """Score every penalty on every fold, choose ``alpha_``, refit on all rows; returns ``self``."""
+        try:
+            from sklearn.metrics import check_scoring
+            from sklearn.model_selection import check_cv
+        except ImportError as exc:
+            raise ImportError("SoftmaxRegressionCV needs scikit-learn for its folds and scorers: "
+                              "pip install scikit-learn") from exc
+        y = np.asarray(y)
+        X = X if hasattr(X, "iloc") else np.asarray(X)
+        alphas = self._alpha_grid(len(y))
+        folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
+        scorer = check_scoring(self, scoring=self.scoring)
+        scores = np.empty((len(folds), len(alphas)))
+        for fold, (train, validation) in enumerate(folds):
+            rows = _rows_of(X, train), y[train]
+            weights = None if sample_weight is None else np.asarray(sample_weight)[train]
+            for index, model in enumerate(self._path(alphas, *rows, weights)):
+                scores[fold, index] = scorer(model, _rows_of(X, validation), y[validation])
+        best = int(np.argmax(scores.mean(axis=0)))
+        *_, model = self._path(alphas[:best + 1], X, y, sample_weight)
+        # The refitted model's state (weights, classes, history, ...) becomes this estimator's; its parameters stay.
+        params = self.get_params()
+        vars(self).update({name: value for name, value in vars(model).items() if name not in params})
+        self.alphas_, self.scores_, self.alpha_ = alphas, scores, float(alphas[best])
+        return self
+
+    def _alpha_grid(self, n):
+        """The penalties to try, ``(n_alphas,)`` float64, largest first; ``n`` the rows for an int ``alphas``."""
+        if isinstance(self.alphas, (int, np.integer)) and not isinstance(self.alphas, bool):
+            if self.alphas < 1:
+                raise ValueError(f"alphas must be an int >= 1 or a list of penalties, got {self.alphas}")
+            return np.sort(1 / (n * np.logspace(*C_EXPONENTS, self.alphas)))[::-1]
+        alphas = np.asarray(self.alphas, dtype=np.float64)
+        if alphas.ndim != 1 or len(alphas) == 0 or not np.all(np.isfinite(alphas) & (alphas >= 0)):
+            raise ValueError(f"alphas must be an int >= 1 or a non-empty list of finite penalties >= 0, "
+                             f"got {self.alphas!r}")
+        return np.sort(alphas)[::-1]
+
+    def _path(self, alphas, X, y, sample_weight):
+        """Yield one :class:`SoftmaxRegression` fitted at each of ``alphas`` in turn, each fit warm-started from the
+        last (the same model object, refitted)."""
+        model = SoftmaxRegression(**{name: getattr(self, name) for name in SoftmaxRegression().get_params()})
+        for index, alpha in enumerate(alphas):
+            model.set_params(alpha=float(alpha), warm_start=index > 0)
+            yield model.fit(X, y, sample_weight)
+
+
+def _rows_of(X, rows):
+    """The rows ``rows`` of ``X``, a NumPy array or a DataFrame."""
+    return X.iloc[rows] if hasattr(X, "iloc") else X[rows]

@@ -1,0 +1,59 @@
+"""SoftmaxRegressionCV: its parameters, the grid, the folds' scores along warm paths, the refit."""
+
+import inspect
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import StratifiedKFold
+
+from softmax_fast import SoftmaxRegression, SoftmaxRegressionCV
+from softmax_fast.cross_validation import C_EXPONENTS
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16, y
+
+
+def test_the_parameters_are_its_own_and_every_one_of_softmax_regressions():
+    own = list(inspect.signature(SoftmaxRegressionCV).parameters)
+    inherited = SoftmaxRegression().get_params()
+    assert own[:3] == ["alphas", "cv", "scoring"]
+    assert set(own[3:]) == set(inherited)
+    assert SoftmaxRegressionCV().get_params() == {"alphas": 10, "cv": 5, "scoring": None} | inherited
+
+
+def test_an_int_grid_is_logistic_regression_cvs_cs_as_penalties_largest_first():
+    alphas = SoftmaxRegressionCV(alphas=5)._alpha_grid(200)
+    np.testing.assert_allclose(alphas, 1 / (200 * np.logspace(*C_EXPONENTS, 5)))
+    assert np.all(np.diff(alphas) < 0)
+
+
+@pytest.mark.parametrize("alphas", [0, -1, [], [1e-3, -1e-3], [np.nan], [[1e-3]]])
+def test_a_bad_grid_is_refused(digits, alphas):
+    with pytest.raises(ValueError, match="alphas must be"):
+        SoftmaxRegressionCV(alphas=alphas).fit(*digits)
+
+
+def test_scores_every_alpha_on_every_fold_and_refits_the_best(digits):
+    X, y = digits
+    folds = StratifiedKFold(3)
+    model = SoftmaxRegressionCV(alphas=[1e-4, 1e-1, 1e-2], cv=folds, epochs=5).fit(X, y)
+    np.testing.assert_array_equal(model.alphas_, [1e-1, 1e-2, 1e-4])
+    assert model.scores_.shape == (3, 3)
+    assert model.alpha_ == model.alphas_[np.argmax(model.scores_.mean(axis=0))]
+    # Each fold's scores are those of one model walked down the grid, each fit going on from the last.
+    train, validation = next(folds.split(X, y))
+    path = SoftmaxRegression(epochs=5)
+    for index, alpha in enumerate(model.alphas_):
+        path.set_params(alpha=alpha, warm_start=index > 0).fit(X[train], y[train])
+        assert model.scores_[0, index] == path.score(X[validation], y[validation])
+    # The final model is that path on every row, down to alpha_.
+    refit = SoftmaxRegression(epochs=5)
+    for index, alpha in enumerate(model.alphas_[:list(model.alphas_).index(model.alpha_) + 1]):
+        refit.set_params(alpha=alpha, warm_start=index > 0).fit(X, y)
+    np.testing.assert_array_equal(model.coef_, refit.coef_)
+    np.testing.assert_array_equal(model.predict(X), refit.predict(X))
+    assert model.get_params()["alpha"] == 0.0  # fit changes no parameter

@@ -21,9 +21,10 @@ C_EXPONENTS = (-4, 4)
 
 
 def _with_inherited_parameters(init):
-    """``init``, its signature its own keyword parameters followed by every parameter of ``SoftmaxRegression``'s.
+    """``init``, its signature its own keyword parameters followed by every other parameter of ``SoftmaxRegression``.
 
-    ``init`` takes its own parameters and ``**params`` for the inherited ones.
+    ``init`` takes its own parameters (which may give an inherited one another
+    default) and ``**params`` for the other inherited ones.
     scikit-learn reads an estimator's parameters from its ``__init__``'s
     signature; built from ``SoftmaxRegression``'s, it holds every parameter
     added there without writing the list twice. All of them are keyword-only.
@@ -31,7 +32,8 @@ def _with_inherited_parameters(init):
     keyword = inspect.Parameter.KEYWORD_ONLY
     self, *own = [parameter for parameter in inspect.signature(init).parameters.values()
                   if parameter.kind != inspect.Parameter.VAR_KEYWORD]
-    inherited = list(inspect.signature(SoftmaxRegression.__init__).parameters.values())[1:]
+    inherited = [parameter for parameter in list(inspect.signature(SoftmaxRegression.__init__).parameters.values())[1:]
+                 if parameter.name not in {own_parameter.name for own_parameter in own}]
     init.__signature__ = inspect.Signature([self] + [parameter.replace(kind=keyword) for parameter in own + inherited])
     return init
 
@@ -50,6 +52,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
       iterable of ``(train, validation)`` index pairs.
     - ``scoring``: ``None`` (accuracy, :meth:`score`) or a scikit-learn
       scoring name or callable ``scorer(estimator, X, y)``; higher is better.
+    - ``solver``: ``"lbfgs"`` by default here (each fit reaches the optimum of
+      its penalty, which a grid of penalties compares), or ``"sgd"``.
 
     On each fold, one model fits the path from the largest penalty to the
     smallest, each fit starting from the weights of the last (for ``"sgd"``,
@@ -64,8 +68,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
     """
 
     @_with_inherited_parameters
-    def __init__(self, alphas=10, cv=5, scoring=None, **params):
-        super().__init__(**params)
+    def __init__(self, alphas=10, cv=5, scoring=None, solver="lbfgs", **params):
+        super().__init__(solver=solver, **params)
         self.alphas = alphas
         self.cv = cv
         self.scoring = scoring

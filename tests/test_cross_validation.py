@@ -20,9 +20,10 @@ def digits():
 def test_the_parameters_are_its_own_and_every_one_of_softmax_regressions():
     own = list(inspect.signature(SoftmaxRegressionCV).parameters)
     inherited = SoftmaxRegression().get_params()
-    assert own[:3] == ["alphas", "cv", "scoring"]
+    assert own[:4] == ["alphas", "cv", "scoring", "solver"]
     assert set(own[3:]) == set(inherited)
-    assert SoftmaxRegressionCV().get_params() == {"alphas": 10, "cv": 5, "scoring": None} | inherited
+    assert SoftmaxRegressionCV().get_params() == inherited | {"alphas": 10, "cv": 5, "scoring": None,
+                                                              "solver": "lbfgs"}
 
 
 def test_an_int_grid_is_logistic_regression_cvs_cs_as_penalties_largest_first():
@@ -40,7 +41,7 @@ def test_a_bad_grid_is_refused(digits, alphas):
 def test_scores_every_alpha_on_every_fold_and_refits_the_best(digits):
     X, y = digits
     folds = StratifiedKFold(3)
-    model = SoftmaxRegressionCV(alphas=[1e-4, 1e-1, 1e-2], cv=folds, epochs=5).fit(X, y)
+    model = SoftmaxRegressionCV(alphas=[1e-4, 1e-1, 1e-2], cv=folds, solver="sgd", epochs=5).fit(X, y)
     np.testing.assert_array_equal(model.alphas_, [1e-1, 1e-2, 1e-4])
     assert model.scores_.shape == (3, 3)
     assert model.alpha_ == model.alphas_[np.argmax(model.scores_.mean(axis=0))]

@@ -82,6 +82,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         except ImportError as exc:
             raise ImportError("SoftmaxRegressionCV needs scikit-learn for its folds and scorers: "
                               "pip install scikit-learn") from exc
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         y = np.asarray(y)
         X = X if hasattr(X, "iloc") else np.asarray(X)
         alphas = self._alpha_grid(len(y))

@@ -58,3 +58,8 @@ def test_scores_every_alpha_on_every_fold_and_refits_the_best(digits):
     np.testing.assert_array_equal(model.coef_, refit.coef_)
     np.testing.assert_array_equal(model.predict(X), refit.predict(X))
     assert model.get_params()["alpha"] == 0.0  # fit changes no parameter
+
+
+def test_fit_without_y_says_it_needs_one(digits):
+    with pytest.raises(ValueError, match="requires y to be passed, but the target y is None"):
+        SoftmaxRegressionCV().fit(digits[0], None)

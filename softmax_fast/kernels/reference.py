@@ -52,13 +52,14 @@ def _logsumexp(Z):
     return row_max + np.log(np.exp(Z - row_max[:, None]).sum(axis=1))
 
 
-def cross_entropy(Z, y):
-    """Mean over rows of ``logsumexp(Z[i]) - Z[i, y[i]]``, as a float.
+def _row_cross_entropy(Z, y):
+    """``CE_i = logsumexp(Z[i]) - Z[i, y[i]]`` ``(n,)``: taken from the logits, so it never evaluates ``log(0)``."""
+    return _logsumexp(Z) - Z[np.arange(len(y)), y]
 
-    Taken from the logits, so it never evaluates ``log(0)``; summed in float64.
-    """
-    per_row = _logsumexp(Z) - Z[np.arange(len(y)), y]
-    return float(np.mean(per_row, dtype=np.float64))
+
+def cross_entropy(Z, y):
+    """Mean over rows of ``logsumexp(Z[i]) - Z[i, y[i]]``, as a float summed in float64."""
+    return float(np.mean(_row_cross_entropy(Z, y), dtype=np.float64))
 
 
 def _features(X, dtype, scale):
@@ -68,8 +69,7 @@ def _features(X, dtype, scale):
 
 def _data_loss(Z, y, sample_weight):
     """``L_B = (1/|B|) * sum_i s_i * CE_i`` from the logits ``Z (|B|, k)``, as a float summed in float64."""
-    per_row = _logsumexp(Z) - Z[np.arange(len(y)), y]
-    return float(np.mean(sample_weight.astype(np.float64) * per_row, dtype=np.float64))
+    return float(np.mean(sample_weight.astype(np.float64) * _row_cross_entropy(Z, y), dtype=np.float64))
 
 
 def _gradients(features, Z, y, W, alpha, sample_weight):

@@ -8,127 +8,245 @@ The objective over all ``n`` training rows is
 is not penalized): issue 9's objective, and scikit-learn's multinomial
 ``LogisticRegression(C)`` for ``alpha = 1 / (n * C)``. :class:`Objective`
 evaluates it and its gradient by the compiled ``Backend.loss_and_grad`` over
-``CHUNK_ROWS`` rows at a time, in the model's dtype, on the features as they
+:func:`chunk_rows` rows at a time (``SCRATCH_BYTES`` of scratch), in the model's dtype, on the features as they
 are (``uint8`` pixels stay ``uint8``, scaled inside the kernels: nothing is
 copied or converted). The chunks combine exactly: the kernel returns a chunk's
 mean ``L_c`` over its ``n_c`` rows, so ``F``'s data term is
 ``sum_c n_c * L_c / n``, summed in float64, and likewise the gradients; the
 chunks get ``alpha = 0`` and the penalty is added once.
 
-The minimizer is SciPy's L-BFGS-B (``scipy.optimize.minimize``), the one
-scikit-learn's ``LogisticRegression`` uses, over the flat float64 vector
-``theta = [W.ravel(), b]``; it stops when the largest absolute component of
-the gradient is at most ``gtol``, when an iteration lowers ``F`` by no more
-than ``_FTOL`` relative (float32 models, whose ``F`` is rounded to float32,
-end there), or after ``max_iter`` iterations. SciPy is an
-optional dependency (``pip install "softmax_fast[lbfgs]"``), imported when a
-fit needs it. The estimator calls :func:`minimize`; this module knows nothing
-of the estimator.
+The minimizer, :func:`minimize`, is L-BFGS over the flat float64 vector
+``theta = [W.ravel(), b]``, written here in NumPy (Nocedal & Wright's
+algorithms). SciPy's L-BFGS-B, which scikit-learn uses, spent about 70 us of
+Python per iteration around its Fortran core, as long as a whole
+``loss_and_grad`` pass on ``load_digits``; this one keeps L-BFGS-B's stopping
+tests: it ends when the largest absolute component of the gradient is at most
+``gtol``, when an iteration lowers ``F`` by no more than ``_FTOL`` relative,
+after ``max_iter`` iterations, when a step that promises a decrease below
+``F``'s rounding does not lower ``F`` (where float32 models, whose ``F`` is
+rounded to float32, end: they reach ``gtol`` only as far as their rounding
+lets it show), or when the line search finds no lower ``F``.
+The estimator calls :func:`minimize`; this module knows nothing of the
+estimator.
 """
 
+import collections
+import functools
 import time
 
 import numpy as np
 
-# Rows per loss_and_grad call: the kernels' scratch (logits and their gradient, (rows, k) of the model's dtype)
-# stays at most CHUNK_ROWS * k values, whatever n is, while each call is long enough for every thread.
-CHUNK_ROWS = 16384
+# The bytes of one loss_and_grad call's scratch (the logits and their gradient, rows x k of the model's dtype):
+# chunks of rows are sized to it, so the scratch stays in the last-level cache while the kernel reads it back for
+# the weight gradient (at the probe shape, k = 1000, chunks of 1024 rows ran at 65 % of the GEMM peak and chunks
+# of 16384 rows at half that), and stays bounded whatever n is.
+SCRATCH_BYTES = 4 << 20
+# The fewest rows a chunk has, so that each call is long enough for every thread.
+MIN_CHUNK_ROWS = 256
 # L-BFGS-B's relative decrease test, as scikit-learn sets it: near the float64 rounding of F, so that the
 # gradient test (gtol) is what ends a fit.
 _FTOL = 64 * np.finfo(np.float64).eps
-# Line-search steps per iteration, as scikit-learn's (SciPy's default of 20 can give up too early).
-_MAX_LINE_SEARCH = 50
+# Evaluations of F per line search, at most (L-BFGS-B's default).
+_MAX_LINE_SEARCH = 20
+# The strong Wolfe conditions' constants: sufficient decrease, and the curvature condition (which keeps s'y > 0).
+_SUFFICIENT_DECREASE, _CURVATURE = 1e-4, 0.9
+# A direction whose slope is within this many roundings of F (its dtype's eps times |F|) promises no decrease
+# that F can show.
+_ROUNDINGS = 16
+#: The steps whose curvature L-BFGS keeps (L-BFGS-B's and scikit-learn's default).
+MEMORY = 10
 
 
-def _solver_imports():
-    """``(scipy.optimize.minimize, threadpoolctl.threadpool_limits)``, or an ImportError that says how to install
-    them."""
+@functools.cache
+def _threadpools():
+    """A ``threadpoolctl.ThreadpoolController``, made once (finding the loaded BLAS libraries reads the process's
+    memory map), or an ImportError that says how to install threadpoolctl."""
     try:
-        from scipy.optimize import minimize
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.split(".")[0] not in ("scipy", "threadpoolctl"):
-            raise
-        raise ImportError(f"solver='lbfgs' needs SciPy (its L-BFGS-B minimizer) and threadpoolctl, not found: "
-                          f"{exc.name}; pip install 'softmax_fast[lbfgs]'") from exc
-    return minimize, threadpool_limits
+        raise ImportError("solver='lbfgs' needs threadpoolctl (to keep BLAS on one thread while it runs), not "
+                          "found; pip install 'softmax_fast[lbfgs]'") from exc
+    return ThreadpoolController()
+
+
+def chunk_rows(n_classes, dtype):
+    """The rows of one loss_and_grad call of :class:`Objective`: ``SCRATCH_BYTES`` of scratch."""
+    return max(MIN_CHUNK_ROWS, SCRATCH_BYTES // (n_classes * np.dtype(dtype).itemsize))
 
 
 class Objective:
-    """``F`` and its float64 gradient at ``theta = [W.ravel(), b]`` for kernel-ready ``rows``; see the module."""
+    """``F`` and its float64 gradient at ``theta = [W.ravel(), b]`` for kernel-ready ``rows``; see the module.
+
+    The rows are split into chunks of :func:`chunk_rows` rows and checked
+    once, here, by ``Backend.loss_and_grad_on``.
+    """
 
     def __init__(self, backend, rows, scale, alpha, shape, dtype, n_threads):
-        self.backend, self.rows, self.scale = backend, rows, scale
-        self.alpha, self.shape, self.dtype, self.n_threads = float(alpha), shape, np.dtype(dtype), n_threads
-        self.last = None  # (theta, F, gradient) of the last evaluation
+        self.alpha, self.shape, self.dtype = float(alpha), shape, np.dtype(dtype)
+        self.eps = float(np.finfo(self.dtype).eps)  # the relative rounding of F, computed in the model's dtype
+        X, y, weights = rows
+        n, step = len(y), chunk_rows(shape[1], dtype)
+        W, b = self.weights(np.zeros(shape[0] * shape[1] + shape[1]))
+        # (share, f): a chunk's fraction n_c / n of the rows, and its loss_and_grad as a function of (W, b).
+        self.chunks = [(len(y[start:start + step]) / n,
+                        backend.loss_and_grad_on(X[start:start + step], y[start:start + step], W, b, scale,
+                                                 sample_weight=None if weights is None else weights[start:start + step],
+                                                 n_threads=n_threads))
+                       for start in range(0, n, step)]
 
     def weights(self, theta):
         """``(W (d, k), b (k,))`` of the model's dtype from the flat float64 ``theta``."""
         d, k = self.shape
         return theta[:d * k].reshape(d, k).astype(self.dtype), theta[d * k:].astype(self.dtype)
 
-    def data_loss_and_grad(self, theta):
-        """``(L, gW, gb)``: the data term of ``F`` (a float) and its gradients (float64), over all rows in chunks."""
-        W, b = self.weights(theta)
-        X, y, weights = self.rows
-        n = len(y)
-        loss, gW, gb = 0.0, np.zeros(W.shape), np.zeros(b.shape)
-        for start in range(0, n, CHUNK_ROWS):
-            chunk = slice(start, start + CHUNK_ROWS)
-            share = len(y[chunk]) / n
-            chunk_loss, chunk_gW, chunk_gb = self.backend.loss_and_grad(
-                X[chunk], y[chunk], W, b, self.scale, alpha=0.0,
-                sample_weight=None if weights is None else weights[chunk], n_threads=self.n_threads)
-            loss += share * chunk_loss
-            gW += share * chunk_gW
-            gb += share * chunk_gb
-        return loss, gW, gb
-
     def __call__(self, theta):
         """``(F, gradient)`` at ``theta``, the gradient a new float64 vector like ``theta``."""
         d, k = self.shape
-        loss, gW, gb = self.data_loss_and_grad(theta)
-        W = theta[:d * k].reshape(d, k)
-        value = loss + self.alpha / 2 * float(np.dot(theta[:d * k], theta[:d * k]))
-        gradient = np.concatenate([(gW + self.alpha * W).ravel(), gb])
-        self.last = theta.copy(), value, gradient
+        W, b = self.weights(theta)
+        value, gradient = 0.0, np.zeros_like(theta)
+        gW, gb = gradient[:d * k].reshape(d, k), gradient[d * k:]
+        for share, loss_and_grad in self.chunks:
+            chunk_loss, chunk_gW, chunk_gb = loss_and_grad(W, b)
+            value += share * chunk_loss
+            gW += share * chunk_gW
+            gb += share * chunk_gb
+        # The penalty, once: the chunks ran with alpha = 0.
+        weights = theta[:d * k]
+        value += self.alpha / 2 * float(np.dot(weights, weights))
+        gradient[:d * k] += self.alpha * weights
         return value, gradient
 
-    def at(self, theta):
-        """``(F, gradient)`` at ``theta``: the last evaluation's if it was there (L-BFGS ends on its accepted step)."""
-        if self.last is not None and np.array_equal(self.last[0], theta):
-            return self.last[1:]
-        return self(theta)
+
+#: What :func:`minimize` returns: the last point, ``F`` and gradient there, the iterations done, whether it
+#: ended on a convergence test (or on the caller's request), and why it ended.
+Result = collections.namedtuple("Result", "x value gradient nit success message")
 
 
 def minimize(objective, theta, max_iter, gtol, on_iteration):
-    """Minimize ``objective`` from ``theta`` by L-BFGS-B; returns SciPy's ``OptimizeResult``.
+    """Minimize ``objective`` from ``theta`` (float64, not modified) by L-BFGS; returns a :data:`Result`.
 
-    ``on_iteration(iteration, theta, value, gradient, seconds)`` is called
-    after each iteration (``seconds``: the time the iteration took); when it
-    returns true, the minimization ends there.
+    Nocedal & Wright's L-BFGS (Algorithm 7.5): the two-loop recursion over
+    the last ``MEMORY`` steps, scaled by ``s'y / y'y``, and a line search for
+    the strong Wolfe conditions (:func:`_wolfe_step`), starting from the step
+    1 (from ``1 / ||g||`` on the first iteration, as L-BFGS-B does). It ends
+    when the largest absolute component of the gradient is at most ``gtol``,
+    when an iteration lowers ``F`` by at most ``_FTOL`` relative (L-BFGS-B's
+    tests, as scikit-learn sets them), after ``max_iter`` iterations, when a
+    step whose promised decrease is below ``F``'s rounding (``objective.eps``
+    relative; tried once, without a line search) does not lower ``F`` (a
+    float32 fit's end), when the line search finds no lower ``F``, or
+    when ``on_iteration(iteration, theta, value, gradient_norm, seconds)``,
+    called after each iteration, returns true.
     """
-    scipy_minimize, threadpool_limits = _solver_imports()
-    iteration, started = 0, time.perf_counter()
+    # The solver's own work is vector operations of length d * k, which NumPy hands to BLAS between two kernel
+    # calls. OpenBLAS threads then spin, waiting for more, on the cores where the kernels' threads meet at barriers:
+    # on 2 cores a loss_and_grad of 0.16 ms took 11 ms (load_digits, n_jobs=2). One BLAS thread costs nothing here.
+    with _threadpools().limit(limits=1, user_api="blas"):
+        value, gradient = objective(theta)
+        if gradient_norm(gradient) <= gtol:
+            return Result(theta, value, gradient, 0, True, "the gradient is within gtol")
+        steps = collections.deque(maxlen=MEMORY)  # (s, y, 1 / s'y) of the last iterations
+        for iteration in range(1, max_iter + 1):
+            started = time.perf_counter()
+            direction = _search_direction(gradient, steps)
+            slope = float(np.dot(gradient, direction))
+            if not slope < 0:  # rounding made the quasi-Newton direction uphill: restart from steepest descent
+                steps.clear()
+                direction, slope = -gradient, -float(np.dot(gradient, gradient))
+            first_step = 1.0 if steps else min(1.0, 1.0 / float(np.linalg.norm(direction)))
+            if -slope <= _ROUNDINGS * objective.eps * max(abs(value), 1.0):
+                # The decrease the step promises, about -slope / 2, is below F's rounding in the model's dtype (where
+                # float32 models end): a line search would chase rounding. One try of the step decides.
+                point = theta + first_step * direction
+                found = (point, *objective(point))
+                if not found[1] < value:
+                    return Result(theta, value, gradient, iteration - 1, True,
+                                  "the objective stopped decreasing measurably in the model's dtype")
+            else:
+                found = _wolfe_step(objective, theta, value, direction, slope, first_step)
+            if found is None:
+                return Result(theta, value, gradient, iteration - 1, False,
+                              "the line search found no lower objective along the search direction")
+            new_theta, new_value, new_gradient = found
+            s, y = new_theta - theta, new_gradient - gradient
+            curvature = float(np.dot(s, y))
+            if curvature > np.finfo(np.float64).eps * float(np.dot(y, y)):
+                steps.append((s, y, 1.0 / curvature))
+            decrease = value - new_value
+            theta, value, gradient = new_theta, new_value, new_gradient
+            norm = gradient_norm(gradient)
+            if on_iteration(iteration, theta, value, norm, time.perf_counter() - started):
+                return Result(theta, value, gradient, iteration, True, "stopped on request")
+            if norm <= gtol:
+                return Result(theta, value, gradient, iteration, True, "the gradient is within gtol")
+            if decrease <= _FTOL * max(abs(value), abs(value + decrease), 1.0):
+                return Result(theta, value, gradient, iteration, True, "the objective stopped decreasing")
+        return Result(theta, value, gradient, max_iter, False, "max_iter iterations done")
 
-    def callback(intermediate_result):
-        nonlocal iteration, started
-        iteration += 1
-        x = intermediate_result.x
-        value, gradient = objective.at(x)
-        if on_iteration(iteration, x, value, gradient, time.perf_counter() - started):
-            raise StopIteration
-        started = time.perf_counter()
 
-    # L-BFGS-B's own work is vector operations of length d * k, run by BLAS between two kernel calls. OpenBLAS
-    # threads then spin, waiting for more, on the cores where the kernels' threads meet at barriers: on 2 cores
-    # a loss_and_grad of 0.16 ms took 11 ms (load_digits, n_jobs=2). One BLAS thread costs the solver nothing.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return scipy_minimize(objective, theta, method="L-BFGS-B", jac=True, callback=callback,
-                              options={"maxiter": max_iter, "gtol": gtol, "ftol": _FTOL,
-                                       "maxls": _MAX_LINE_SEARCH})
+def _search_direction(gradient, steps):
+    """``-H g``: the L-BFGS two-loop recursion (Nocedal & Wright, Algorithm 7.4) over ``steps``, a new vector."""
+    direction = -gradient
+    coefficients = []
+    for s, y, rho in reversed(steps):
+        coefficient = rho * float(np.dot(s, direction))
+        direction -= coefficient * y
+        coefficients.append(coefficient)
+    if steps:
+        s, y, rho = steps[-1]
+        direction *= 1.0 / (rho * float(np.dot(y, y)))  # H0 = (s'y / y'y) I, from the last step
+    for (s, y, rho), coefficient in zip(steps, reversed(coefficients)):
+        direction += (coefficient - rho * float(np.dot(y, direction))) * s
+    return direction
+
+
+def _wolfe_step(objective, theta, value, direction, slope, step):
+    """``(theta + t * direction, F, gradient)`` for a step ``t`` meeting the strong Wolfe conditions, or None.
+
+    Nocedal & Wright's Algorithms 3.5 and 3.6: steps grow by 4 until they
+    bracket an acceptable one, which cubic interpolation (kept at least 10 %
+    inside the bracket) then finds. ``value`` and ``slope`` are ``F`` and its
+    derivative along ``direction`` at ``t = 0``. After ``_MAX_LINE_SEARCH``
+    evaluations, the lowest point with sufficient decrease is returned, or None
+    if no point had it.
+    """
+    low = (0.0, value, slope, None)  # (t, F, dF/dt, (theta, F, gradient)): the best step with sufficient decrease
+    high = None  # (t, F, dF/dt): the other end of a bracket, once there is one
+    for _ in range(_MAX_LINE_SEARCH):
+        point = theta + step * direction
+        new_value, new_gradient = objective(point)
+        new_slope = float(np.dot(new_gradient, direction))
+        if not np.isfinite(new_value) or new_value > value + _SUFFICIENT_DECREASE * step * slope \
+                or new_value >= low[1]:
+            high = (step, new_value, new_slope)
+        elif abs(new_slope) <= -_CURVATURE * slope:
+            return point, new_value, new_gradient
+        else:
+            if new_slope * ((high[0] if high is not None else np.inf) - step) >= 0:
+                high = low[:3]
+            low = (step, new_value, new_slope, (point, new_value, new_gradient))
+        step = 4 * low[0] if high is None else _interpolate(low[:3], high)
+    return low[3]
+
+
+def _interpolate(low, high):
+    """The minimizer of the cubic through two ``(t, F, dF/dt)`` ends of a bracket, kept in the middle 80 % of it
+    (the midpoint where the cubic has none or an end is not finite)."""
+    (a, fa, da), (b, fb, db) = low, high
+    if a == b:
+        return a
+    lower, upper = min(a, b) + 0.1 * abs(b - a), max(a, b) - 0.1 * abs(b - a)
+    d1 = da + db - 3 * (fa - fb) / (a - b)
+    discriminant = d1 * d1 - da * db
+    if not (np.isfinite(fb) and np.isfinite(db) and discriminant >= 0):
+        return (a + b) / 2
+    d2 = np.copysign(np.sqrt(discriminant), b - a)
+    denominator = db - da + 2 * d2
+    if denominator == 0:
+        return (a + b) / 2
+    return float(np.clip(b - (b - a) * (db + d2 - d1) / denominator, lower, upper))
 
 
 def gradient_norm(gradient):
     """The largest absolute component of ``gradient``: what ``gtol`` bounds."""
-    return float(np.max(np.abs(gradient))) if len(gradient) else 0.0
+    return float(np.abs(gradient).max()) if len(gradient) else 0.0

@@ -176,11 +176,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     Full-batch training, ``solver="lbfgs"``: :meth:`fit` minimizes the whole
     objective ``(1/n) * sum_i s_i * CE_i + (alpha / 2) * ||coef_||^2`` over all
-    ``n`` rows (``s_i`` the row weights below) with SciPy's L-BFGS-B (install
-    ``softmax_fast[lbfgs]``), from zero weights (or the current ones with
+    ``n`` rows (``s_i`` the row weights below) by L-BFGS (:mod:`softmax_fast._lbfgs`;
+    install ``softmax_fast[lbfgs]``), from zero weights (or the current ones with
     ``warm_start``), until ``gtol`` is met, an iteration no longer lowers the
-    objective measurably (by more than 64 float64 epsilons, relative: how a
-    float32 model ends, at its precision, often above ``gtol``), or
+    objective measurably (by more than 64 float64 epsilons relative, or, for a
+    step that promises less than the objective's rounding in ``dtype``, at
+    all: how a float32 model ends, at its precision, often above ``gtol``), or
     ``max_iter``; stopping without converging (``max_iter``, or a line search
     that fails) warns with ``ConvergenceWarning`` (scikit-learn's when it is
     installed). This is scikit-learn's multinomial ``LogisticRegression(C)`` for
@@ -314,6 +315,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         :class:`TrainingDivergedError` or :class:`TrainingInterrupted`.
         """
         self._check_params()
+        X, y_indices, sample_weight = self._fit_inputs(X, y, sample_weight)
+        return self._fit_checked(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
+
+    def _fit_inputs(self, X, y, sample_weight):
+        """The checked ``(X, y_indices, sample_weight)`` of a fit (kernel-ready features, class indices, weights or
+        None). Unless the fit is warm (``warm_start`` and a fitted model), sets ``classes_`` and fresh weights."""
         warm = self.warm_start and hasattr(self, "coef_")
         dtype = self.coef_.dtype if warm else self.dtype
         X, y = validate_data(self, X, y, reset=not warm, dtype=_kernel_dtypes(dtype), order="C")
@@ -328,6 +335,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                                      y_indices, classes)
         if not warm:
             self._init_model(X.shape[1], classes)
+        return X, y_indices, sample_weight
+
+    def _fit_checked(self, X, y_indices, sample_weight, validation_data=None, on_batches=None, on_epoch=None,
+                     stop=None):
+        """:meth:`fit` from the current weights on the output of :meth:`_fit_inputs` (for a path of fits on the
+        same rows, checked once); returns ``self``."""
         self._epoch_in_progress = None
         if self.solver == "lbfgs":
             return self._fit_lbfgs(X, y_indices, sample_weight, validation_data, on_epoch, stop)
@@ -536,14 +549,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         objective = _lbfgs.Objective(backend, rows, _scale_of(X), self.alpha, self.coef_.shape, dtype,
                                      _kernel_threads(self.n_jobs))
         self._fit_in_progress, self.best_epoch_ = None, None
-        stopped, n_weights = False, self.coef_.size
+        n_weights = self.coef_.size
 
-        def after_iteration(iteration, theta, value, gradient, seconds):
-            nonlocal stopped
+        def after_iteration(iteration, theta, value, gradient_norm, seconds):
             self.coef_, self.intercept_ = objective.weights(theta)
             record = {"iteration": self.n_iter_ + 1, "objective": value,
                       "train_loss": value - self.alpha / 2 * float(np.dot(theta[:n_weights], theta[:n_weights])),
-                      "gradient_norm": _lbfgs.gradient_norm(gradient), "test_loss": None, "test_accuracy": None,
+                      "gradient_norm": gradient_norm, "test_loss": None, "test_accuracy": None,
                       "seconds": seconds}
             if validation is not None:
                 record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(backend, validation)
@@ -551,17 +563,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self.n_iter_ = len(self.history_)
             if on_iteration is not None:
                 on_iteration(record)
-            stopped = stop is not None and bool(stop())
-            return stopped
+            return stop is not None and bool(stop())
 
         start = np.concatenate([self.coef_.astype(np.float64).ravel(), self.intercept_.astype(np.float64)])
         result = _lbfgs.minimize(objective, start, self.max_iter, self.gtol, after_iteration)
         self.coef_, self.intercept_ = objective.weights(result.x)
-        if not (result.success or stopped):
+        if not result.success:
+            advice = (f" Raise max_iter (now {self.max_iter}), or fit again with warm_start=True to go on."
+                      if result.nit == self.max_iter else "")
             warnings.warn(f"L-BFGS stopped after {result.nit} iterations without reaching gtol={self.gtol} (the "
                           f"largest absolute component of the gradient is "
-                          f"{_lbfgs.gradient_norm(objective.at(result.x)[1]):.3g}): {result.message}. Raise "
-                          f"max_iter (now {self.max_iter}), or fit again with warm_start=True to go on.",
+                          f"{_lbfgs.gradient_norm(result.gradient):.3g}): {result.message}.{advice}",
                           ConvergenceWarning, stacklevel=3)
         return self
 

@@ -90,7 +90,7 @@ def parse_args(argv):
                           help="weigh each class by n / (k * its count)")
     solver = parser.add_argument_group(
         "full-batch training", "--solver lbfgs minimizes (1/n) sum_i CE_i + (alpha/2) ||W||^2 over all rows by "
-        "L-BFGS (needs SciPy); it uses --alpha, --class-weight, --backend, --dtype and --threads and ignores the "
+        "L-BFGS (needs threadpoolctl); it uses --alpha, --class-weight, --backend, --dtype and --threads and ignores the "
         "SGD options (--epochs, --lr, --batch-size, --shuffle, momentum, schedules, early stopping, --tol)")
     solver.add_argument("--solver", choices=("sgd", "lbfgs"), help="default: sgd")
     solver.add_argument("--max-iter", type=_cli.positive_int, help="lbfgs: most iterations (default: 100)")

@@ -74,7 +74,8 @@ def test_row_and_class_weights_give_scikit_learns_weighted_optimum(digits):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_gradient_the_solver_uses_matches_central_differences_across_chunks(monkeypatch, backend):
-    monkeypatch.setattr(_lbfgs, "CHUNK_ROWS", 7)  # 40 rows: five full chunks and a short one
+    monkeypatch.setattr(_lbfgs, "SCRATCH_BYTES", 1)
+    monkeypatch.setattr(_lbfgs, "MIN_CHUNK_ROWS", 7)  # 40 rows: five full chunks and a short one
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
     weights = rng.uniform(0, 2, 40)
@@ -133,13 +134,14 @@ def test_uint8_features_reach_the_kernels_as_they_are_without_a_float_copy(monke
     X = rng.integers(0, 256, (20_000, 196), dtype=np.uint8)
     y = rng.integers(0, 4, len(X))
     seen = []
-    loss_and_grad = Backend.loss_and_grad
+    loss_and_grad_on = Backend.loss_and_grad_on
 
     def recording(self, X_chunk, *args, **kwargs):
         seen.append(X_chunk)
-        return loss_and_grad(self, X_chunk, *args, **kwargs)
+        return loss_and_grad_on(self, X_chunk, *args, **kwargs)
 
-    monkeypatch.setattr(Backend, "loss_and_grad", recording)
+    monkeypatch.setattr(Backend, "loss_and_grad_on", recording)
+    monkeypatch.setattr(_lbfgs, "SCRATCH_BYTES", 10_000 * 4 * 4)  # chunks of 10,000 rows of 4 float32 classes
     SoftmaxRegression(solver="lbfgs", alpha=1e-2, max_iter=1000).fit(X, y)  # warm the caches first
     seen.clear()
     tracemalloc.start()
@@ -148,8 +150,8 @@ def test_uint8_features_reach_the_kernels_as_they_are_without_a_float_copy(monke
         SoftmaxRegression(solver="lbfgs", alpha=1e-2, max_iter=3).fit(X, y)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert seen and all(chunk.dtype == np.uint8 and np.shares_memory(chunk, X) for chunk in seen)
-    assert sum(len(chunk) for chunk in seen[:2]) == len(X)  # the first evaluation: two chunks of all rows
+    assert [len(chunk) for chunk in seen] == [10_000, 10_000]
+    assert all(chunk.dtype == np.uint8 and np.shares_memory(chunk, X) for chunk in seen)
     assert peak < X.nbytes  # a float32 copy alone would take 4 times X
 
 

@@ -86,8 +86,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         y = np.asarray(y)
         X = X if hasattr(X, "iloc") else np.asarray(X)
+        folds = list(check_cv(self.cv, y, classifier=True).split(X, y))  # raises on empty data
         alphas = self._alpha_grid(len(y))
-        folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
         scorer = _accuracy if self.scoring is None else check_scoring(self, scoring=self.scoring)
         scores = np.empty((len(folds), len(alphas)))
         for fold, (train, validation) in enumerate(folds):

@@ -4,7 +4,8 @@ import inspect
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_digits, make_classification
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from softmax_fast import SoftmaxRegression, SoftmaxRegressionCV
@@ -63,3 +64,19 @@ def test_scores_every_alpha_on_every_fold_and_refits_the_best(digits):
 def test_fit_without_y_says_it_needs_one(digits):
     with pytest.raises(ValueError, match="requires y to be passed, but the target y is None"):
         SoftmaxRegressionCV().fit(digits[0], None)
+
+
+def test_finds_the_interior_alpha_and_the_scores_of_logistic_regression_cv_on_the_same_folds():
+    # 200 features, 4 of them informative, 180 training rows a fold: strong penalties underfit, weak ones overfit.
+    X, y = make_classification(n_samples=240, n_features=200, n_informative=4, n_redundant=0, n_classes=3,
+                               n_clusters_per_class=1, random_state=0)
+    alphas, folds = np.logspace(3, -5, 9), StratifiedKFold(4)
+    model = SoftmaxRegressionCV(alphas=alphas, cv=folds, dtype="float64", max_iter=1000, gtol=1e-8).fit(X, y)
+    # scikit-learn's LogisticRegression on each fold minimizes the same objective for C = 1 / (n_train * alpha).
+    reference = [[LogisticRegression(C=1 / (len(train) * alpha), max_iter=10_000, tol=1e-8).fit(X[train], y[train])
+                  .score(X[validation], y[validation]) for alpha in alphas] for train, validation in folds.split(X, y)]
+    np.testing.assert_allclose(model.scores_, reference)
+    best = list(model.alphas_).index(model.alpha_)
+    assert 0 < best < len(alphas) - 1
+    mean_scores = model.scores_.mean(axis=0)
+    assert mean_scores[best] >= max(mean_scores[0], mean_scores[-1]) + 0.05

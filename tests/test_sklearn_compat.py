@@ -19,7 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 import softmax_fast._sklearn_compat as compat
-from softmax_fast import SoftmaxRegression
+from softmax_fast import SoftmaxRegression, SoftmaxRegressionCV
 from softmax_fast.estimator import SKLEARN_EXPECTED_FAILED_CHECKS
 
 # load_digits is ordered by the writers' sessions: unshuffled folds test new writers, on which even
@@ -63,6 +63,13 @@ LBFGS_EXPECTED_FAILED_CHECKS = {
     SoftmaxRegression(solver="lbfgs", alpha=1e-4, dtype="float64"), LBFGS_EXPECTED_FAILED_CHECKS)))
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # some checks' data need > 100 iterations
 def test_scikit_learn_estimator_check_of_lbfgs(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator, check", list(estimator_checks(
+    SoftmaxRegressionCV(alphas=3, cv=3, dtype="float64"), LBFGS_EXPECTED_FAILED_CHECKS)))
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_scikit_learn_estimator_check_of_softmax_regression_cv(estimator, check):
     check(estimator)
 
 
@@ -207,7 +214,7 @@ WITHOUT_SKLEARN = textwrap.dedent("""
 
     sys.modules["sklearn"] = None  # import sklearn now raises ModuleNotFoundError
     import numpy as np
-    from softmax_fast import SoftmaxRegression
+    from softmax_fast import SoftmaxRegression, SoftmaxRegressionCV
     from softmax_fast._sklearn_compat import HAVE_SKLEARN, DataConversionWarning, NotFittedError
 
     assert not HAVE_SKLEARN

@@ -74,7 +74,7 @@ def test_row_and_class_weights_give_scikit_learns_weighted_optimum(digits):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_gradient_the_solver_uses_matches_central_differences_across_chunks(monkeypatch, backend):
-    monkeypatch.setattr(_lbfgs, "SCRATCH_BYTES", 1)
+    monkeypatch.setattr(_lbfgs, "CHUNK_BYTES", 1)
     monkeypatch.setattr(_lbfgs, "MIN_CHUNK_ROWS", 7)  # 40 rows: five full chunks and a short one
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
@@ -141,7 +141,7 @@ def test_uint8_features_reach_the_kernels_as_they_are_without_a_float_copy(monke
         return loss_and_grad_on(self, X_chunk, *args, **kwargs)
 
     monkeypatch.setattr(Backend, "loss_and_grad_on", recording)
-    monkeypatch.setattr(_lbfgs, "SCRATCH_BYTES", 10_000 * 4 * 4)  # chunks of 10,000 rows of 4 float32 classes
+    monkeypatch.setattr(_lbfgs, "CHUNK_BYTES", 10_000 * (196 + 4 * 4))  # chunks of 10,000 rows
     SoftmaxRegression(solver="lbfgs", alpha=1e-2, max_iter=1000).fit(X, y)  # warm the caches first
     seen.clear()
     tracemalloc.start()

@@ -39,9 +39,9 @@ import numpy as np
 # The bytes one loss_and_grad call touches twice, its rows of X (read by the forward and again by the backward
 # pass) and its scratch (the logits and their gradient, rows x k of the model's dtype): chunks of rows are sized
 # to them, so that the second touch finds them in cache, and the scratch stays bounded whatever n is. On MNIST
-# (uint8, k = 10) chunks of 4096 rows took 16 ms a pass in float64 where one call over all 60,000 rows took 23;
-# at the probe shape (float32, d = 768, k = 1000) chunks of 1024 rows ran at 65 % of the GEMM peak and chunks of
-# 16384 rows at half that.
+# (uint8, k = 10; 2427 rows a chunk) a float64 pass took 16 ms, where one call over all 60,000 rows took 23; at
+# the probe shape (float32, d = 768, k = 1000) the Cython kernels ran at 68 % of the GEMM peak on chunks of 256
+# rows, 49 % on 512 and 40 % on 1024 (Numba's best was 512 rows, 63 %).
 CHUNK_BYTES = 2 << 20
 # The fewest rows a chunk has, so that each call is long enough for every thread.
 MIN_CHUNK_ROWS = 256
@@ -55,11 +55,13 @@ _SUFFICIENT_DECREASE, _CURVATURE = 1e-4, 0.9
 # A direction whose slope is within this many roundings of F (its dtype's eps times |F|) promises no decrease
 # that F can show.
 _ROUNDINGS = 16
-# The steps whose curvature L-BFGS keeps: as many pairs (s, y) as fit in HISTORY_BYTES, between L-BFGS-B's default
-# of 10 and 50. More pairs model the curvature better: on MNIST (alpha = 1e-4, float64) scikit-learn's objective
-# after its 100 iterations took us 96 iterations with 10 pairs, 74 with 30 and 58 with 50. The two-loop recursion
-# costs 4 vector operations a pair, small against a pass over the data.
+# The steps whose curvature L-BFGS keeps, between L-BFGS-B's default of 10 and 50. More pairs (s, y) model the
+# curvature better: on MNIST (alpha = 1e-4, float64) scikit-learn's objective after its 100 iterations took us 96
+# iterations with 10 pairs, 74 with 30 and 58 with 50. Each iteration costs about 6 * pairs * (d * k + k) FLOP
+# with them (CurvaturePairs), against the 4 * n * d * k of a pass over the data: a pair for every ROWS_PER_PAIR
+# rows, at most, keeps that a few per cent of the pass. The pairs also take at most HISTORY_BYTES.
 HISTORY_BYTES = 256 << 20
+ROWS_PER_PAIR = 1
 MIN_HISTORY, MAX_HISTORY = 10, 50
 
 
@@ -91,8 +93,10 @@ class Objective:
     def __init__(self, backend, rows, scale, alpha, shape, dtype, n_threads):
         self.alpha, self.shape, self.dtype = float(alpha), shape, np.dtype(dtype)
         self.eps = float(np.finfo(self.dtype).eps)  # the relative rounding of F, computed in the model's dtype
+        self._last_weights = None, None  # (theta, (W, b)) of the last evaluation
         X, y, weights = rows
         n, step = len(y), chunk_rows(X, shape[1], dtype)
+        self.n_rows = n
         W, b = self.weights(np.zeros(shape[0] * shape[1] + shape[1]))
 
         def chunk(rows):
@@ -106,7 +110,10 @@ class Objective:
         self.last_share = n % step / n
 
     def weights(self, theta):
-        """``(W (d, k), b (k,))`` of the model's dtype from the flat float64 ``theta``."""
+        """``(W (d, k), b (k,))`` of the model's dtype from the flat float64 ``theta`` (the last evaluation's
+        arrays when ``theta`` is the vector it was called with: the solver reports the point it just evaluated)."""
+        if self._last_weights[0] is theta:
+            return self._last_weights[1]
         d, k = self.shape
         return theta[:d * k].reshape(d, k).astype(self.dtype), theta[d * k:].astype(self.dtype)
 
@@ -114,6 +121,7 @@ class Objective:
         """``(F, gradient)`` at ``theta``, the gradient a new float64 vector like ``theta``."""
         d, k = self.shape
         W, b = self.weights(theta)
+        self._last_weights = theta, (W, b)
         value, gradient = 0.0, np.zeros_like(theta)
         gW, gb = gradient[:d * k].reshape(d, k), gradient[d * k:]
         # Chunks of the same rows weigh the same: their sum, times n_c / n once. Two chunks' gradients are added
@@ -157,8 +165,8 @@ Result = collections.namedtuple("Result", "x value gradient nit success message"
 def minimize(objective, theta, max_iter, gtol, on_iteration):
     """Minimize ``objective`` from ``theta`` (float64, not modified) by L-BFGS; returns a :data:`Result`.
 
-    Nocedal & Wright's L-BFGS (Algorithm 7.5): the two-loop recursion over
-    the last 10 to 50 steps (as many as ``HISTORY_BYTES`` holds), scaled by ``s'y / y'y``, and a line search for
+    Nocedal & Wright's L-BFGS (Algorithm 7.5): the inverse Hessian of the
+    last 10 to 50 steps (see ``MAX_HISTORY``; :class:`CurvaturePairs`), scaled by ``s'y / y'y``, and a line search for
     the strong Wolfe conditions (:func:`_wolfe_step`), starting from the step
     1 (from ``1 / ||g||`` on the first iteration, as L-BFGS-B does). It ends
     when the largest absolute component of the gradient is at most ``gtol``,
@@ -177,16 +185,16 @@ def minimize(objective, theta, max_iter, gtol, on_iteration):
         value, gradient = objective(theta)
         if gradient_norm(gradient) <= gtol:
             return Result(theta, value, gradient, 0, True, "the gradient is within gtol")
-        pairs = min(MAX_HISTORY, max(MIN_HISTORY, HISTORY_BYTES // (2 * theta.nbytes)))
-        steps = collections.deque(maxlen=pairs)  # (s, y, 1 / s'y) of the last iterations
+        pairs = CurvaturePairs(min(MAX_HISTORY, max(MIN_HISTORY, min(HISTORY_BYTES // (2 * theta.nbytes),
+                                                                     objective.n_rows // ROWS_PER_PAIR))), len(theta))
         for iteration in range(1, max_iter + 1):
             started = time.perf_counter()
-            direction = _search_direction(gradient, steps)
+            direction = pairs.direction(gradient)
             slope = float(np.dot(gradient, direction))
             if not slope < 0:  # rounding made the quasi-Newton direction uphill: restart from steepest descent
-                steps.clear()
+                pairs.clear()
                 direction, slope = -gradient, -float(np.dot(gradient, gradient))
-            first_step = 1.0 if steps else min(1.0, 1.0 / float(np.linalg.norm(direction)))
+            first_step = 1.0 if len(pairs) else min(1.0, 1.0 / float(np.linalg.norm(direction)))
             if -slope <= _ROUNDINGS * objective.eps * max(abs(value), 1.0):
                 # The decrease the step promises, about -slope / 2, is below F's rounding in the model's dtype (where
                 # float32 models end): a line search would chase rounding. One try of the step decides.
@@ -204,7 +212,7 @@ def minimize(objective, theta, max_iter, gtol, on_iteration):
             s, y = new_theta - theta, new_gradient - gradient
             curvature = float(np.dot(s, y))
             if curvature > np.finfo(np.float64).eps * float(np.dot(y, y)):
-                steps.append((s, y, 1.0 / curvature))
+                pairs.append(s, y)
             decrease = value - new_value
             theta, value, gradient = new_theta, new_value, new_gradient
             norm = gradient_norm(gradient)
@@ -217,20 +225,59 @@ def minimize(objective, theta, max_iter, gtol, on_iteration):
         return Result(theta, value, gradient, max_iter, False, "max_iter iterations done")
 
 
-def _search_direction(gradient, steps):
-    """``-H g``: the L-BFGS two-loop recursion (Nocedal & Wright, Algorithm 7.4) over ``steps``, a new vector."""
-    direction = -gradient
-    coefficients = []
-    for s, y, rho in reversed(steps):
-        coefficient = rho * float(np.dot(s, direction))
-        direction -= coefficient * y
-        coefficients.append(coefficient)
-    if steps:
-        s, y, rho = steps[-1]
-        direction *= 1.0 / (rho * float(np.dot(y, y)))  # H0 = (s'y / y'y) I, from the last step
-    for (s, y, rho), coefficient in zip(steps, reversed(coefficients)):
-        direction += (coefficient - rho * float(np.dot(y, direction))) * s
-    return direction
+class CurvaturePairs:
+    """The last ``size`` steps ``s`` and gradient changes ``y`` of L-BFGS (length ``n``), and ``-H g`` from them.
+
+    ``H`` is the L-BFGS inverse Hessian: the updates of the pairs, oldest
+    first, applied to ``H0 = gamma I`` with ``gamma = s'y / y'y`` of the last
+    pair (Nocedal & Wright's Algorithm 7.4, the two-loop recursion, computes
+    ``H g`` with four vector operations a pair). :meth:`direction` computes the
+    same vector in the compact form of Byrd, Nocedal and Schnabel (1994,
+    Theorem 2.2; the form L-BFGS-B uses), a few operations whatever the number
+    of pairs: with the rows of ``S`` and ``Y`` the pairs, oldest first,
+    ``a = S g``, ``c = Y g``, ``R`` the upper triangle of ``S Y'`` and ``D``
+    its diagonal, ``v = R^-1 a``, ``u = R^-T ((D + gamma Y Y') v - gamma c)``
+    and ``H g = gamma (g - Y' v) + S' u``. ``S Y'`` and ``Y Y'`` are kept up
+    to date as pairs come.
+    """
+
+    def __init__(self, size, n):
+        self.S, self.Y = np.empty((size, n)), np.empty((size, n))
+        self.SY, self.YY = np.empty((size, size)), np.empty((size, size))  # s_i'y_j and y_i'y_j
+        self.count = 0
+
+    def __len__(self):
+        return self.count
+
+    def clear(self):
+        self.count = 0
+
+    def append(self, s, y):
+        """Keep the pair ``(s, y)`` (``s'y > 0``) as the newest, dropping the oldest once ``size`` are held."""
+        if self.count == len(self.S):
+            for matrix in (self.S, self.Y):
+                matrix[:-1] = matrix[1:]
+            for gram in (self.SY, self.YY):
+                gram[:-1, :-1] = gram[1:, 1:]
+            self.count -= 1
+        i = self.count
+        self.S[i], self.Y[i] = s, y
+        self.count = held = i + 1
+        self.SY[i, :held] = self.Y[:held] @ s
+        self.SY[:held, i] = self.S[:held] @ y
+        self.YY[i, :held] = self.YY[:held, i] = self.Y[:held] @ y
+
+    def direction(self, gradient):
+        """``-H g`` for ``g = gradient``, a new vector (``-g`` without pairs)."""
+        held = self.count
+        if not held:
+            return -gradient
+        S, Y, SY = self.S[:held], self.Y[:held], self.SY[:held, :held]
+        gamma = SY[-1, -1] / self.YY[held - 1, held - 1]
+        R = np.triu(SY)
+        v = np.linalg.solve(R, S @ gradient)
+        u = np.linalg.solve(R.T, np.diag(SY) * v + gamma * (self.YY[:held, :held] @ v - Y @ gradient))
+        return gamma * (v @ Y - gradient) - u @ S
 
 
 def _wolfe_step(objective, theta, value, direction, slope, step):

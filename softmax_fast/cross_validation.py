@@ -59,8 +59,10 @@ class SoftmaxRegressionCV(SoftmaxRegression):
     smallest, each fit starting from the weights of the last (for ``"sgd"``,
     each fit trains ``epochs`` more epochs from them). ``alpha_`` is the
     penalty with the best mean validation score (the largest of ties), and
-    the final model is the path on all rows, from the largest penalty down to
-    ``alpha_``.
+    the final model is one fit on all rows at ``alpha_``, started from the
+    mean of the folds' weights at ``alpha_`` (of the folds whose training rows
+    hold every class; from the usual start if none does), as
+    ``LogisticRegressionCV`` refits.
 
     Fitted attributes, besides :class:`SoftmaxRegression`'s: ``alphas_``
     ``(n_alphas,)`` (the grid, largest first), ``scores_`` ``(n_folds,
@@ -90,13 +92,25 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         alphas = self._alpha_grid(len(y))
         scorer = _accuracy if self.scoring is None else check_scoring(self, scoring=self.scoring)
         scores = np.empty((len(folds), len(alphas)))
+        # Per penalty, the sum of the weights of the folds whose models know every class, and their count.
+        classes, weight_sums, n_summed = np.unique(y), [(0.0, 0.0)] * len(alphas), 0
         for fold, (train, validation) in enumerate(folds):
             rows = _rows_of(X, train), y[train]
             weights = None if sample_weight is None else np.asarray(sample_weight)[train]
             for index, model in enumerate(self._path(alphas, *rows, weights)):
                 scores[fold, index] = scorer(model, _rows_of(X, validation), y[validation])
+                if np.array_equal(model.classes_, classes):
+                    W, b = weight_sums[index]
+                    weight_sums[index] = W + model.coef_.astype(np.float64), b + model.intercept_.astype(np.float64)
+            n_summed += np.array_equal(model.classes_, classes)
         best = int(np.argmax(scores.mean(axis=0)))
-        *_, model = self._path(alphas[:best + 1], X, y, sample_weight)
+        # The refit, as LogisticRegressionCV's: one fit at alpha_ from the mean of the folds' weights there.
+        model = self._model(alphas[best])
+        rows = model._fit_inputs(X, y, sample_weight)
+        if n_summed:
+            W, b = weight_sums[best]
+            model.coef_, model.intercept_ = (W / n_summed).astype(model.dtype), (b / n_summed).astype(model.dtype)
+        model._fit_checked(*rows)
         # The refitted model's state (weights, classes, history, ...) becomes this estimator's; its parameters stay.
         params = self.get_params()
         vars(self).update({name: value for name, value in vars(model).items() if name not in params})
@@ -115,12 +129,17 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                              f"got {self.alphas!r}")
         return np.sort(alphas)[::-1]
 
+    def _model(self, alpha):
+        """A new :class:`SoftmaxRegression` with this estimator's parameters at ``alpha``, its parameters checked."""
+        model = SoftmaxRegression(**{name: getattr(self, name) for name in SoftmaxRegression().get_params()})
+        model.set_params(alpha=float(alpha), warm_start=False)
+        model._check_params()
+        return model
+
     def _path(self, alphas, X, y, sample_weight):
         """Yield one :class:`SoftmaxRegression` fitted at each of ``alphas`` in turn, each fit warm-started from the
         last (the same model object, refitted; the rows are checked once, by its first fit)."""
-        model = SoftmaxRegression(**{name: getattr(self, name) for name in SoftmaxRegression().get_params()})
-        model.set_params(alpha=float(alphas[0]), warm_start=False)
-        model._check_params()
+        model = self._model(alphas[0])
         rows = model._fit_inputs(X, y, sample_weight)  # checked once for the whole path
         for alpha in alphas:
             model.alpha = float(alpha)

@@ -47,15 +47,21 @@ def test_scores_every_alpha_on_every_fold_and_refits_the_best(digits):
     assert model.scores_.shape == (3, 3)
     assert model.alpha_ == model.alphas_[np.argmax(model.scores_.mean(axis=0))]
     # Each fold's scores are those of one model walked down the grid, each fit going on from the last.
-    train, validation = next(folds.split(X, y))
-    path = SoftmaxRegression(epochs=5)
-    for index, alpha in enumerate(model.alphas_):
-        path.set_params(alpha=alpha, warm_start=index > 0).fit(X[train], y[train])
-        assert model.scores_[0, index] == path.score(X[validation], y[validation])
-    # The final model is that path on every row, down to alpha_.
-    refit = SoftmaxRegression(epochs=5)
-    for index, alpha in enumerate(model.alphas_[:list(model.alphas_).index(model.alpha_) + 1]):
-        refit.set_params(alpha=alpha, warm_start=index > 0).fit(X, y)
+    best = list(model.alphas_).index(model.alpha_)
+    coefs, intercepts = [], []
+    for fold, (train, validation) in enumerate(folds.split(X, y)):
+        path = SoftmaxRegression(epochs=5)
+        for index, alpha in enumerate(model.alphas_):
+            path.set_params(alpha=alpha, warm_start=index > 0).fit(X[train], y[train])
+            assert model.scores_[fold, index] == path.score(X[validation], y[validation])
+            if index == best:
+                coefs.append(path.coef_.astype(np.float64))
+                intercepts.append(path.intercept_.astype(np.float64))
+    # The final model: one fit on every row at alpha_, from the mean of the folds' weights there.
+    refit = SoftmaxRegression(epochs=0, alpha=model.alpha_).fit(X, y)
+    refit.coef_ = np.mean(coefs, axis=0).astype(np.float32)
+    refit.intercept_ = np.mean(intercepts, axis=0).astype(np.float32)
+    refit.set_params(epochs=5, warm_start=True).fit(X, y)
     np.testing.assert_array_equal(model.coef_, refit.coef_)
     np.testing.assert_array_equal(model.predict(X), refit.predict(X))
     assert model.get_params()["alpha"] == 0.0  # fit changes no parameter

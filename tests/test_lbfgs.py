@@ -184,3 +184,32 @@ def test_a_fitted_lbfgs_model_saves_and_loads_with_its_parameters(digits, tmp_pa
     np.testing.assert_array_equal(loaded.predict(digits[0]), model.predict(digits[0]))
     loaded.set_params(warm_start=True).fit(*digits)  # already at the optimum: one more iteration at most
     assert loaded.n_iter_ <= model.n_iter_ + 1
+
+
+def two_loop_direction(gradient, pairs):
+    """``-H g`` by Nocedal & Wright's two-loop recursion (Algorithm 7.4) over ``pairs`` ``(s, y)``, oldest first."""
+    q, alphas = gradient.copy(), []
+    for s, y in reversed(pairs):
+        alphas.append(s @ q / (s @ y))
+        q -= alphas[-1] * y
+    s, y = pairs[-1]
+    r = (s @ y) / (y @ y) * q
+    for (s, y), alpha in zip(pairs, reversed(alphas)):
+        r += (alpha - y @ r / (s @ y)) * s
+    return -r
+
+
+@pytest.mark.parametrize("n_pairs", [1, 3, 5, 12])  # 12: the oldest 7 dropped
+def test_the_compact_direction_is_the_two_loop_recursions(n_pairs):
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((8, 8))
+    hessian = A @ A.T + np.eye(8)  # the pairs of a convex quadratic: y = H s, s'y > 0
+    pairs = [(s, hessian @ s) for s in rng.standard_normal((n_pairs, 8))]
+    kept = _lbfgs.CurvaturePairs(5, 8)
+    for s, y in pairs:
+        kept.append(s, y)
+    gradient = rng.standard_normal(8)
+    assert len(kept) == min(n_pairs, 5)
+    np.testing.assert_allclose(kept.direction(gradient), two_loop_direction(gradient, pairs[-5:]), rtol=1e-10)
+    kept.clear()
+    np.testing.assert_array_equal(kept.direction(gradient), -gradient)

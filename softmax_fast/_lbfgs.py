@@ -234,13 +234,16 @@ class CurvaturePairs:
     of pairs: with the rows of ``S`` and ``Y`` the pairs, oldest first,
     ``a = S g``, ``c = Y g``, ``R`` the upper triangle of ``S Y'`` and ``D``
     its diagonal, ``v = R^-1 a``, ``u = R^-T ((D + gamma Y Y') v - gamma c)``
-    and ``H g = gamma (g - Y' v) + S' u``. ``S Y'`` and ``Y Y'`` are kept up
-    to date as pairs come.
+    and ``H g = gamma (g - Y' v) + S' u``. ``S Y'``, ``Y Y'`` and ``R^-1`` are
+    kept up to date as pairs come: a new pair adds a column to ``R``, and
+    dropping the oldest removes ``R``'s first row and column, whose inverse is
+    then what remains of ``R^-1`` without them (``R`` is triangular).
     """
 
     def __init__(self, size, n):
         self.S, self.Y = np.empty((size, n)), np.empty((size, n))
-        self.SY, self.YY = np.empty((size, size)), np.empty((size, size))  # s_i'y_j and y_i'y_j
+        # s_i'y_j, y_i'y_j and the inverse of R, the upper triangle of the first, pairs oldest first.
+        self.SY, self.YY, self.R_inverse = np.empty((size, size)), np.empty((size, size)), np.zeros((size, size))
         self.count = 0
 
     def __len__(self):
@@ -248,14 +251,15 @@ class CurvaturePairs:
 
     def clear(self):
         self.count = 0
+        self.R_inverse[:] = 0
 
     def append(self, s, y):
         """Keep the pair ``(s, y)`` (``s'y > 0``) as the newest, dropping the oldest once ``size`` are held."""
         if self.count == len(self.S):
             for matrix in (self.S, self.Y):
                 matrix[:-1] = matrix[1:]
-            for gram in (self.SY, self.YY):
-                gram[:-1, :-1] = gram[1:, 1:]
+            for square in (self.SY, self.YY, self.R_inverse):
+                square[:-1, :-1] = square[1:, 1:]
             self.count -= 1
         i = self.count
         self.S[i], self.Y[i] = s, y
@@ -263,17 +267,20 @@ class CurvaturePairs:
         self.SY[i, :held] = self.Y[:held] @ s
         self.SY[:held, i] = self.S[:held] @ y
         self.YY[i, :held] = self.YY[:held, i] = self.Y[:held] @ y
+        # R's new last column is (s_j'y, j < i; s'y): its inverse's is (-R_i^-1 column / s'y; 1 / s'y).
+        self.R_inverse[i, :i] = 0
+        self.R_inverse[:i, i] = -(self.R_inverse[:i, :i] @ self.SY[:i, i]) / self.SY[i, i]
+        self.R_inverse[i, i] = 1 / self.SY[i, i]
 
     def direction(self, gradient):
         """``-H g`` for ``g = gradient``, a new vector (``-g`` without pairs)."""
         held = self.count
         if not held:
             return -gradient
-        S, Y, SY = self.S[:held], self.Y[:held], self.SY[:held, :held]
-        gamma = SY[-1, -1] / self.YY[held - 1, held - 1]
-        R = np.triu(SY)
-        v = np.linalg.solve(R, S @ gradient)
-        u = np.linalg.solve(R.T, np.diag(SY) * v + gamma * (self.YY[:held, :held] @ v - Y @ gradient))
+        S, Y, R_inverse = self.S[:held], self.Y[:held], self.R_inverse[:held, :held]
+        gamma = self.SY[held - 1, held - 1] / self.YY[held - 1, held - 1]
+        v = R_inverse @ (S @ gradient)
+        u = (np.diagonal(self.SY)[:held] * v + gamma * (self.YY[:held, :held] @ v - Y @ gradient)) @ R_inverse
         return gamma * (v @ Y - gradient) - u @ S
 
 

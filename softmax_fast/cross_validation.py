@@ -10,9 +10,11 @@ It needs scikit-learn (the folds and the scorers are its ``check_cv`` and
 """
 
 import inspect
+import warnings
 
 import numpy as np
 
+from ._sklearn_compat import ConvergenceWarning
 from .estimator import SoftmaxRegression
 
 #: ``alphas=N``: the grid of ``N`` penalties that ``LogisticRegressionCV(Cs=N)`` searches, ``alpha = 1 / (n * C)``
@@ -94,15 +96,19 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         scores = np.empty((len(folds), len(alphas)))
         # Per penalty, the sum of the weights of the folds whose models know every class, and their count.
         classes, weight_sums, n_summed = np.unique(y), [(0.0, 0.0)] * len(alphas), 0
-        for fold, (train, validation) in enumerate(folds):
-            rows = _rows_of(X, train), y[train]
-            weights = None if sample_weight is None else np.asarray(sample_weight)[train]
-            for index, model in enumerate(self._path(alphas, *rows, weights)):
-                scores[fold, index] = scorer(model, _rows_of(X, validation), y[validation])
-                if np.array_equal(model.classes_, classes):
-                    W, b = weight_sums[index]
-                    weight_sums[index] = W + model.coef_.astype(np.float64), b + model.intercept_.astype(np.float64)
-            n_summed += np.array_equal(model.classes_, classes)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            for fold, (train, validation) in enumerate(folds):
+                rows = _rows_of(X, train), y[train]
+                weights = None if sample_weight is None else np.asarray(sample_weight)[train]
+                for index, model in enumerate(self._path(alphas, *rows, weights)):
+                    scores[fold, index] = scorer(model, _rows_of(X, validation), y[validation])
+                    if np.array_equal(model.classes_, classes):
+                        W, b = weight_sums[index]
+                        weight_sums[index] = (W + model.coef_.astype(np.float64),
+                                              b + model.intercept_.astype(np.float64))
+                n_summed += np.array_equal(model.classes_, classes)
+        _warn_once(caught, len(folds) * len(alphas))
         best = int(np.argmax(scores.mean(axis=0)))
         # The refit, as LogisticRegressionCV's: one fit at alpha_ from the mean of the folds' weights there.
         model = self._model(alphas[best])
@@ -155,3 +161,15 @@ def _accuracy(model, X, y):
     """The fraction of the rows ``X`` that ``model`` classifies as ``y``: ``score``'s accuracy, without
     scikit-learn's checks of ``y`` (which took longer than a fit's iteration on ``load_digits``)."""
     return float(np.mean(model.predict(X) == y))
+
+
+def _warn_once(caught, n_fits):
+    """Warn again every warning in ``caught`` but the folds' ConvergenceWarnings, which make one warning."""
+    unconverged = [warning for warning in caught if issubclass(warning.category, ConvergenceWarning)]
+    for warning in caught:
+        if warning not in unconverged:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if unconverged:
+        warnings.warn(f"{len(unconverged)} of the {n_fits} fits on the folds stopped before converging (the first: "
+                      f"{unconverged[0].message}); their scores are those of the weights they reached",
+                      ConvergenceWarning, stacklevel=3)

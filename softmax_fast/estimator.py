@@ -574,7 +574,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             warnings.warn(f"L-BFGS stopped after {result.nit} iterations without reaching gtol={self.gtol} (the "
                           f"largest absolute component of the gradient is "
                           f"{_lbfgs.gradient_norm(result.gradient):.3g}): {result.message}.{advice}",
-                          ConvergenceWarning, stacklevel=3)
+                          ConvergenceWarning, stacklevel=4)  # fit's caller: fit, _fit_checked, here
         return self
 
     def _new_epoch(self, n):

@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from softmax_fast import SoftmaxRegression, SoftmaxRegressionCV
+from softmax_fast._sklearn_compat import ConvergenceWarning
 from softmax_fast.cross_validation import C_EXPONENTS
 
 
@@ -86,3 +87,12 @@ def test_finds_the_interior_alpha_and_the_scores_of_logistic_regression_cv_on_th
     assert 0 < best < len(alphas) - 1
     mean_scores = model.scores_.mean(axis=0)
     assert mean_scores[best] >= max(mean_scores[0], mean_scores[-1]) + 0.05
+
+
+def test_the_folds_unconverged_fits_make_one_warning(digits):
+    with pytest.warns(ConvergenceWarning) as caught:
+        SoftmaxRegressionCV(alphas=3, cv=3, max_iter=2).fit(*digits)
+    messages = [str(warning.message) for warning in caught if issubclass(warning.category, ConvergenceWarning)]
+    assert len(messages) == 2  # the folds' nine fits, and the refit
+    assert messages[0].startswith("9 of the 9 fits on the folds stopped before converging (the first: L-BFGS")
+    assert caught[0].filename == __file__

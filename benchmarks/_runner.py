@@ -36,7 +36,8 @@ PACKAGE = "benchmarks"
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = {"time_": "time", "track_": "track", "peakmem_": "peakmem"}
 # The machine's limits run first: every "% of peak" needs them.
-MODULE_ORDER = ("bench_machine", "bench_epoch", "bench_kernels", "bench_peers", "bench_compile", "bench_memory")
+MODULE_ORDER = ("bench_machine", "bench_epoch", "bench_kernels", "bench_peers", "bench_compile", "bench_memory",
+                "bench_solvers")
 
 
 def discover():

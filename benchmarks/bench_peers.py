@@ -18,16 +18,6 @@ from . import common
 LOGISTIC_MAX_ITER = 10
 
 
-def _require(module):
-    """Import ``module`` or skip the benchmark (``NotImplementedError``) saying it is not installed."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise NotImplementedError(f"{module.split('.')[0]} is not installed ({exc})") from None
-
-
 class _PeerOnThreads:
     """What every peer benchmark shares: the peers table, one parameter (the thread count), one call per sample."""
 
@@ -43,7 +33,7 @@ class TorchEpoch(_PeerOnThreads):
     """The seed's loop (``bench_epoch.seed_loop_epoch``) written with torch tensors, float32, eager mode."""
 
     def setup(self, threads):
-        self.torch = _require("torch")
+        self.torch = common.require("torch")
         self.X = self.torch.from_numpy(common.mnist_scaled("float32").copy())
         self.Y = self.torch.from_numpy(common.mnist_onehot("float32").copy())
         W, b = common.seed_weights("float32")
@@ -80,7 +70,7 @@ class SGDClassifierEpoch(_PeerOnThreads):
     """
 
     def setup(self, threads):
-        self.linear_model = _require("sklearn.linear_model")
+        self.linear_model = common.require("sklearn.linear_model")
         self.X = common.mnist_scaled("float64")
         self.y = common.mnist_uint8()[1]
         self.classes = np.arange(common.N_CLASSES)
@@ -101,7 +91,7 @@ class LogisticRegressionFit(_PeerOnThreads):
     """
 
     def setup(self, threads):
-        self.linear_model = _require("sklearn.linear_model")
+        self.linear_model = common.require("sklearn.linear_model")
         self.X = common.mnist_scaled("float64")
         self.y = common.mnist_uint8()[1]
         self.limits = common.limit_blas_threads(threads, user_api=None)

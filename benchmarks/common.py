@@ -171,6 +171,14 @@ def gaussian_problem(n, d, k, dtype, seed=0):
 
 # -- backends and threads ---------------------------------------------------------------------------
 
+def require(module):
+    """Import ``module`` or skip the benchmark (``NotImplementedError``) saying it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise NotImplementedError(f"{module.split('.')[0]} is not installed ({exc})") from None
+
+
 #: Backends found unavailable after waiting once; later rows skip them at once.
 _UNAVAILABLE = {}
 #: How long to wait for a backend that is missing, e.g. while its extension is being rebuilt.

@@ -11,8 +11,9 @@ import os
 __version__ = "0.1.0"
 
 from .estimator import SoftmaxRegression, TrainingDivergedError, TrainingInterrupted  # noqa: E402
+from .cross_validation import SoftmaxRegressionCV  # noqa: E402
 
-__all__ = ["SoftmaxRegression", "TrainingDivergedError", "TrainingInterrupted", "__version__", "get_include"]
+__all__ = ["SoftmaxRegression", "SoftmaxRegressionCV", "TrainingDivergedError", "TrainingInterrupted", "__version__", "get_include"]
 
 
 def get_include():

@@ -3,7 +3,8 @@
 scikit-learn is an optional dependency (``pip install "softmax_fast[sklearn]"``).
 With scikit-learn >= 1.6 installed, the names this module exports are
 scikit-learn's own: ``BaseEstimator``, ``ClassifierMixin``, ``NotFittedError``,
-``DataConversionWarning``, ``validate_data`` and ``check_classification_targets``.
+``DataConversionWarning``, ``ConvergenceWarning``, ``validate_data`` and
+``check_classification_targets``.
 So the estimator is a scikit-learn estimator in every respect that scikit-learn
 defines (tags, ``clone``, ``repr``, metadata routing, DataFrame feature names,
 sparse-input errors), in whatever form the installed version gives them.
@@ -67,6 +68,10 @@ class StandaloneNotFittedError(ValueError, AttributeError):
 
 class StandaloneDataConversionWarning(UserWarning):
     """Input data was converted to another form (scikit-learn's ``DataConversionWarning``)."""
+
+
+class StandaloneConvergenceWarning(UserWarning):
+    """An iterative solver stopped before it converged (scikit-learn's ``ConvergenceWarning``)."""
 
 
 def standalone_validate_data(estimator, X, y=_NOT_PASSED, *, reset, dtype, order):
@@ -168,10 +173,11 @@ HAVE_SKLEARN = _usable_sklearn()
 
 if HAVE_SKLEARN:
     from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.exceptions import DataConversionWarning, NotFittedError
+    from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import validate_data
 else:
     BaseEstimator, ClassifierMixin = StandaloneEstimator, StandaloneClassifierMixin
     NotFittedError, DataConversionWarning = StandaloneNotFittedError, StandaloneDataConversionWarning
+    ConvergenceWarning = StandaloneConvergenceWarning
     validate_data, check_classification_targets = standalone_validate_data, standalone_check_classification_targets

@@ -1,16 +1,20 @@
 """``SoftmaxRegression``: a scikit-learn classifier of softmax regression over the compiled kernels."""
 
+import functools
 import hashlib
 import math
 import numbers
 import time
+import types
+import warnings
 
 import numpy as np
 
-from . import _rows, kernels, model_file, schedules
+from . import _lbfgs, _rows, kernels, model_file, schedules
 from ._sklearn_compat import (
     BaseEstimator,
     ClassifierMixin,
+    ConvergenceWarning,
     NotFittedError,
     check_classification_targets,
     validate_data,
@@ -60,8 +64,31 @@ class TrainingDivergedError(ValueError):
         return type(self), (str(self), self.epoch)
 
 
+class _SGDOnlyError(ValueError, AttributeError):
+    """``partial_fit`` or ``resume`` of a ``solver="lbfgs"`` model: a ``ValueError`` that says why, and an
+    ``AttributeError``, so that ``hasattr(model, "partial_fit")`` is false, as for scikit-learn's
+    ``MLPClassifier(solver="lbfgs")`` (which its estimator checks and meta-estimators rely on)."""
+
+
+class _sgd_only:
+    """A method that exists only while ``solver`` is not ``"lbfgs"`` (on the class, it is the plain function)."""
+
+    def __init__(self, method):
+        self.method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, model, owner=None):
+        if model is None:
+            return self.method
+        if getattr(model, "solver", "sgd") == "lbfgs":  # a model pickled before solver existed has none
+            raise _SGDOnlyError(f"{self.method.__name__} trains by minibatch SGD and solver='lbfgs' minimizes the "
+                                "objective over all the rows at once: use fit (with warm_start=True to go on from "
+                                "the current weights), or set solver='sgd'")
+        return types.MethodType(self.method, model)
+
+
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
-    """Multinomial logistic regression trained by minibatch SGD on the softmax_fast kernels.
+    """Multinomial logistic regression trained by minibatch SGD, or full-batch L-BFGS, on the softmax_fast kernels.
 
     A scikit-learn classifier: with scikit-learn (>= 1.6) installed it inherits
     ``sklearn.base.ClassifierMixin`` and ``BaseEstimator`` and validates its
@@ -138,6 +165,46 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
       ``n_steps_`` and trains ``epochs`` more epochs (the history goes on too),
       instead of starting afresh; the data must have the same features and
       labels among ``classes_``.
+    - ``solver``: ``"sgd"`` (minibatch SGD, everything above) or ``"lbfgs"``
+      (below).
+    - ``max_iter``: ``"lbfgs"``'s most iterations per :meth:`fit`, an integer >= 1.
+    - ``gtol``: ``"lbfgs"``'s tolerance, a finite number >= 0: the fit has
+      converged when no component of the objective's gradient (over ``coef_``
+      and ``intercept_``) exceeds ``gtol`` in absolute value. (It is not
+      ``tol``, which keeps its SGD meaning above; scikit-learn's
+      ``LogisticRegression(tol=)`` is this bound.)
+
+    Full-batch training, ``solver="lbfgs"``: :meth:`fit` minimizes the whole
+    objective ``(1/n) * sum_i s_i * CE_i + (alpha / 2) * ||coef_||^2`` over all
+    ``n`` rows (``s_i`` the row weights below) by L-BFGS (:mod:`softmax_fast._lbfgs`;
+    install ``softmax_fast[lbfgs]``), from zero weights (or the current ones with
+    ``warm_start``), until ``gtol`` is met, an iteration no longer lowers the
+    objective measurably (by more than 64 float64 epsilons relative, or, for a
+    step that promises less than the objective's rounding in ``dtype``, at
+    all: how a float32 model ends, at its precision, often above ``gtol``), or
+    ``max_iter``; stopping without converging (``max_iter``, or a line search
+    that fails) warns with ``ConvergenceWarning`` (scikit-learn's when it is
+    installed). This is scikit-learn's multinomial ``LogisticRegression(C)`` for
+    ``alpha = 1 / (n * C)``. Each evaluation of the objective and its gradient
+    (one or a few per iteration) is one pass of the compiled kernels over all
+    rows, a bounded chunk of rows at a time, in ``dtype``, on ``X`` as given
+    (``uint8`` is not copied). It uses ``alpha``, ``class_weight``, ``backend``,
+    ``dtype``, ``n_jobs`` and ``warm_start`` and ignores the SGD parameters
+    (``lr``, ``epochs``, ``batch_size``, ``shuffle``, ``random_state``,
+    ``momentum``, ``nesterov``, ``learning_rate``, ``power_t``,
+    ``early_stopping`` and its parameters, ``tol``). :meth:`partial_fit` and
+    :meth:`resume` do not exist for it: using them raises a ``ValueError`` (that
+    is also an ``AttributeError``, so ``hasattr`` is false, as for
+    scikit-learn's ``MLPClassifier(solver="lbfgs")``). Its ``history_`` has one
+    dict per iteration: ``iteration``, ``objective``, ``train_loss`` (the
+    objective without the penalty), ``gradient_norm`` (the largest absolute
+    component of the gradient, what ``gtol`` bounds), ``test_loss``,
+    ``test_accuracy`` (``None`` without ``validation_data``) and ``seconds``;
+    ``n_iter_`` counts them; ``n_steps_`` is unchanged and ``best_epoch_`` is
+    ``None``. ``on_epoch`` is called with each iteration's record, and
+    ``stop()`` is asked after each iteration: when it returns true, the fit ends
+    there, keeping that iteration's weights, without a warning or an exception
+    (``warm_start`` goes on from them).
 
     Row weights: ``fit(X, y, sample_weight)`` and :meth:`partial_fit` take one
     weight >= 0 per row, multiplied by ``class_weight``. A batch's loss is
@@ -202,7 +269,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def __init__(self, lr=0.2, epochs=10, batch_size=128, backend="auto", dtype="float32", n_jobs=None,
                  random_state=42, shuffle=False, *, alpha=0.0, momentum=0.0, nesterov=False,
                  learning_rate="constant", power_t=0.5, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=5, tol=1e-4, class_weight=None, warm_start=False):
+                 n_iter_no_change=5, tol=1e-4, class_weight=None, warm_start=False, solver="sgd", max_iter=100,
+                 gtol=1e-6):
         self.lr = lr
         self.epochs = epochs
         self.batch_size = batch_size
@@ -222,11 +290,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.class_weight = class_weight
         self.warm_start = warm_start
+        self.solver = solver
+        self.max_iter = max_iter
+        self.gtol = gtol
 
     # -- training -------------------------------------------------------------------------------
 
     def fit(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None):
         """Train for ``epochs`` epochs on ``X (n, d)``, ``y (n,)``, from fresh weights; returns ``self``.
+
+        With ``solver="lbfgs"``, minimize the objective over all the rows
+        instead (see the class documentation: ``on_batches`` is not called,
+        ``on_epoch`` and ``stop`` act per iteration).
 
         With ``warm_start`` and a fitted model, it goes on from the current
         weights instead. ``sample_weight (n,)``: the rows' weights (see the
@@ -240,6 +315,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         :class:`TrainingDivergedError` or :class:`TrainingInterrupted`.
         """
         self._check_params()
+        X, y_indices, sample_weight = self._fit_inputs(X, y, sample_weight)
+        return self._fit_checked(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
+
+    def _fit_inputs(self, X, y, sample_weight):
+        """The checked ``(X, y_indices, sample_weight)`` of a fit (kernel-ready features, class indices, weights or
+        None). Unless the fit is warm (``warm_start`` and a fitted model), sets ``classes_`` and fresh weights."""
         warm = self.warm_start and hasattr(self, "coef_")
         dtype = self.coef_.dtype if warm else self.dtype
         X, y = validate_data(self, X, y, reset=not warm, dtype=_kernel_dtypes(dtype), order="C")
@@ -254,10 +335,19 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                                      y_indices, classes)
         if not warm:
             self._init_model(X.shape[1], classes)
+        return X, y_indices, sample_weight
+
+    def _fit_checked(self, X, y_indices, sample_weight, validation_data=None, on_batches=None, on_epoch=None,
+                     stop=None):
+        """:meth:`fit` from the current weights on the output of :meth:`_fit_inputs` (for a path of fits on the
+        same rows, checked once); returns ``self``."""
         self._epoch_in_progress = None
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(X, y_indices, sample_weight, validation_data, on_epoch, stop)
         self._fit_in_progress = self._new_fit(y_indices)
         return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
 
+    @_sgd_only
     def resume(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None):
         """Finish a fit that ``stop`` interrupted, on the same ``X``, ``y`` and ``sample_weight``; returns ``self``.
 
@@ -288,6 +378,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                              f"rows in batches of {self.batch_size}: was batch_size changed?")
         return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
 
+    @_sgd_only
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``X (n, d)``, ``y (n,)`` from the current weights (fresh ones at first); returns ``self``.
 
@@ -367,12 +458,19 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         check_count("n_iter_no_change", self.n_iter_no_change)
         _check_real("tol", self.tol, lambda value: value >= 0, "finite and >= 0")
         _check_class_weight(self.class_weight)
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {self.solver!r}")
+        check_count("max_iter", self.max_iter)
+        _check_real("gtol", self.gtol, lambda value: value >= 0, "finite and >= 0")
 
     def _init_model(self, n_features, classes):
         """Set ``classes_``, fresh weights, the RNG, an empty history and no training state."""
         self.classes_ = classes
         self._rng = self._seeded_generator()
-        self.coef_ = (self._rng.standard_normal((n_features, len(classes))) * 0.01).astype(self.dtype)
+        if self.solver == "lbfgs":  # as scikit-learn's LogisticRegression: the minimum does not depend on it
+            self.coef_ = np.zeros((n_features, len(classes)), dtype=self.dtype)
+        else:
+            self.coef_ = (self._rng.standard_normal((n_features, len(classes))) * 0.01).astype(self.dtype)
         self.intercept_ = np.zeros(len(classes), dtype=self.dtype)
         self.history_ = []
         self.n_iter_ = 0
@@ -437,6 +535,46 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self.coef_, self.intercept_, self._velocity = fit.best
         self.best_epoch_ = fit.plateau.best_epoch if fit.best is not None else None
         self._fit_in_progress = None
+        return self
+
+    def _fit_lbfgs(self, X, y, sample_weight, validation_data, on_iteration, stop):
+        """Minimize the objective over all of kernel-ready ``X`` and class indices ``y`` by L-BFGS; returns ``self``.
+
+        Starts from the current weights; one ``history_`` record per
+        iteration. See :mod:`softmax_fast._lbfgs`.
+        """
+        validation = None if validation_data is None else self._validation_arrays(validation_data)
+        backend, dtype = kernels.get_backend(self.backend), self.coef_.dtype
+        rows = _rows.Rows(X, y, _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, dtype))
+        objective = _lbfgs.Objective(backend, rows, _scale_of(X), self.alpha, self.coef_.shape, dtype,
+                                     _kernel_threads(self.n_jobs))
+        self._fit_in_progress, self.best_epoch_ = None, None
+        n_weights = self.coef_.size
+
+        def after_iteration(iteration, theta, value, gradient_norm, seconds):
+            self.coef_, self.intercept_ = objective.weights(theta)
+            record = {"iteration": self.n_iter_ + 1, "objective": value,
+                      "train_loss": value - self.alpha / 2 * float(np.dot(theta[:n_weights], theta[:n_weights])),
+                      "gradient_norm": gradient_norm, "test_loss": None, "test_accuracy": None,
+                      "seconds": seconds}
+            if validation is not None:
+                record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(backend, validation)
+            self.history_.append(record)
+            self.n_iter_ = len(self.history_)
+            if on_iteration is not None:
+                on_iteration(record)
+            return stop is not None and bool(stop())
+
+        start = np.concatenate([self.coef_.astype(np.float64).ravel(), self.intercept_.astype(np.float64)])
+        result = _lbfgs.minimize(objective, start, self.max_iter, self.gtol, after_iteration)
+        self.coef_, self.intercept_ = objective.weights(result.x)
+        if not result.success:
+            advice = (f" Raise max_iter (now {self.max_iter}), or fit again with warm_start=True to go on."
+                      if result.nit == self.max_iter else "")
+            warnings.warn(f"L-BFGS stopped after {result.nit} iterations without reaching gtol={self.gtol} (the "
+                          f"largest absolute component of the gradient is "
+                          f"{_lbfgs.gradient_norm(result.gradient):.3g}): {result.message}.{advice}",
+                          ConvergenceWarning, stacklevel=4)  # fit's caller: fit, _fit_checked, here
         return self
 
     def _new_epoch(self, n):
@@ -670,6 +808,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         return model_file.load(cls, file)
 
+
+#: The values of ``SoftmaxRegression(solver=)``.
+SOLVERS = ("sgd", "lbfgs")
 
 #: The checks of ``sklearn.utils.estimator_checks`` that the default estimator fails by construction, with the
 #: reason: pass it as ``expected_failed_checks`` (scikit-learn >= 1.6 lists its own SGD estimators' this way, in

@@ -26,10 +26,11 @@ array                       format  meaning
                                     ``class_weight`` as a list of ``[label, weight]`` pairs,
                                     since JSON keys are strings); format 1 names
                                     ``random_state`` and ``n_jobs`` ``seed`` and ``threads``;
-                                    formats 1-3 have none of the training options (their
-                                    defaults apply)
-``history``                 1-4     JSON list of one object per epoch (``history_``); its
-                                    length is ``n_iter_``
+                                    formats 1-3 have none of the training options, and
+                                    files written before ``solver`` none of ``solver``,
+                                    ``max_iter``, ``gtol`` (their defaults apply)
+``history``                 1-4     JSON list of one object per epoch, or per L-BFGS
+                                    iteration (``history_``); its length is ``n_iter_``
 ``rng_state``               3-4     JSON ``{"kind": "RandomState" or "Generator", "state":
                                     ...}``: the shuffling generator's state, as NumPy's
                                     ``get_state(legacy=False)`` or ``bit_generator.state``

@@ -1,4 +1,4 @@
-"""Figures of a training run: learning curves, weight images and the confusion matrix.
+"""Figures of a training run: learning curves (per epoch, or per L-BFGS iteration), weights, the confusion matrix.
 
 Each function draws one figure with pyplot and returns it; the caller saves it
 and closes it (or shows it). The command line selects the Agg backend unless
@@ -18,8 +18,14 @@ def plot_curves(history, title, best_epoch=None):
     held-out rows' (early stopping: ``validation_loss``, ``validation_score``)
     and the test data's where present. ``best_epoch`` (the model's
     ``best_epoch_``), if given, is marked in each panel as the epoch whose
-    weights early stopping kept.
+    weights early stopping kept. A history of ``solver="lbfgs"`` (records
+    by ``iteration``) is drawn by :func:`plot_iterations`; of a history that
+    changed solver (a warm start), the records of the last one's kind.
     """
+    step = "iteration" if history and "iteration" in history[-1] else "epoch"
+    history = [record for record in history if step in record]
+    if step == "iteration":
+        return plot_iterations(history, title)
     epochs = [record["epoch"] for record in history]
     rates = [record.get("lr") for record in history]
     show_rates = None not in rates and len(set(rates)) > 1
@@ -43,13 +49,41 @@ def plot_curves(history, title, best_epoch=None):
     return figure
 
 
-def _label(axes, label, best_epoch):
-    """Axis labels, title, grid, integer epochs, the best epoch's marker and the legend of one panel."""
+def plot_iterations(history, title):
+    """An L-BFGS fit per iteration: the objective (and the test loss), the largest gradient component, accuracy.
+
+    ``history`` is ``SoftmaxRegression.history_`` of ``solver="lbfgs"``; the
+    accuracy panel is drawn when it has the test data's.
+    """
+    iterations = [record["iteration"] for record in history]
+    with_test = history[0].get("test_loss") is not None
+    figure, panels = plt.subplots(1, 3 if with_test else 2, figsize=(16 if with_test else 11, 4.2),
+                                  layout="constrained")
+    objective_axes, gradient_axes = panels[:2]
+    objective_axes.plot(iterations, [record["objective"] for record in history], ".-", label="objective (train)")
+    if with_test:
+        objective_axes.plot(iterations, [record["test_loss"] for record in history], "--",
+                            label="cross-entropy loss (test)")
+        accuracy_axes = panels[2]
+        accuracy_axes.plot(iterations, [record["test_accuracy"] for record in history], "--", color="tab:orange",
+                           label="test")
+        _label(accuracy_axes, "accuracy", None, "iteration")
+    _label(objective_axes, "objective", None, "iteration")
+    gradient_axes.plot(iterations, [record["gradient_norm"] for record in history], ".-", color="tab:green",
+                       label="train")
+    gradient_axes.set_yscale("log")
+    _label(gradient_axes, "largest |gradient| component", None, "iteration")
+    figure.suptitle(title)
+    return figure
+
+
+def _label(axes, label, best_epoch, step="epoch"):
+    """Axis labels, title, grid, integer steps, the best epoch's marker and the legend of one panel."""
     if best_epoch is not None:
         axes.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
-    axes.set_xlabel("epoch")
+    axes.set_xlabel(step)
     axes.set_ylabel(label)
-    axes.set_title(f"{label[0].upper()}{label[1:]} per epoch")
+    axes.set_title(f"{label[0].upper()}{label[1:]} per {step}")
     axes.grid(alpha=0.3)
     axes.legend()
     axes.xaxis.get_major_locator().set_params(integer=True)

@@ -2,6 +2,10 @@
 
 With no arguments it runs the seed experiment: MNIST, learning rate 0.2, 10
 epochs, batches of 128 in order, seed 42. See ``--help`` for the options.
+``--solver lbfgs`` minimizes the whole objective by L-BFGS instead (one line
+and one point of the curves per iteration); a signal then ends the fit after
+the iteration in progress and writes the model it reached (status 130): a
+full-batch fit has no epoch to resume.
 
 Ctrl-C (SIGINT) or SIGTERM stops training after the kernel call in progress
 (at most 32 batches: milliseconds), writes ``checkpoint.npz`` into the run's
@@ -27,12 +31,15 @@ from .metrics import confusion_matrix
 PROG = "python -m softmax_fast.train"
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "validation_loss", "validation_score", "test_loss",
                   "test_accuracy", "seconds")
+LBFGS_METRIC_COLUMNS = ("iteration", "objective", "train_loss", "gradient_norm", "test_loss", "test_accuracy",
+                        "seconds")
 CHECKPOINT = "checkpoint.npz"
 # The options that fix what a run computes, with their defaults: a resumed run takes them from its checkpoint.
 RUN_DEFAULTS = {"dataset": "mnist", "epochs": 10, "lr": 0.2, "batch_size": 128, "backend": "auto",
                 "dtype": "float32", "seed": 42, "shuffle": False, "alpha": 0.0, "momentum": 0.0, "nesterov": False,
                 "lr_schedule": "constant", "power_t": 0.5, "early_stopping": False, "validation_fraction": 0.1,
-                "n_iter_no_change": 5, "tol": 1e-4, "class_weight": None}
+                "n_iter_no_change": 5, "tol": 1e-4, "class_weight": None, "solver": "sgd", "max_iter": 100,
+                "gtol": 1e-6}
 # The estimator's parameter of each option that has another name.
 PARAMETER_NAMES = {"seed": "random_state", "lr_schedule": "learning_rate"}
 
@@ -40,7 +47,7 @@ PARAMETER_NAMES = {"seed": "random_state", "lr_schedule": "learning_rate"}
 def parse_args(argv):
     parser = _cli.ArgumentParser(
         prog=PROG,
-        description="Train a softmax-regression classifier with minibatch SGD. "
+        description="Train a softmax-regression classifier with minibatch SGD or full-batch L-BFGS. "
         "The defaults are the seed experiment: MNIST, lr 0.2, 10 epochs, batch 128, seed 42.",
     )
     parser.add_argument("--dataset",
@@ -81,6 +88,14 @@ def parse_args(argv):
                           help="the least improvement that counts (default: 1e-4)")
     training.add_argument("--class-weight", choices=("balanced",),
                           help="weigh each class by n / (k * its count)")
+    solver = parser.add_argument_group(
+        "full-batch training", "--solver lbfgs minimizes (1/n) sum_i CE_i + (alpha/2) ||W||^2 over all rows by "
+        "L-BFGS (needs threadpoolctl); it uses --alpha, --class-weight, --backend, --dtype and --threads and ignores the "
+        "SGD options (--epochs, --lr, --batch-size, --shuffle, momentum, schedules, early stopping, --tol)")
+    solver.add_argument("--solver", choices=("sgd", "lbfgs"), help="default: sgd")
+    solver.add_argument("--max-iter", type=_cli.positive_int, help="lbfgs: most iterations (default: 100)")
+    solver.add_argument("--gtol", type=_cli.non_negative_float,
+                        help="lbfgs: stop when no gradient component exceeds this in absolute value (default: 1e-6)")
     parser.add_argument("--out", type=Path, help="output directory (default: a new folder under ./runs/)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help=f"finish the interrupted run in DIR from its {CHECKPOINT}, with the options it was "
@@ -135,6 +150,9 @@ class Progress:
         self.bar.update(done - self.bar.n)
 
     def on_epoch(self, record):
+        if "iteration" in record:
+            self.on_iteration(record)
+            return
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -146,6 +164,14 @@ class Progress:
                                      ("test", "test_loss", "test_accuracy")):
             if record.get(loss) is not None:
                 line += f"  {name} loss {record[loss]:.4f}  acc {record[accuracy]:.4f}"
+        self.say(f"{line}  {record['seconds']:.2f}s")
+
+    def on_iteration(self, record):
+        """One line per L-BFGS iteration: the objective, the largest gradient component and the test data's."""
+        line = (f"iteration {record['iteration']:>3}/{self.epochs}  objective {record['objective']:.6f}  "
+                f"max |gradient| {record['gradient_norm']:.2e}")
+        if record.get("test_loss") is not None:
+            line += f"  test loss {record['test_loss']:.4f}  acc {record['test_accuracy']:.4f}"
         self.say(f"{line}  {record['seconds']:.2f}s")
 
     def say(self, line):
@@ -224,8 +250,9 @@ def load_run_data(run, data_dir, report):
 def write_metrics(out_dir, summary, history):
     with open(out_dir / "metrics.json", "w") as f:
         json.dump(summary | {"history": history}, f, indent=2)
+    columns = LBFGS_METRIC_COLUMNS if summary["params"]["solver"] == "lbfgs" else METRIC_COLUMNS
     with open(out_dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
 
@@ -306,13 +333,14 @@ def main(argv=None):
 
         matplotlib.use("Agg")
     out_dir, model, run = open_run(args)
-    progress = Progress(model.epochs, sys.stderr if args.json else sys.stdout, args.quiet,
-                        show_lr=model.learning_rate != "constant")
+    lbfgs = model.solver == "lbfgs"
+    progress = Progress(model.max_iter if lbfgs else model.epochs, sys.stderr if args.json else sys.stdout,
+                        args.quiet, show_lr=model.learning_rate != "constant" and not lbfgs)
     (X, y), test = load_run_data(run, args.data_dir, progress.say)
     backend_name = kernels.get_backend(model.backend).name
     progress.say(f"training on {X.shape[0]} rows x {X.shape[1]} features, "
                  f"{'no test split' if test is None else f'{test[0].shape[0]} test rows'}; "
-                 f"backend {backend_name}, {model.dtype}")
+                 f"backend {backend_name}, {model.dtype}{', L-BFGS' if lbfgs else ''}")
     if args.resume is not None:
         progress.say(f"resuming epoch {model.n_iter_ + 1}/{model.epochs} from {out_dir / CHECKPOINT}")
     started = time.perf_counter()
@@ -337,6 +365,10 @@ def main(argv=None):
     if diverged is not None:
         raise TrainingDivergedError(f"{diverged} Wrote it, with the metrics of the epochs before, to {out_dir}.",
                                     diverged.epoch) from diverged
+    if lbfgs and signals.received is not None:
+        print(f"{PROG}: {signals.received}: L-BFGS stopped after iteration {model.n_iter_}; wrote the model it "
+              f"reached to {out_dir}", file=sys.stderr)
+        return _cli.EXIT_INTERRUPTED
     if args.json:
         print(json.dumps(summary | {"history": model.history_}, indent=2))
     else:

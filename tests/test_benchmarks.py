@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import _report, common  # noqa: E402
 
 SECTIONS = ("machine", "settings", "gemm_peaks_gflops", "limits", "epochs", "kernels", "peers", "compile", "memory",
-            "targets")
+            "solvers", "targets")
 KERNELS = {"time_softmax", "time_cross_entropy", "time_loss_and_grad", "time_sgd_step"}
 
 
@@ -49,7 +49,7 @@ def test_exits_cleanly_and_prints_the_tables(quick_run):
     done, out = quick_run
     assert done.returncode == 0, done.stderr[-5000:]
     for heading in ("## Machine limits", "## One epoch", "## Kernels alone", "## Peers", "## Numba compile",
-                    "## Peak memory", "## Targets of issue 4"):
+                    "## Peak memory", "## Full-batch training against scikit-learn", "## Targets of the issues"):
         assert heading in done.stdout
     assert "| implementation | dtype | input | threads | median ms |" in done.stdout
     assert "QUICK MODE" in done.stdout
@@ -147,12 +147,28 @@ def test_peer_compile_and_memory_rows(results):
 
 
 @pytest.mark.slow  # the run itself: a minute or more
+def test_solver_rows(results):
+    rows = {(r["class"], r["method"], tuple(r["params"].values())): r for r in _rows(results, "solvers")}
+    assert all(r["status"] == "ok" for r in rows.values()), [r.get("reason") for r in rows.values()]
+    for dtype in ("float32", "float64"):
+        assert rows["MnistLbfgs", "time_fit", (dtype,)]["stats"]["median"] > 0
+        # Each fit ends once its objective is at most scikit-learn's (1e-6 relative), or it is below it.
+        assert rows["MnistLbfgs", "track_objective_gap", (dtype,)]["value"] <= 1e-6
+    assert rows["SklearnMnist", "track_seconds", ()]["value"] > 0
+    assert all(rows["ProbePass", "time_pass", (backend,)]["pct_peak"] > 0 for backend in ("numba", "cython"))
+    assert rows["ProbeLbfgs", "track_objective_gap", ()]["value"] <= 1e-6
+    assert {rows["DigitsCV", "track_best_score", (library,)]["value"] > 0.5
+            for library in ("softmax_fast", "scikit-learn")} == {True}
+
+
+@pytest.mark.slow  # the run itself: a minute or more
 def test_targets_are_listed(results):
     targets = results["targets"]
     # Numba against Cython: one target per dtype, input kind and thread count (1 and every usable CPU); the
     # epoch with the training options against the plain one: one per compiled backend, dtype and input kind.
     thread_counts = {1, results["machine"]["cpus_usable"]}
-    assert len(targets) == 4 + 4 * len(thread_counts) + 2 * 4 + 2 + 1
+    # Issue 16's: time and objective per dtype on MNIST, the probe's pass, the CV's time and score.
+    assert len(targets) == 4 + 4 * len(thread_counts) + 2 * 4 + 2 + 1 + 2 * 2 + 1 + 2
     assert all(t["result"] in ("pass", "miss", "n/a") for t in targets)
     rss = next(t for t in targets if "peak RSS" in t["target"])
     assert rss["result"] == "n/a" and "quick mode" in rss["measured"]
@@ -193,10 +209,25 @@ def _graded_records(disturbed_cpus):
         records.append(_timed("bench_kernels.Kernels.time_sgd_step",
                               {"shape": "probe", "backend": backend, "dtype": "float32", "threads": every}, 0.004,
                               dtype="float32", threads=every, flops=1.5e11))
-    records.append({"benchmark": "bench_memory.TrainCommand.track_peak_rss_mb", "class": "TrainCommand",
-                    "method": "track_peak_rss_mb", "kind": "track", "status": "ok", "params": {}, "info": {},
-                    "value": 200.0})
+    records.append(_tracked("bench_memory.TrainCommand.track_peak_rss_mb", {}, 200.0))
+    records.append(_tracked("bench_solvers.SklearnMnist.track_seconds", {}, 15.0))
+    for dtype in common.DTYPES:
+        records.append(_timed("bench_solvers.MnistLbfgs.time_fit", {"dtype": dtype}, 1.0, dtype=dtype))
+        records.append(_tracked("bench_solvers.MnistLbfgs.track_objective_gap", {"dtype": dtype}, -1e-7))
+    for backend in common.COMPILED_BACKENDS:
+        records.append(_timed("bench_solvers.ProbePass.time_pass", {"backend": backend}, 1.0, dtype="float32",
+                              threads=every, flops=1.5e11))
+    for library, seconds in (("softmax_fast", 0.3), ("scikit-learn", 2.0)):
+        records.append(_timed("bench_solvers.DigitsCV.time_fit", {"library": library}, seconds))
+        records.append(_tracked("bench_solvers.DigitsCV.track_best_score", {"library": library}, 0.926))
     return records
+
+
+def _tracked(benchmark, params, value):
+    """A record as the runner writes it, of one track row."""
+    module, cls, method = benchmark.split(".")
+    return {"benchmark": benchmark, "class": cls, "method": method, "kind": "track", "status": "ok",
+            "params": params, "info": {}, "value": value}
 
 
 @pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])

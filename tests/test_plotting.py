@@ -68,3 +68,29 @@ def test_confusion_matrix_figure_writes_the_counts():
     axes = figure.axes[0]
     assert (axes.get_xlabel(), axes.get_ylabel()) == ("predicted class", "true class")
     assert sorted(text.get_text() for text in axes.texts) == ["0", "1", "5", "7"]
+
+
+LBFGS_HISTORY = [
+    {"iteration": i, "objective": 1 / i, "train_loss": 0.9 / i, "gradient_norm": 10.0 ** -i, "test_loss": 1.1 / i,
+     "test_accuracy": 1 - 0.1 / i, "seconds": 0.01}
+    for i in range(1, 5)
+]
+
+
+def test_an_lbfgs_history_shows_the_objective_and_the_gradient_per_iteration_and_the_test_accuracy():
+    objective_axes, gradient_axes, accuracy_axes = plotting.plot_curves(LBFGS_HISTORY, "title").axes
+    for axes, label in ((objective_axes, "objective"), (gradient_axes, "largest |gradient| component"),
+                        (accuracy_axes, "accuracy")):
+        assert (axes.get_xlabel(), axes.get_ylabel()) == ("iteration", label)
+    assert [line.get_label() for line in objective_axes.get_lines()] == ["objective (train)",
+                                                                          "cross-entropy loss (test)"]
+    np.testing.assert_array_equal(objective_axes.get_lines()[0].get_ydata(), [1, 0.5, 1 / 3, 0.25])
+    assert gradient_axes.get_yscale() == "log"
+    without_test = [record | {"test_loss": None, "test_accuracy": None} for record in LBFGS_HISTORY]
+    assert len(plotting.plot_curves(without_test, "title").axes) == 2
+
+
+def test_a_history_that_changed_solver_draws_the_records_of_the_last_kind():
+    sgd_then_lbfgs = HISTORY + [record | {"iteration": record["iteration"] + 3} for record in LBFGS_HISTORY]
+    objective_axes = plotting.plot_curves(sgd_then_lbfgs, "title").axes[0]
+    np.testing.assert_array_equal(objective_axes.get_lines()[0].get_xdata(), [4, 5, 6, 7])

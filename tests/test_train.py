@@ -174,6 +174,9 @@ def run_train(args, capsys):
         (["--n-iter-no-change", "0"], "argument --n-iter-no-change: expected an integer >= 1, got 0"),
         (["--tol", "nan"], "argument --tol: expected a finite number >= 0, got nan"),
         (["--class-weight", "uniform"], "argument --class-weight: invalid choice: 'uniform'"),
+        (["--solver", "newton"], "argument --solver: invalid choice: 'newton'"),
+        (["--max-iter", "0"], "argument --max-iter: expected an integer >= 1, got 0"),
+        (["--gtol", "-1"], "argument --gtol: expected a finite number >= 0, got -1"),
     ],
 )
 def test_bad_options_are_usage_errors(capsys, args, message):
@@ -210,6 +213,56 @@ def test_the_training_options_reach_the_model_and_early_stopping_keeps_the_best_
         "test_accuracy"]
     with open(out / "metrics.csv") as f:
         assert float(next(csv.DictReader(f))["validation_score"]) == history[0]["validation_score"]
+
+
+def test_lbfgs_trains_one_line_and_one_record_per_iteration_and_saves_its_model(tmp_path, capsys, small_dataset):
+    out = tmp_path / "run"
+    status, stdout, stderr = run_train(["--dataset", str(small_dataset), "--solver", "lbfgs", "--alpha", "1e-2",
+                                        "--max-iter", "300", "--gtol", "1e-5", "--out", str(out), "--json"], capsys)
+    assert status == 0, stderr
+    summary = json.loads(stdout)
+    assert {name: summary["params"][name] for name in ("solver", "max_iter", "gtol")} == dict(
+        solver="lbfgs", max_iter=300, gtol=1e-5)
+    history = summary["history"]
+    assert [record["iteration"] for record in history] == list(range(1, len(history) + 1))
+    assert history[-1]["gradient_norm"] <= 1e-5 < history[0]["gradient_norm"]
+    assert re.search(r"iteration   1/300  objective \S+  max \|gradient\| \S+  test loss \S+  acc \S+", stderr)
+    assert "curves.png" in summary["files"] and summary["test_accuracy"] == history[-1]["test_accuracy"] > 0.9
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(train.LBFGS_METRIC_COLUMNS) and len(rows) == len(history)
+    model = SoftmaxRegression.load(out / "model.npz")
+    data = np.load(small_dataset)
+    assert model.solver == "lbfgs" and model.score(data["X_test"], data["y_test"]) == summary["test_accuracy"]
+
+
+class SignalAfterTwoAsks(train.StopSignals):
+    """StopSignals as if SIGINT came while the second iteration ran."""
+
+    def __enter__(self):
+        self.received, self.asked = None, 0
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+    def stop_requested(self):
+        self.asked += 1
+        if self.asked == 2:
+            self.received = "SIGINT"
+        return self.received is not None
+
+
+def test_a_signal_ends_an_lbfgs_run_after_its_iteration_and_writes_that_model(tmp_path, capsys, small_dataset,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(train, "StopSignals", SignalAfterTwoAsks)
+    out = tmp_path / "run"
+    status, _, stderr = run_train(["--dataset", str(small_dataset), "--solver", "lbfgs", "--out", str(out),
+                                   "--no-plot"], capsys)
+    assert status == _cli.EXIT_INTERRUPTED
+    assert f"SIGINT: L-BFGS stopped after iteration 2; wrote the model it reached to {out}" in stderr
+    model = SoftmaxRegression.load(out / "model.npz")
+    assert model.n_iter_ == 2 and not (out / train.CHECKPOINT).exists()
 
 
 @pytest.mark.parametrize("run", [None, "{not json", '{"dataset": 3}'], ids=["absent", "not-json", "wrong"])

@@ -111,6 +111,29 @@ class Backend:
         sample_weight = check.check_sample_weight(sample_weight, X.shape[0], W.dtype)
         return self._kernels.loss_and_grad(X, y, W, b, scale, alpha, sample_weight, *self._threads(n_threads))
 
+    def loss_and_grad_on(self, X, y, W, b, scale=1.0, *, alpha=0.0, sample_weight=None, n_threads=None):
+        """:meth:`loss_and_grad` on fixed rows, checked once: returns ``f(W, b) -> (loss, gW, gb)``.
+
+        For solvers that evaluate the same rows at many weights: ``X``, ``y``,
+        ``scale``, ``alpha``, ``sample_weight`` and the thread count are checked
+        (and ``y`` converted) here, once. ``W`` and ``b`` given here fix the
+        shapes and dtype; ``f`` checks that each later pair has them and is
+        C-contiguous, but not that it is finite.
+        """
+        X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=False)
+        alpha = check.check_nonnegative_in("alpha", alpha, W.dtype)
+        sample_weight = check.check_sample_weight(sample_weight, X.shape[0], W.dtype)
+        threads, kernel, W_shape, dtype = self._threads(n_threads), self._kernels.loss_and_grad, W.shape, W.dtype
+
+        def loss_and_grad(W, b):
+            if (W.shape != W_shape or b.shape != W_shape[1:] or W.dtype != dtype or b.dtype != dtype
+                    or not (W.flags.c_contiguous and b.flags.c_contiguous)):
+                raise ValueError(f"W and b must be C-contiguous {dtype} arrays of shapes {W_shape} and "
+                                 f"{W_shape[1:]}, got {W.dtype} {W.shape} and {b.dtype} {b.shape}")
+            return kernel(X, y, W, b, scale, alpha, sample_weight, *threads)
+
+        return loss_and_grad
+
     def _step_options(self, X, W, b, alpha, momentum, nesterov, velocity, sample_weight):
         """Checked ``(alpha, momentum, nesterov, VW, vb, sample_weight)`` for the training kernels."""
         alpha = check.check_nonnegative_in("alpha", alpha, W.dtype)

@@ -234,3 +234,19 @@ print("done")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
+
+
+def test_loss_and_grad_on_checks_the_rows_once_and_the_shapes_of_each_later_pair(backend):
+    X, y, W, b = batch(np.float64)
+    weights = np.linspace(0, 2, len(y))
+    loss_and_grad = backend.loss_and_grad_on(X, y.astype(np.int32), W, b, 0.5, alpha=0.1, sample_weight=weights)
+    for got, want in zip(loss_and_grad(W + 1, b), backend.loss_and_grad(X, y, W + 1, b, 0.5, alpha=0.1,
+                                                                         sample_weight=weights)):
+        assert_close(got, want, np.float64)
+    with pytest.raises(ValueError, match=r"W and b must be C-contiguous float64 arrays of shapes \(4, 3\) and "
+                                         r"\(3,\), got float32 \(4, 3\)"):
+        loss_and_grad(W.astype(np.float32), b)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        loss_and_grad(np.asfortranarray(W), b)
+    with pytest.raises(ValueError, match=r"y must hold labels in \[0, 3\)"):
+        backend.loss_and_grad_on(X, y + 3, W, b)

@@ -1,0 +1,336 @@
+"""The full-batch solver of ``SoftmaxRegression(solver="lbfgs")``: the whole objective, minimized by L-BFGS.
+
+The objective over all ``n`` training rows is
+
+    F(W, b) = (1/n) * sum_i s_i * CE_i + (alpha/2) * ||W||_F^2
+
+(``s_i`` the row weights, ``sample_weight`` times ``class_weight``; the bias
+is not penalized): issue 9's objective, and scikit-learn's multinomial
+``LogisticRegression(C)`` for ``alpha = 1 / (n * C)``. :class:`Objective`
+evaluates it and its gradient by the compiled ``Backend.loss_and_grad`` over
+:func:`chunk_rows` rows at a time (``CHUNK_BYTES`` of rows and scratch), in the model's dtype, on the features as they
+are (``uint8`` pixels stay ``uint8``, scaled inside the kernels: nothing is
+copied or converted). The chunks combine exactly: the kernel returns a chunk's
+mean ``L_c`` over its ``n_c`` rows, so ``F``'s data term is
+``sum_c n_c * L_c / n``, summed in float64, and likewise the gradients; the
+chunks get ``alpha = 0`` and the penalty is added once.
+
+The minimizer, :func:`minimize`, is L-BFGS over the flat float64 vector
+``theta = [W.ravel(), b]``, written here in NumPy (Nocedal & Wright's
+algorithms). SciPy's L-BFGS-B, which scikit-learn uses, spent about 70 us of
+Python per iteration around its Fortran core, as long as a whole
+``loss_and_grad`` pass on ``load_digits``; this one keeps L-BFGS-B's stopping
+tests: it ends when the largest absolute component of the gradient is at most
+``gtol``, when an iteration lowers ``F`` by no more than ``_FTOL`` relative,
+after ``max_iter`` iterations, when a step that promises a decrease below
+``F``'s rounding does not lower ``F`` (where float32 models, whose ``F`` is
+rounded to float32, end: they reach ``gtol`` only as far as their rounding
+lets it show), or when the line search finds no lower ``F``.
+The estimator calls :func:`minimize`; this module knows nothing of the
+estimator.
+"""
+
+import collections
+import functools
+import time
+
+import numpy as np
+
+# The bytes one loss_and_grad call touches twice, its rows of X (read by the forward and again by the backward
+# pass) and its scratch (the logits and their gradient, rows x k of the model's dtype): chunks of rows are sized
+# to them, so that the second touch finds them in cache, and the scratch stays bounded whatever n is. On MNIST
+# (uint8, k = 10; 2427 rows a chunk) a float64 pass took 16 ms, where one call over all 60,000 rows took 23; at
+# the probe shape (float32, d = 768, k = 1000) the Cython kernels ran at 68 % of the GEMM peak on chunks of 256
+# rows, 49 % on 512 and 40 % on 1024 (Numba's best was 512 rows, 63 %).
+CHUNK_BYTES = 2 << 20
+# The fewest rows a chunk has, so that each call is long enough for every thread.
+MIN_CHUNK_ROWS = 256
+# L-BFGS-B's relative decrease test, as scikit-learn sets it: near the float64 rounding of F, so that the
+# gradient test (gtol) is what ends a fit.
+_FTOL = 64 * np.finfo(np.float64).eps
+# Evaluations of F per line search, at most (L-BFGS-B's default).
+_MAX_LINE_SEARCH = 20
+# The strong Wolfe conditions' constants: sufficient decrease, and the curvature condition (which keeps s'y > 0).
+_SUFFICIENT_DECREASE, _CURVATURE = 1e-4, 0.9
+# A direction whose slope is within this many roundings of F (its dtype's eps times |F|) promises no decrease
+# that F can show.
+_ROUNDINGS = 16
+# The steps whose curvature L-BFGS keeps, between L-BFGS-B's default of 10 and 50. More pairs (s, y) model the
+# curvature better: on MNIST (alpha = 1e-4, float64) scikit-learn's objective after its 100 iterations took us 96
+# iterations with 10 pairs, 74 with 30 and 58 with 50 (and a path of fits on load_digits 249 iterations with 11
+# pairs, 119 with 50). In their compact form (CurvaturePairs) they cost a few products an iteration. They take
+# at most HISTORY_BYTES (20 pairs at the probe's 769,000 parameters).
+HISTORY_BYTES = 256 << 20
+MIN_HISTORY, MAX_HISTORY = 10, 50
+
+
+@functools.cache
+def _threadpools():
+    """A ``threadpoolctl.ThreadpoolController``, made once (finding the loaded BLAS libraries reads the process's
+    memory map), or an ImportError that says how to install threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ModuleNotFoundError as exc:
+        raise ImportError("solver='lbfgs' needs threadpoolctl (to keep BLAS on one thread while it runs), not "
+                          "found; pip install 'softmax_fast[lbfgs]'") from exc
+    return ThreadpoolController()
+
+
+def chunk_rows(X, n_classes, dtype):
+    """The rows of one loss_and_grad call of :class:`Objective` on ``X``: ``CHUNK_BYTES`` of rows and scratch."""
+    row_bytes = X.shape[1] * X.itemsize + n_classes * np.dtype(dtype).itemsize
+    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // row_bytes)
+
+
+class Objective:
+    """``F`` and its float64 gradient at ``theta = [W.ravel(), b]`` for kernel-ready ``rows``; see the module.
+
+    The rows are split into chunks of :func:`chunk_rows` rows and checked
+    once, here, by ``Backend.loss_and_grad_on``.
+    """
+
+    def __init__(self, backend, rows, scale, alpha, shape, dtype, n_threads):
+        self.alpha, self.shape, self.dtype = float(alpha), shape, np.dtype(dtype)
+        self.eps = float(np.finfo(self.dtype).eps)  # the relative rounding of F, computed in the model's dtype
+        self._last_weights = None, None  # (theta, (W, b)) of the last evaluation
+        X, y, weights = rows
+        n, step = len(y), chunk_rows(X, shape[1], dtype)
+        W, b = self.weights(np.zeros(shape[0] * shape[1] + shape[1]))
+
+        def chunk(rows):
+            return backend.loss_and_grad_on(X[rows], y[rows], W, b, scale, n_threads=n_threads,
+                                            sample_weight=None if weights is None else weights[rows])
+
+        # The chunks' loss_and_grad as functions of (W, b): n // step chunks of step rows, then the rest, if any.
+        self.full_chunks = [chunk(slice(start, start + step)) for start in range(0, n - n % step, step)]
+        self.full_share = step / n
+        self.last_chunk = chunk(slice(n - n % step, n)) if n % step else None
+        self.last_share = n % step / n
+
+    def weights(self, theta):
+        """``(W (d, k), b (k,))`` of the model's dtype from the flat float64 ``theta`` (the last evaluation's
+        arrays when ``theta`` is the vector it was called with: the solver reports the point it just evaluated)."""
+        if self._last_weights[0] is theta:
+            return self._last_weights[1]
+        d, k = self.shape
+        return theta[:d * k].reshape(d, k).astype(self.dtype), theta[d * k:].astype(self.dtype)
+
+    def __call__(self, theta):
+        """``(F, gradient)`` at ``theta``, the gradient a new float64 vector like ``theta``."""
+        d, k = self.shape
+        W, b = self.weights(theta)
+        self._last_weights = theta, (W, b)
+        value, gradient = 0.0, np.zeros_like(theta)
+        gW, gb = gradient[:d * k].reshape(d, k), gradient[d * k:]
+        # Chunks of the same rows weigh the same: their sum, times n_c / n once. Two chunks' gradients are added
+        # in the model's dtype before the float64 sum, one rounding more: a float64 add of a float32 array costs
+        # about two float32 adds, and at the probe shape (338 chunks) the pass ran at 64 % of the GEMM peak
+        # instead of 58 %.
+        pending = None
+        for loss_and_grad in self.full_chunks:
+            chunk_loss, chunk_gW, chunk_gb = loss_and_grad(W, b)
+            value += chunk_loss
+            if pending is None:
+                pending = chunk_gW, chunk_gb
+                continue
+            chunk_gW += pending[0]
+            chunk_gb += pending[1]
+            gW += chunk_gW
+            gb += chunk_gb
+            pending = None
+        if pending is not None:
+            gW += pending[0]
+            gb += pending[1]
+        value *= self.full_share
+        gradient *= self.full_share
+        if self.last_chunk is not None:
+            chunk_loss, chunk_gW, chunk_gb = self.last_chunk(W, b)
+            value += self.last_share * chunk_loss
+            gW += self.last_share * chunk_gW
+            gb += self.last_share * chunk_gb
+        # The penalty, once: the chunks ran with alpha = 0.
+        weights = theta[:d * k]
+        value += self.alpha / 2 * float(np.dot(weights, weights))
+        gradient[:d * k] += self.alpha * weights
+        return value, gradient
+
+
+#: What :func:`minimize` returns: the last point, ``F`` and gradient there, the iterations done, whether it
+#: ended on a convergence test (or on the caller's request), and why it ended.
+Result = collections.namedtuple("Result", "x value gradient nit success message")
+
+
+def minimize(objective, theta, max_iter, gtol, on_iteration):
+    """Minimize ``objective`` from ``theta`` (float64, not modified) by L-BFGS; returns a :data:`Result`.
+
+    Nocedal & Wright's L-BFGS (Algorithm 7.5): the inverse Hessian of the
+    last 10 to 50 steps (see ``MAX_HISTORY``; :class:`CurvaturePairs`), scaled by ``s'y / y'y``, and a line search for
+    the strong Wolfe conditions (:func:`_wolfe_step`), starting from the step
+    1 (from ``1 / ||g||`` on the first iteration, as L-BFGS-B does). It ends
+    when the largest absolute component of the gradient is at most ``gtol``,
+    when an iteration lowers ``F`` by at most ``_FTOL`` relative (L-BFGS-B's
+    tests, as scikit-learn sets them), after ``max_iter`` iterations, when a
+    step whose promised decrease is below ``F``'s rounding (``objective.eps``
+    relative; tried once, without a line search) does not lower ``F`` (a
+    float32 fit's end), when the line search finds no lower ``F``, or
+    when ``on_iteration(iteration, theta, value, gradient_norm, seconds)``,
+    called after each iteration, returns true.
+    """
+    # The solver's own work is vector operations of length d * k, which NumPy hands to BLAS between two kernel
+    # calls. OpenBLAS threads then spin, waiting for more, on the cores where the kernels' threads meet at barriers:
+    # on 2 cores a loss_and_grad of 0.16 ms took 11 ms (load_digits, n_jobs=2). One BLAS thread costs nothing here.
+    with _threadpools().limit(limits=1, user_api="blas"):
+        value, gradient = objective(theta)
+        if gradient_norm(gradient) <= gtol:
+            return Result(theta, value, gradient, 0, True, "the gradient is within gtol")
+        pairs = CurvaturePairs(min(MAX_HISTORY, max(MIN_HISTORY, HISTORY_BYTES // (2 * theta.nbytes))), len(theta))
+        for iteration in range(1, max_iter + 1):
+            started = time.perf_counter()
+            direction = pairs.direction(gradient)
+            slope = float(np.dot(gradient, direction))
+            if not slope < 0:  # rounding made the quasi-Newton direction uphill: restart from steepest descent
+                pairs.clear()
+                direction, slope = -gradient, -float(np.dot(gradient, gradient))
+            first_step = 1.0 if len(pairs) else min(1.0, 1.0 / float(np.linalg.norm(direction)))
+            if -slope <= _ROUNDINGS * objective.eps * max(abs(value), 1.0):
+                # The decrease the step promises, about -slope / 2, is below F's rounding in the model's dtype (where
+                # float32 models end): a line search would chase rounding. One try of the step decides.
+                point = theta + first_step * direction
+                found = (point, *objective(point))
+                if not found[1] < value:
+                    return Result(theta, value, gradient, iteration - 1, True,
+                                  "the objective stopped decreasing measurably in the model's dtype")
+            else:
+                found = _wolfe_step(objective, theta, value, direction, slope, first_step)
+            if found is None:
+                return Result(theta, value, gradient, iteration - 1, False,
+                              "the line search found no lower objective along the search direction")
+            new_theta, new_value, new_gradient = found
+            s, y = new_theta - theta, new_gradient - gradient
+            curvature = float(np.dot(s, y))
+            if curvature > np.finfo(np.float64).eps * float(np.dot(y, y)):
+                pairs.append(s, y)
+            decrease = value - new_value
+            theta, value, gradient = new_theta, new_value, new_gradient
+            norm = gradient_norm(gradient)
+            if on_iteration(iteration, theta, value, norm, time.perf_counter() - started):
+                return Result(theta, value, gradient, iteration, True, "stopped on request")
+            if norm <= gtol:
+                return Result(theta, value, gradient, iteration, True, "the gradient is within gtol")
+            if decrease <= _FTOL * max(abs(value), abs(value + decrease), 1.0):
+                return Result(theta, value, gradient, iteration, True, "the objective stopped decreasing")
+        return Result(theta, value, gradient, max_iter, False, "max_iter iterations done")
+
+
+class CurvaturePairs:
+    """The last ``size`` steps ``s`` and gradient changes ``y`` of L-BFGS (length ``n``), and ``-H g`` from them.
+
+    ``H`` is the L-BFGS inverse Hessian: the updates of the pairs, oldest
+    first, applied to ``H0 = gamma I`` with ``gamma = s'y / y'y`` of the last
+    pair (Nocedal & Wright's Algorithm 7.4, the two-loop recursion, computes
+    ``H g`` with four vector operations a pair). :meth:`direction` computes the
+    same vector in the compact form of Byrd, Nocedal and Schnabel (1994,
+    Theorem 2.2; the form L-BFGS-B uses), a few operations whatever the number
+    of pairs: with the rows of ``S`` and ``Y`` the pairs, oldest first,
+    ``a = S g``, ``c = Y g``, ``R`` the upper triangle of ``S Y'`` and ``D``
+    its diagonal, ``v = R^-1 a``, ``u = R^-T ((D + gamma Y Y') v - gamma c)``
+    and ``H g = gamma (g - Y' v) + S' u``. ``S Y'``, ``Y Y'`` and ``R^-1`` are
+    kept up to date as pairs come: a new pair adds a column to ``R``, and
+    dropping the oldest removes ``R``'s first row and column, whose inverse is
+    then what remains of ``R^-1`` without them (``R`` is triangular).
+    """
+
+    def __init__(self, size, n):
+        self.S, self.Y = np.empty((size, n)), np.empty((size, n))
+        # s_i'y_j, y_i'y_j and the inverse of R, the upper triangle of the first, pairs oldest first.
+        self.SY, self.YY, self.R_inverse = np.empty((size, size)), np.empty((size, size)), np.zeros((size, size))
+        self.count = 0
+
+    def __len__(self):
+        return self.count
+
+    def clear(self):
+        self.count = 0
+        self.R_inverse[:] = 0
+
+    def append(self, s, y):
+        """Keep the pair ``(s, y)`` (``s'y > 0``) as the newest, dropping the oldest once ``size`` are held."""
+        if self.count == len(self.S):
+            for matrix in (self.S, self.Y):
+                matrix[:-1] = matrix[1:]
+            for square in (self.SY, self.YY, self.R_inverse):
+                square[:-1, :-1] = square[1:, 1:]
+            self.count -= 1
+        i = self.count
+        self.S[i], self.Y[i] = s, y
+        self.count = held = i + 1
+        self.SY[i, :held] = self.Y[:held] @ s
+        self.SY[:held, i] = self.S[:held] @ y
+        self.YY[i, :held] = self.YY[:held, i] = self.Y[:held] @ y
+        # R's new last column is (s_j'y, j < i; s'y): its inverse's is (-R_i^-1 column / s'y; 1 / s'y).
+        self.R_inverse[i, :i] = 0
+        self.R_inverse[:i, i] = -(self.R_inverse[:i, :i] @ self.SY[:i, i]) / self.SY[i, i]
+        self.R_inverse[i, i] = 1 / self.SY[i, i]
+
+    def direction(self, gradient):
+        """``-H g`` for ``g = gradient``, a new vector (``-g`` without pairs)."""
+        held = self.count
+        if not held:
+            return -gradient
+        S, Y, R_inverse = self.S[:held], self.Y[:held], self.R_inverse[:held, :held]
+        gamma = self.SY[held - 1, held - 1] / self.YY[held - 1, held - 1]
+        v = R_inverse @ (S @ gradient)
+        u = (np.diagonal(self.SY)[:held] * v + gamma * (self.YY[:held, :held] @ v - Y @ gradient)) @ R_inverse
+        return gamma * (v @ Y - gradient) - u @ S
+
+
+def _wolfe_step(objective, theta, value, direction, slope, step):
+    """``(theta + t * direction, F, gradient)`` for a step ``t`` meeting the strong Wolfe conditions, or None.
+
+    Nocedal & Wright's Algorithms 3.5 and 3.6: steps grow by 4 until they
+    bracket an acceptable one, which cubic interpolation (kept at least 10 %
+    inside the bracket) then finds. ``value`` and ``slope`` are ``F`` and its
+    derivative along ``direction`` at ``t = 0``. After ``_MAX_LINE_SEARCH``
+    evaluations, the lowest point with sufficient decrease is returned, or None
+    if no point had it.
+    """
+    low = (0.0, value, slope, None)  # (t, F, dF/dt, (theta, F, gradient)): the best step with sufficient decrease
+    high = None  # (t, F, dF/dt): the other end of a bracket, once there is one
+    for _ in range(_MAX_LINE_SEARCH):
+        point = theta + step * direction
+        new_value, new_gradient = objective(point)
+        new_slope = float(np.dot(new_gradient, direction))
+        if not np.isfinite(new_value) or new_value > value + _SUFFICIENT_DECREASE * step * slope \
+                or new_value >= low[1]:
+            high = (step, new_value, new_slope)
+        elif abs(new_slope) <= -_CURVATURE * slope:
+            return point, new_value, new_gradient
+        else:
+            if new_slope * ((high[0] if high is not None else np.inf) - step) >= 0:
+                high = low[:3]
+            low = (step, new_value, new_slope, (point, new_value, new_gradient))
+        step = 4 * low[0] if high is None else _interpolate(low[:3], high)
+    return low[3]
+
+
+def _interpolate(low, high):
+    """The minimizer of the cubic through two ``(t, F, dF/dt)`` ends of a bracket, kept in the middle 80 % of it
+    (the midpoint where the cubic has none or an end is not finite)."""
+    (a, fa, da), (b, fb, db) = low, high
+    if a == b:
+        return a
+    lower, upper = min(a, b) + 0.1 * abs(b - a), max(a, b) - 0.1 * abs(b - a)
+    d1 = da + db - 3 * (fa - fb) / (a - b)
+    discriminant = d1 * d1 - da * db
+    if not (np.isfinite(fb) and np.isfinite(db) and discriminant >= 0):
+        return (a + b) / 2
+    d2 = np.copysign(np.sqrt(discriminant), b - a)
+    denominator = db - da + 2 * d2
+    if denominator == 0:
+        return (a + b) / 2
+    return float(np.clip(b - (b - a) * (db + d2 - d1) / denominator, lower, upper))
+
+
+def gradient_norm(gradient):
+    """The largest absolute component of ``gradient``: what ``gtol`` bounds."""
+    return float(np.abs(gradient).max()) if len(gradient) else 0.0

@@ -1,0 +1,215 @@
+"""``SoftmaxRegression(solver="lbfgs")``: scikit-learn's optimum, the gradient it descends, uint8 without a copy.
+
+Both optima are judged by one plain NumPy function of ``(W, b)``, the objective
+``(1/n) sum_i s_i CE_i + (alpha/2) ||W||^2`` that scikit-learn's multinomial
+``LogisticRegression(C)`` minimizes (up to a constant factor) for
+``alpha = 1 / (n * C)``.
+"""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from softmax_fast import SoftmaxRegression, _lbfgs, datasets, kernels
+from softmax_fast.kernels import Backend
+
+BACKENDS = kernels.available_backends()
+
+
+def objective(X, y, W, b, alpha, sample_weight=None):
+    """``(1/n) sum_i s_i CE_i + (alpha/2) ||W||^2`` in float64, ``W (d, k)``, ``y`` class indices."""
+    Z = np.asarray(X, dtype=np.float64) @ W + b
+    Z -= Z.max(axis=1, keepdims=True)
+    per_row = np.log(np.exp(Z).sum(axis=1)) - Z[np.arange(len(y)), y]
+    weights = np.ones(len(y)) if sample_weight is None else sample_weight
+    return float(np.mean(weights * per_row) + alpha / 2 * np.sum(np.square(W)))
+
+
+def scikit_learn_fit(X, y, alpha, sample_weight=None, **options):
+    """scikit-learn's multinomial L-BFGS fit of the same objective, run to convergence: ``(W (d, k), b, model)``."""
+    model = LogisticRegression(C=1 / (len(y) * alpha), tol=1e-10, max_iter=10_000, **options)
+    model.fit(X, y, sample_weight=sample_weight)
+    return model.coef_.T, model.intercept_, model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16, y  # pixels in [0, 1], as MNIST's after 1/255
+
+
+@pytest.fixture(scope="module")
+def digits_optimum(digits):
+    return scikit_learn_fit(*digits, alpha=1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_objective_on_digits_equals_scikit_learns_and_so_do_the_predictions(digits, digits_optimum, backend):
+    X, y = digits
+    W, b, reference = digits_optimum
+    model = SoftmaxRegression(solver="lbfgs", alpha=1e-3, dtype="float64", backend=backend, max_iter=1000).fit(X, y)
+    ours, theirs = objective(X, y, model.coef_, model.intercept_, 1e-3), objective(X, y, W, b, 1e-3)
+    assert ours == pytest.approx(theirs, rel=1e-6)
+    assert model.history_[-1]["objective"] == pytest.approx(ours, rel=1e-12)
+    assert model.history_[-1]["gradient_norm"] <= model.gtol
+    assert np.mean(model.predict(X) == reference.predict(X)) >= 0.999
+
+
+def test_row_and_class_weights_give_scikit_learns_weighted_optimum(digits):
+    X, y = digits
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2, len(y))
+    class_weight = {0: 2.0, 3: 0.5}  # not "balanced": recent scikit-learn counts its classes by sample_weight
+    W, b, _ = scikit_learn_fit(X, y, 1e-2, sample_weight, class_weight=class_weight)
+    model = SoftmaxRegression(solver="lbfgs", alpha=1e-2, dtype="float64", class_weight=class_weight,
+                              max_iter=1000).fit(X, y, sample_weight=sample_weight)
+    row_weights = sample_weight * np.where(y == 0, 2.0, np.where(y == 3, 0.5, 1.0))
+    ours = objective(X, y, model.coef_, model.intercept_, 1e-2, row_weights)
+    assert ours == pytest.approx(objective(X, y, W, b, 1e-2, row_weights), rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_gradient_the_solver_uses_matches_central_differences_across_chunks(monkeypatch, backend):
+    monkeypatch.setattr(_lbfgs, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(_lbfgs, "MIN_CHUNK_ROWS", 7)  # 40 rows: five full chunks and a short one
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
+    weights = rng.uniform(0, 2, 40)
+    function = _lbfgs.Objective(kernels.get_backend(backend), (X, y, weights), 1.0, 0.3, (4, 3), np.float64, None)
+    theta = rng.standard_normal(4 * 3 + 3)
+    value, gradient = function(theta)
+    assert value == pytest.approx(objective(X, y, theta[:12].reshape(4, 3), theta[12:], 0.3, weights), rel=1e-12)
+    step = 1e-6
+    differences = [(function(theta + step * e)[0] - function(theta - step * e)[0]) / (2 * step)
+                   for e in np.eye(len(theta))]
+    np.testing.assert_allclose(gradient, differences, rtol=1e-6, atol=1e-8)
+
+
+def test_max_iter_stops_with_a_convergence_warning_and_one_record_per_iteration(digits):
+    model = SoftmaxRegression(solver="lbfgs", max_iter=2)
+    with pytest.warns(ConvergenceWarning, match=r"after 2 iterations without reaching gtol=1e-06"):
+        model.fit(*digits, validation_data=digits)
+    assert model.n_iter_ == 2 and [record["iteration"] for record in model.history_] == [1, 2]
+    first, second = model.history_
+    assert second["objective"] < first["objective"] and second["gradient_norm"] > model.gtol
+    assert second["test_loss"] == pytest.approx(second["train_loss"], rel=1e-5)
+    assert 0 < second["test_accuracy"] <= 1 and second["seconds"] > 0
+
+
+def test_warm_start_goes_on_from_the_current_weights(digits):
+    model = SoftmaxRegression(solver="lbfgs", alpha=1e-2, warm_start=True, max_iter=5)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(*digits)
+    after_five = model.history_[-1]["objective"]
+    model.set_params(max_iter=1000).fit(*digits)
+    assert model.n_iter_ == len(model.history_) > 5 and model.history_[5]["objective"] < after_five
+
+
+def test_a_float32_model_computes_in_float32_and_nears_the_float64_optimum(digits, digits_optimum):
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # float32 may not resolve gtol=1e-6
+        model = SoftmaxRegression(solver="lbfgs", alpha=1e-3, max_iter=1000).fit(X.astype(np.float32), y)
+    assert model.coef_.dtype == np.float32
+    W, b, _ = digits_optimum
+    assert objective(X, y, model.coef_, model.intercept_, 1e-3) == pytest.approx(objective(X, y, W, b, 1e-3),
+                                                                                   rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["partial_fit", "resume"])
+def test_partial_fit_and_resume_are_refused_and_absent_as_for_scikit_learns_lbfgs_mlp(digits, method):
+    model = SoftmaxRegression(solver="lbfgs")
+    with pytest.raises(ValueError, match=rf"{method} trains by minibatch SGD and solver='lbfgs'"):
+        getattr(model, method)(*digits)
+    assert not hasattr(model, method) and hasattr(model.set_params(solver="sgd"), method)
+    assert getattr(SoftmaxRegression, method).__doc__  # the class keeps the method and its documentation
+
+
+def test_uint8_features_reach_the_kernels_as_they_are_without_a_float_copy(monkeypatch):
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 256, (20_000, 196), dtype=np.uint8)
+    y = rng.integers(0, 4, len(X))
+    seen = []
+    loss_and_grad_on = Backend.loss_and_grad_on
+
+    def recording(self, X_chunk, *args, **kwargs):
+        seen.append(X_chunk)
+        return loss_and_grad_on(self, X_chunk, *args, **kwargs)
+
+    monkeypatch.setattr(Backend, "loss_and_grad_on", recording)
+    monkeypatch.setattr(_lbfgs, "CHUNK_BYTES", 10_000 * (196 + 4 * 4))  # chunks of 10,000 rows
+    SoftmaxRegression(solver="lbfgs", alpha=1e-2, max_iter=1000).fit(X, y)  # warm the caches first
+    seen.clear()
+    tracemalloc.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        SoftmaxRegression(solver="lbfgs", alpha=1e-2, max_iter=3).fit(X, y)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [len(chunk) for chunk in seen] == [10_000, 10_000]
+    assert all(chunk.dtype == np.uint8 and np.shares_memory(chunk, X) for chunk in seen)
+    assert peak < X.nbytes  # a float32 copy alone would take 4 times X
+
+
+@pytest.mark.slow
+def test_the_objective_on_10000_mnist_rows_equals_scikit_learns(mnist_dir):
+    (X, y), _ = datasets.load_mnist(mnist_dir, report=lambda line: None)
+    X, y = X[:10_000], y[:10_000]
+    W, b, _ = scikit_learn_fit(X / 255, y, alpha=1e-3)
+    model = SoftmaxRegression(solver="lbfgs", alpha=1e-3, dtype="float64", max_iter=2000).fit(X, y)
+    assert objective(X / 255, y, model.coef_, model.intercept_, 1e-3) == pytest.approx(
+        objective(X / 255, y, W, b, 1e-3), rel=1e-6)
+
+
+def test_stop_ends_the_fit_after_the_iteration_without_a_warning(digits):
+    calls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = SoftmaxRegression(solver="lbfgs").fit(*digits, on_epoch=calls.append, stop=lambda: len(calls) == 3)
+    assert model.n_iter_ == 3 and calls == model.history_
+    assert model.coef_.any()  # the third iteration's weights, not the zeros it started from
+
+
+def test_a_fitted_lbfgs_model_saves_and_loads_with_its_parameters(digits, tmp_path):
+    model = SoftmaxRegression(solver="lbfgs", alpha=1e-2, max_iter=500, gtol=1e-5, dtype="float64").fit(*digits)
+    model.save(tmp_path / "model.npz")
+    loaded = SoftmaxRegression.load(tmp_path / "model.npz")
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.coef_, model.coef_)
+    assert loaded.history_ == model.history_ and loaded.n_iter_ == model.n_iter_
+    np.testing.assert_array_equal(loaded.predict(digits[0]), model.predict(digits[0]))
+    loaded.set_params(warm_start=True).fit(*digits)  # already at the optimum: one more iteration at most
+    assert loaded.n_iter_ <= model.n_iter_ + 1
+
+
+def two_loop_direction(gradient, pairs):
+    """``-H g`` by Nocedal & Wright's two-loop recursion (Algorithm 7.4) over ``pairs`` ``(s, y)``, oldest first."""
+    q, alphas = gradient.copy(), []
+    for s, y in reversed(pairs):
+        alphas.append(s @ q / (s @ y))
+        q -= alphas[-1] * y
+    s, y = pairs[-1]
+    r = (s @ y) / (y @ y) * q
+    for (s, y), alpha in zip(pairs, reversed(alphas)):
+        r += (alpha - y @ r / (s @ y)) * s
+    return -r
+
+
+@pytest.mark.parametrize("n_pairs", [1, 3, 5, 12])  # 12: the oldest 7 dropped
+def test_the_compact_direction_is_the_two_loop_recursions(n_pairs):
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((8, 8))
+    hessian = A @ A.T + np.eye(8)  # the pairs of a convex quadratic: y = H s, s'y > 0
+    pairs = [(s, hessian @ s) for s in rng.standard_normal((n_pairs, 8))]
+    kept = _lbfgs.CurvaturePairs(5, 8)
+    for s, y in pairs:
+        kept.append(s, y)
+    gradient = rng.standard_normal(8)
+    assert len(kept) == min(n_pairs, 5)
+    np.testing.assert_allclose(kept.direction(gradient), two_loop_direction(gradient, pairs[-5:]), rtol=1e-10)
+    kept.clear()
+    np.testing.assert_array_equal(kept.direction(gradient), -gradient)

@@ -83,13 +83,13 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         try:
             from sklearn.metrics import check_scoring
             from sklearn.model_selection import check_cv
-            from sklearn.utils import assert_all_finite
+            from sklearn.utils import assert_all_finite, column_or_1d
         except ImportError as exc:
             raise ImportError("SoftmaxRegressionCV needs scikit-learn for its folds and scorers: "
                               "pip install scikit-learn") from exc
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        y = np.asarray(y)
+        y = column_or_1d(y, warn=True)  # a column vector, as SoftmaxRegression takes it, so the folds are the same
         if y.dtype.kind in "fc":
             assert_all_finite(y, input_name="y")  # before the folds, which would cast NaN labels to integers
         X = X if hasattr(X, "iloc") else np.asarray(X)

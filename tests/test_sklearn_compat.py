@@ -67,7 +67,7 @@ def test_scikit_learn_estimator_check_of_lbfgs(estimator, check):
 
 
 @pytest.mark.parametrize("estimator, check", list(estimator_checks(
-    SoftmaxRegressionCV(alphas=3, cv=3, dtype="float64"), LBFGS_EXPECTED_FAILED_CHECKS)))
+    SoftmaxRegressionCV(alphas=2, cv=2, dtype="float64"), LBFGS_EXPECTED_FAILED_CHECKS)))
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_scikit_learn_estimator_check_of_softmax_regression_cv(estimator, check):
     check(estimator)

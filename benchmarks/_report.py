@@ -209,7 +209,7 @@ def targets(records, quick=False):
     every = common.ALL_THREADS
     epoch = "bench_epoch.BackendEpoch.time_epoch"
     seed = _seed(records)
-    numpy_f32 = next(iter(_rows(records, "bench_epoch.SeedLoop.time_epoch", dtype="float32", threads=every)), None)
+    numpy_f32 = _first_row(records, "bench_epoch.SeedLoop.time_epoch", dtype="float32", threads=every)
     out = []
 
     def add(target, value, goal, text, unit="×", at_most=False, rows=(), not_graded=None):
@@ -273,7 +273,7 @@ def targets(records, quick=False):
             f"{value:.1f} % ({probe['gflops']:.1f} GFLOP/s, {_median(probe) * 1e6:.0f} µs)" if value else "",
             unit=" %", rows=(probe, *(_peak_rows(records, probe) if probe else ())))
     _solver_targets(records, every, add)
-    rss = next(iter(_rows(records, "bench_memory.TrainCommand.track_peak_rss_mb")), None)
+    rss = _first_row(records, "bench_memory.TrainCommand.track_peak_rss_mb")
     from .bench_memory import RSS_TARGET_MB
 
     add("peak RSS of python -m softmax_fast.train (default run)", rss["value"] if rss else None, RSS_TARGET_MB,
@@ -282,21 +282,21 @@ def targets(records, quick=False):
     return out
 
 
-def _track(records, benchmark, **params):
-    """The one track row of ``benchmark`` with ``params``, or None."""
+def _first_row(records, benchmark, **params):
+    """The first measured row of ``benchmark`` with ``params``, or None."""
     return next(iter(_rows(records, benchmark, **params)), None)
 
 
 def _solver_targets(records, every, add):
     """Issue 16's targets (see ``benchmarks.bench_solvers``), through ``targets``' ``add``."""
-    sklearn = _track(records, "bench_solvers.SklearnMnist.track_seconds")
+    sklearn = _first_row(records, "bench_solvers.SklearnMnist.track_seconds")
     for dtype in common.DTYPES:
-        ours = next(iter(_rows(records, "bench_solvers.MnistLbfgs.time_fit", dtype=dtype)), None)
+        ours = _first_row(records, "bench_solvers.MnistLbfgs.time_fit", dtype=dtype)
         ratio = sklearn["value"] / _median(ours) if sklearn and ours else None
         add(f"MNIST alpha 1e-4, {dtype}: scikit-learn LogisticRegression's time / our lbfgs time to its objective",
             ratio, LBFGS_MNIST_SPEEDUP,
             f"{ratio:.1f}× ({sklearn['value']:.2f} s / {_median(ours):.2f} s)" if ratio else "", rows=(ours,))
-        gap = _track(records, "bench_solvers.MnistLbfgs.track_objective_gap", dtype=dtype)
+        gap = _first_row(records, "bench_solvers.MnistLbfgs.track_objective_gap", dtype=dtype)
         add(f"MNIST alpha 1e-4, {dtype}: our objective above scikit-learn's, relative", gap and gap["value"],
             LBFGS_OBJECTIVE_GAP, f"{gap['value']:.2e}" if gap else "", unit="", at_most=True)
     # The pass of the faster compiled backend, as the epoch targets take the best compiled epoch.
@@ -306,13 +306,13 @@ def _solver_targets(records, every, add):
         PROBE_PASS_PEAK_FRACTION, f"{value:.1f} % ({probe['params']['backend']}, {probe['gflops']:.1f} GFLOP/s, "
                                   f"{_median(probe) * 1e3:.0f} ms)" if value else "", unit=" %",
         rows=(probe, *(_peak_rows(records, probe) if probe else ())))
-    cv = {library: next(iter(_rows(records, "bench_solvers.DigitsCV.time_fit", library=library)), None)
+    cv = {library: _first_row(records, "bench_solvers.DigitsCV.time_fit", library=library)
           for library in ("softmax_fast", "scikit-learn")}
     ratio = _median(cv["scikit-learn"]) / _median(cv["softmax_fast"]) if all(cv.values()) else None
     add("load_digits, 10 penalties × 5 folds: LogisticRegressionCV's time / SoftmaxRegressionCV's", ratio,
         CV_SPEEDUP, f"{ratio:.1f}× ({_median(cv['scikit-learn']):.2f} s / {_median(cv['softmax_fast']):.3f} s)"
         if ratio else "", rows=tuple(cv.values()))
-    scores = {library: _track(records, "bench_solvers.DigitsCV.track_best_score", library=library)
+    scores = {library: _first_row(records, "bench_solvers.DigitsCV.track_best_score", library=library)
               for library in cv}
     margin = scores["softmax_fast"]["value"] - scores["scikit-learn"]["value"] if all(scores.values()) else None
     add("load_digits CV: our best mean accuracy minus LogisticRegressionCV's", margin, -CV_SCORE_MARGIN,
@@ -564,8 +564,8 @@ def markdown(report):
     rows = [[t["target"], t["measured"], t["goal_text"], t["result"].upper() if t["result"] == "miss"
              else t["result"]] for t in report["targets"]]
     tally = {k: sum(t["result"] == k for t in report["targets"]) for k in ("pass", "miss", "n/a")}
-    out += ["## Targets of the issues (ratios measured in this run)", "", _table(["target", "measured", "goal", "result"],
-                                                                              rows), "",
+    out += ["## Targets of the issues (ratios measured in this run)", "",
+            _table(["target", "measured", "goal", "result"], rows), "",
             "numba / cython: the ratio of the two medians; it passes when neither backend is more than "
             f"{NUMBA_CYTHON_RATIO:g}× slower than the other. "
             f"{tally['pass']} pass, {tally['miss']} miss, {tally['n/a']} not graded (n/a: not measured, or measured "

@@ -106,11 +106,13 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                 weights = None if sample_weight is None else np.asarray(sample_weight)[train]
                 for index, model in enumerate(self._path(alphas, *rows, weights)):
                     scores[fold, index] = scorer(model, _rows_of(X, validation), y[validation])
-                    if np.array_equal(model.classes_, classes):
+                    if index == 0:  # one model walks the path: its classes are the fold's
+                        knows_every_class = np.array_equal(model.classes_, classes)
+                        n_summed += knows_every_class
+                    if knows_every_class:
                         W, b = weight_sums[index]
                         weight_sums[index] = (W + model.coef_.astype(np.float64),
                                               b + model.intercept_.astype(np.float64))
-                n_summed += np.array_equal(model.classes_, classes)
         _warn_once(caught, len(folds) * len(alphas))
         best = int(np.argmax(scores.mean(axis=0)))
         # The refit, as LogisticRegressionCV's: one fit at alpha_ from the mean of the folds' weights there.

@@ -167,7 +167,7 @@ def test_targets_are_listed(results):
     # Numba against Cython: one target per dtype, input kind and thread count (1 and every usable CPU); the
     # epoch with the training options against the plain one: one per compiled backend, dtype and input kind.
     thread_counts = {1, results["machine"]["cpus_usable"]}
-    # Issue 16's: time and objective per dtype on MNIST, the probe's pass, the CV's time and score.
+    # Issue 16's: MNIST's time and objective per dtype, the probe's pass, the CV's time and score.
     assert len(targets) == 4 + 4 * len(thread_counts) + 2 * 4 + 2 + 1 + 2 * 2 + 1 + 2
     assert all(t["result"] in ("pass", "miss", "n/a") for t in targets)
     rss = next(t for t in targets if "peak RSS" in t["target"])

@@ -106,10 +106,14 @@ class Backend:
         :mod:`softmax_fast.kernels.reference`). ``gW`` and ``gb`` are new
         arrays of ``W``'s dtype; nothing is modified.
         """
+        return self._kernels.loss_and_grad(*self._loss_and_grad_inputs(X, y, W, b, scale, alpha, sample_weight),
+                                           *self._threads(n_threads))
+
+    def _loss_and_grad_inputs(self, X, y, W, b, scale, alpha, sample_weight):
+        """Checked ``(X, y, W, b, scale, alpha, sample_weight)`` for the ``loss_and_grad`` kernel."""
         X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=False)
         alpha = check.check_nonnegative_in("alpha", alpha, W.dtype)
-        sample_weight = check.check_sample_weight(sample_weight, X.shape[0], W.dtype)
-        return self._kernels.loss_and_grad(X, y, W, b, scale, alpha, sample_weight, *self._threads(n_threads))
+        return X, y, W, b, scale, alpha, check.check_sample_weight(sample_weight, X.shape[0], W.dtype)
 
     def loss_and_grad_on(self, X, y, W, b, scale=1.0, *, alpha=0.0, sample_weight=None, n_threads=None):
         """:meth:`loss_and_grad` on fixed rows, checked once: returns ``f(W, b) -> (loss, gW, gb)``.
@@ -120,9 +124,7 @@ class Backend:
         shapes and dtype; ``f`` checks that each later pair has them and is
         C-contiguous, but not that it is finite.
         """
-        X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=False)
-        alpha = check.check_nonnegative_in("alpha", alpha, W.dtype)
-        sample_weight = check.check_sample_weight(sample_weight, X.shape[0], W.dtype)
+        X, y, W, b, scale, alpha, sample_weight = self._loss_and_grad_inputs(X, y, W, b, scale, alpha, sample_weight)
         threads, kernel, W_shape, dtype = self._threads(n_threads), self._kernels.loss_and_grad, W.shape, W.dtype
 
         def loss_and_grad(W, b):

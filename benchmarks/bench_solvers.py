@@ -195,7 +195,7 @@ def probe_data():
 
 
 class ProbePass:
-    """One evaluation of the lbfgs objective and gradient over every probe row (``loss_and_grad`` in chunks)."""
+    """One evaluation of the lbfgs objective and gradient over every probe row (one ``loss_and_grad`` call)."""
 
     table = "solvers"
     params = [common.COMPILED_BACKENDS]

@@ -7,13 +7,12 @@ The objective over all ``n`` training rows is
 (``s_i`` the row weights, ``sample_weight`` times ``class_weight``; the bias
 is not penalized): issue 9's objective, and scikit-learn's multinomial
 ``LogisticRegression(C)`` for ``alpha = 1 / (n * C)``. :class:`Objective`
-evaluates it and its gradient by the compiled ``Backend.loss_and_grad`` over
-:func:`chunk_rows` rows at a time (``CHUNK_BYTES`` of rows and scratch), in the model's dtype, on the features as they
-are (``uint8`` pixels stay ``uint8``, scaled inside the kernels: nothing is
-copied or converted). The chunks combine exactly: the kernel returns a chunk's
-mean ``L_c`` over its ``n_c`` rows, so ``F``'s data term is
-``sum_c n_c * L_c / n``, summed in float64, and likewise the gradients; the
-chunks get ``alpha = 0`` and the penalty is added once.
+evaluates it and its gradient by one call of the compiled
+``Backend.loss_and_grad`` over all the rows (which it works through in
+blocks that stay in cache, with one scratch), in the model's dtype, on the
+features as they are (``uint8`` pixels stay ``uint8``, scaled inside the
+kernels: nothing is copied or converted). The kernel gets ``alpha = 0``: the
+penalty is added here, in float64, on the solver's own float64 weights.
 
 The minimizer, :func:`minimize`, is L-BFGS over the flat float64 vector
 ``theta = [W.ravel(), b]``, written here in NumPy (Nocedal & Wright's
@@ -36,15 +35,6 @@ import time
 
 import numpy as np
 
-# The bytes one loss_and_grad call touches twice, its rows of X (read by the forward and again by the backward
-# pass) and its scratch (the logits and their gradient, rows x k of the model's dtype): chunks of rows are sized
-# to them, so that the second touch finds them in cache, and the scratch stays bounded whatever n is. On MNIST
-# (uint8, k = 10; 2427 rows a chunk) a float64 pass took 16 ms, where one call over all 60,000 rows took 23; at
-# the probe shape (float32, d = 768, k = 1000) the Cython kernels ran at 68 % of the GEMM peak on chunks of 256
-# rows, 49 % on 512 and 40 % on 1024 (Numba's best was 512 rows, 63 %).
-CHUNK_BYTES = 2 << 20
-# The fewest rows a chunk has, so that each call is long enough for every thread.
-MIN_CHUNK_ROWS = 256
 # L-BFGS-B's relative decrease test, as scikit-learn sets it: near the float64 rounding of F, so that the
 # gradient test (gtol) is what ends a fit.
 _FTOL = 64 * np.finfo(np.float64).eps
@@ -76,17 +66,10 @@ def _threadpools():
     return ThreadpoolController()
 
 
-def chunk_rows(X, n_classes, dtype):
-    """The rows of one loss_and_grad call of :class:`Objective` on ``X``: ``CHUNK_BYTES`` of rows and scratch."""
-    row_bytes = X.shape[1] * X.itemsize + n_classes * np.dtype(dtype).itemsize
-    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // row_bytes)
-
-
 class Objective:
     """``F`` and its float64 gradient at ``theta = [W.ravel(), b]`` for kernel-ready ``rows``; see the module.
 
-    The rows are split into chunks of :func:`chunk_rows` rows and checked
-    once, here, by ``Backend.loss_and_grad_on``.
+    The rows are checked once, here, by ``Backend.loss_and_grad_on``.
     """
 
     def __init__(self, backend, rows, scale, alpha, shape, dtype, n_threads):
@@ -94,18 +77,9 @@ class Objective:
         self.eps = float(np.finfo(self.dtype).eps)  # the relative rounding of F, computed in the model's dtype
         self._last_weights = None, None  # (theta, (W, b)) of the last evaluation
         X, y, weights = rows
-        n, step = len(y), chunk_rows(X, shape[1], dtype)
         W, b = self.weights(np.zeros(shape[0] * shape[1] + shape[1]))
-
-        def chunk(rows):
-            return backend.loss_and_grad_on(X[rows], y[rows], W, b, scale, n_threads=n_threads,
-                                            sample_weight=None if weights is None else weights[rows])
-
-        # The chunks' loss_and_grad as functions of (W, b): n // step chunks of step rows, then the rest, if any.
-        self.full_chunks = [chunk(slice(start, start + step)) for start in range(0, n - n % step, step)]
-        self.full_share = step / n
-        self.last_chunk = chunk(slice(n - n % step, n)) if n % step else None
-        self.last_share = n % step / n
+        self._loss_and_grad = backend.loss_and_grad_on(X, y, W, b, scale, n_threads=n_threads,
+                                                       sample_weight=weights)
 
     def weights(self, theta):
         """``(W (d, k), b (k,))`` of the model's dtype from the flat float64 ``theta`` (the last evaluation's
@@ -120,35 +94,10 @@ class Objective:
         d, k = self.shape
         W, b = self.weights(theta)
         self._last_weights = theta, (W, b)
-        value, gradient = 0.0, np.zeros_like(theta)
-        gW, gb = gradient[:d * k].reshape(d, k), gradient[d * k:]
-        # Chunks of the same rows weigh the same: their sum, times n_c / n once. Two chunks' gradients are added
-        # in the model's dtype before the float64 sum, one rounding more: a float64 add of a float32 array costs
-        # about two float32 adds, and at the probe shape (338 chunks) the pass ran at 64 % of the GEMM peak
-        # instead of 58 %.
-        pending = None
-        for loss_and_grad in self.full_chunks:
-            chunk_loss, chunk_gW, chunk_gb = loss_and_grad(W, b)
-            value += chunk_loss
-            if pending is None:
-                pending = chunk_gW, chunk_gb
-                continue
-            chunk_gW += pending[0]
-            chunk_gb += pending[1]
-            gW += chunk_gW
-            gb += chunk_gb
-            pending = None
-        if pending is not None:
-            gW += pending[0]
-            gb += pending[1]
-        value *= self.full_share
-        gradient *= self.full_share
-        if self.last_chunk is not None:
-            chunk_loss, chunk_gW, chunk_gb = self.last_chunk(W, b)
-            value += self.last_share * chunk_loss
-            gW += self.last_share * chunk_gW
-            gb += self.last_share * chunk_gb
-        # The penalty, once: the chunks ran with alpha = 0.
+        value, gW, gb = self._loss_and_grad(W, b)
+        gradient = np.empty_like(theta)
+        gradient[:d * k] = gW.ravel()
+        gradient[d * k:] = gb
         weights = theta[:d * k]
         value += self.alpha / 2 * float(np.dot(weights, weights))
         gradient[:d * k] += self.alpha * weights

@@ -87,6 +87,23 @@ def test_loss_and_grad(compiled_backend, reference, shape_name, dtype, input_kin
     np.testing.assert_array_equal(b, b_before)
 
 
+# 15,000 rows of 300 features span at least two of the compiled loss_and_grad's blocks of rows (2 MiB of rows
+# and their logits' gradient, at least 256 rows) and end in a short one, for every dtype, input kind and k.
+BLOCKS_SHAPE = (15_000, 300)
+
+
+@pytest.mark.parametrize("k", [10, 40], ids=lambda k: f"k{k}")
+def test_loss_and_grad_over_several_blocks_of_rows_matches_the_reference_on_any_thread_count(
+        compiled_backend, reference, k, dtype, input_kind):
+    X, y, W, b, scale = make_problem(*BLOCKS_SHAPE, k, dtype, input_kind)
+    options = dict(alpha=1e-3, sample_weight=np.random.default_rng(3).uniform(0, 2, len(y)).astype(dtype))
+    one_thread = compiled_backend.loss_and_grad(X, y, W, b, scale, n_threads=1, **options)
+    for got, want, on_two_threads in zip(one_thread, reference.loss_and_grad(X, y, W, b, scale, **options),
+                                         compiled_backend.loss_and_grad(X, y, W, b, scale, n_threads=2, **options)):
+        assert_close(got, want, dtype)
+        np.testing.assert_array_equal(on_two_threads, got)
+
+
 @pytest.mark.parametrize("shape_name", SHAPES)
 def test_sgd_step(compiled_backend, reference, shape_name, dtype, input_kind):
     X, y, W, b, scale = problem(shape_name, dtype, input_kind)

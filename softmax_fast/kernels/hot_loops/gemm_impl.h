@@ -119,9 +119,10 @@ static void SF_NAME(sf_gemm_logits)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, con
  * k, NULL for the steps without) are trained in place; without, W is the
  * gradient's output. X (n, d); ldg is sf_gemm_padded_classes(k, sizeof(SF_T))
  * and G's columns from k on are finite (zeros): every panel is read whole.
- * Features go in tiles of SF_GEMM_ROWS, packed (and converted) once for all
- * panels. scratch: sf_gemm_gradient_scratch(n, sizeof(SF_T)) values, 64-byte
- * aligned.
+ * j1 - j0 is at most sf_gemm_gradient_features(n, sizeof(SF_T)). The
+ * features go in tiles of SF_GEMM_ROWS, all packed (and converted) first;
+ * then each panel of G meets every tile while it is in cache.
+ * scratch: sf_gemm_gradient_scratch(n, sizeof(SF_T)) values, 64-byte aligned.
  */
 SF_MULTIVERSION
 static void SF_NAME(sf_gemm_weight_gradient)(const SF_X *X, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1,
@@ -132,11 +133,14 @@ static void SF_NAME(sf_gemm_weight_gradient)(const SF_X *X, ptrdiff_t n, ptrdiff
 #if SF_VECTOR_EXTENSIONS
     for (ptrdiff_t j = j0; j < j1; j += SF_GEMM_ROWS) {
         const ptrdiff_t features = j1 - j < SF_GEMM_ROWS ? j1 - j : SF_GEMM_ROWS;
-        SF_NAME(sf_pack)(X + j, d, 1, n, features, scratch);
-        for (ptrdiff_t c0 = 0; c0 < k; c0 += SF_PANEL) {
-            const ptrdiff_t classes = k - c0 < SF_PANEL ? k - c0 : SF_PANEL;
+        SF_NAME(sf_pack)(X + j, d, 1, n, features, scratch + (j - j0) * n);
+    }
+    for (ptrdiff_t c0 = 0; c0 < k; c0 += SF_PANEL) {
+        const ptrdiff_t classes = k - c0 < SF_PANEL ? k - c0 : SF_PANEL;
+        for (ptrdiff_t j = j0; j < j1; j += SF_GEMM_ROWS) {
+            const ptrdiff_t features = j1 - j < SF_GEMM_ROWS ? j1 - j : SF_GEMM_ROWS;
             SF_NAME(sf_tile) acc;
-            SF_NAME(sf_gemm_tile)(scratch, G + c0, ldg, n, acc);
+            SF_NAME(sf_gemm_tile)(scratch + (j - j0) * n, G + c0, ldg, n, acc);
             for (ptrdiff_t m = 0; m < features; m++) {
                 SF_T gradient[SF_PANEL], *w = W + (j + m) * k + c0;
                 memcpy(gradient, acc[m], sizeof gradient);

@@ -28,7 +28,9 @@ enum sf_step {
     /* Momentum: g += alpha * w; v = mu * v + g; w -= lr * v. */
     SF_MOMENTUM = 4,
     /* Nesterov's momentum: g += alpha * w; v = mu * v + g; w -= lr * (g + mu * v). */
-    SF_NESTEROV = 5
+    SF_NESTEROV = 5,
+    /* No update, a later block of rows of one gradient (loss_and_grad): w += g, w the sum of the earlier blocks. */
+    SF_GRADIENT_ADD = 6
 };
 
 /*
@@ -39,6 +41,7 @@ enum sf_step {
  */
 #define SF_UPDATE_GRADIENT(w, v, g, lr, alpha, mu) ((w) = (g))
 #define SF_UPDATE_GRADIENT_PENALIZED(w, v, g, lr, alpha, mu) ((w) = (g) + (alpha) * (w))
+#define SF_UPDATE_GRADIENT_ADD(w, v, g, lr, alpha, mu) ((w) = (w) + (g))
 #define SF_UPDATE_SGD(w, v, g, lr, alpha, mu) ((w) = (w) - (lr) * (g))
 #define SF_UPDATE_SGD_PENALIZED(w, v, g, lr, alpha, mu) ((w) = (w) - (lr) * ((g) + (alpha) * (w)))
 #define SF_UPDATE_MOMENTUM(w, v, g, lr, alpha, mu)                                                                \
@@ -55,6 +58,7 @@ enum sf_step {
     switch (step) {                                                                                                \
     case SF_GRADIENT: LOOP(SF_UPDATE_GRADIENT, 0); break;                                                          \
     case SF_GRADIENT_PENALIZED: LOOP(SF_UPDATE_GRADIENT_PENALIZED, 0); break;                                      \
+    case SF_GRADIENT_ADD: LOOP(SF_UPDATE_GRADIENT_ADD, 0); break;                                                  \
     case SF_SGD: LOOP(SF_UPDATE_SGD, 0); break;                                                                    \
     case SF_SGD_PENALIZED: LOOP(SF_UPDATE_SGD_PENALIZED, 0); break;                                                \
     case SF_MOMENTUM: LOOP(SF_UPDATE_MOMENTUM, 1); break;                                                          \

@@ -25,6 +25,11 @@ from ._vectors import _aligned_zeros, _lanes
 
 # Rows per share of the forward pass among threads.
 ROW_CHUNK = 32
+# The bytes of a block of loss_and_grad's rows and of their G, which the backward pass reads again: a size that
+# keeps them in cache until then; and the fewest rows of a block, so that each is long enough for every thread.
+# The Cython kernels' rule (hot_loops/buffers.h), where it is measured.
+GRADIENT_BLOCK_BYTES = 2 << 20
+GRADIENT_BLOCK_MIN_ROWS = 256
 
 
 @_kernel()
@@ -45,14 +50,16 @@ def _working_weights(W):
 
 
 @_kernel(parallel=True)
-def _forward_batch(X, y, Ww, b, scale, sample_weight, masks, G, row_loss, row_correct):
+def _forward_batch(X, y, Ww, b, scale, sample_weight, inv_n, masks, G, row_loss, row_correct):
     """Forward pass of one batch ``X (n, d)`` with row weights ``s = sample_weight (n,)``, chunks of ``ROW_CHUNK``
     rows in parallel.
 
     ``Ww`` from ``_working_weights``. Fills ``G`` (``(n, m)``, ``m`` a whole
     number of vectors: ``_class_slots(k)`` rounded up, or ``kp`` like ``Ww``
     for the GEMM path; zeros past ``k``) with
-    ``d loss / d Z = s * (softmax(Z) - onehot(y)) / n``, ``row_loss (n,)``
+    ``d loss / d Z = s * (softmax(Z) - onehot(y)) * inv_n`` (``inv_n`` of
+    ``G``'s dtype: ``1 / n``, or for a block of a larger gradient's rows, 1
+    over all of them), ``row_loss (n,)``
     float64 with each row's cross-entropy times its weight, ``row_correct
     (n,)`` with whether its argmax is its label and, but for the GEMM path,
     ``masks (words, m)``, ``m >= n`` a multiple of 64, with the rows' nonzero
@@ -61,7 +68,6 @@ def _forward_batch(X, y, Ww, b, scale, sample_weight, masks, G, row_loss, row_co
     """
     n = X.shape[0]
     k = b.shape[0]
-    inv_n = G.dtype.type(1) / n
     if _wide(k):
         _gemm_logits(X, Ww, scale, b, G)
     else:
@@ -88,24 +94,24 @@ def _forward_batch(X, y, Ww, b, scale, sample_weight, masks, G, row_loss, row_co
 
 @_kernel()
 def _reduce_rows(G, row_loss, row_correct, db):
-    """Serial, row-ordered sums of a batch: ``db (k,) = G[:, :k].sum(0)``; returns ``(mean loss, n_correct)``."""
+    """Serial, row-ordered sums of a batch: ``db (k,) += G[:, :k].sum(0)``; returns ``(loss sum, n_correct)``."""
     n = G.shape[0]
     k = db.shape[0]
     loss_sum = 0.0
     n_correct = 0
-    db[:] = 0
     for i in range(n):
         loss_sum += row_loss[i]
         n_correct += row_correct[i]
         for c in range(k):
             db[c] += G[i, c]
-    return loss_sum / n, n_correct
+    return loss_sum, n_correct
 
 
 @_kernel(parallel=True)
 def _weight_gradient(X, scale, masks, G, dW, Ww, k, lr, alpha, momentum, nesterov, Vw):
-    """The data loss's weight gradient ``scale * X.T @ G[:, :k]`` into ``dW``; then, if ``lr > 0``, the SGD step
-    of ``Ww`` on it: ``Ww -= lr * dW``, or with ``alpha`` or ``momentum``, ``_update_weight`` (velocity ``Vw``).
+    """The data loss's weight gradient ``scale * X.T @ G[:, :k]``: if ``lr > 0``, into ``dW`` and the SGD step
+    of ``Ww`` on it: ``Ww -= lr * dW``, or with ``alpha`` or ``momentum``, ``_update_weight`` (velocity ``Vw``);
+    else added to ``dW`` (the sum of a gradient's blocks of rows).
 
     ``X (n, d)``; ``Ww`` from ``_working_weights`` for ``k`` classes, and
     ``dW`` and ``Vw`` (empty without momentum) in its layout; ``masks`` and
@@ -115,15 +121,15 @@ def _weight_gradient(X, scale, masks, G, dW, Ww, k, lr, alpha, momentum, nestero
     ``Ww`` as it goes and leaves ``dW`` alone).
     """
     if _wide(k):
-        _gemm(X, True, G, scale, np.zeros(k, dtype=G.dtype), Ww if lr > 0 else dW, lr, alpha, momentum, nesterov,
-              Vw)
+        _gemm(X, True, G, scale, np.zeros(k, dtype=G.dtype), Ww if lr > 0 else dW, not lr > 0, lr, alpha, momentum,
+              nesterov, Vw)
         return
     plain = alpha == 0 and momentum == 0
     for vector in prange(Ww.shape[0]):
         # An intp, whether the loop's index is signed (as typed first) or not (in the parallel loop):
         # one specialisation, not two.
         v = np.intp(vector)
-        _gradient_vector_of_slots(X, scale, masks, G, v, dW, k)
+        _gradient_vector_of_slots(X, scale, masks, G, v, dW, k, not lr > 0)
         if lr > 0 and plain:
             weights, gradient = Ww[v], dW[v]
             for a in range(weights.shape[0]):
@@ -144,8 +150,9 @@ def _sgd_step(X, y, Ww, b, lr, scale, alpha, momentum, nesterov, Vw, vb, sample_
     scratch (see ``_batch_scratch``), ``G``, ``row_loss`` and ``row_correct``
     with ``n`` rows. Returns ``(loss, n_correct)``.
     """
-    _forward_batch(X, y, Ww, b, scale, sample_weight, masks, G, row_loss, row_correct)
-    loss, n_correct = _reduce_rows(G, row_loss, row_correct, db)
+    _forward_batch(X, y, Ww, b, scale, sample_weight, G.dtype.type(1) / X.shape[0], masks, G, row_loss, row_correct)
+    db[:] = 0
+    loss_sum, n_correct = _reduce_rows(G, row_loss, row_correct, db)
     _weight_gradient(X, scale, masks, G, dW, Ww, b.shape[0], lr, alpha, momentum, nesterov, Vw)
     if momentum == 0:
         for c in range(b.shape[0]):
@@ -153,7 +160,15 @@ def _sgd_step(X, y, Ww, b, lr, scale, alpha, momentum, nesterov, Vw, vb, sample_
     else:
         for c in range(b.shape[0]):
             _update_weight(b, vb, (c,), db[c], lr, b.dtype.type(0), momentum, nesterov)
-    return loss, n_correct
+    return loss_sum / X.shape[0], n_correct
+
+
+@_kernel()
+def _gradient_block_rows(n, d, x_size, k, item_size):
+    """The rows of one block of ``loss_and_grad`` on ``n`` rows of ``d`` features of ``x_size`` bytes and ``k``
+    classes of ``item_size`` bytes: ``GRADIENT_BLOCK_BYTES`` of rows and ``G``, at least
+    ``GRADIENT_BLOCK_MIN_ROWS``, at most ``n``; never a function of the threads."""
+    return min(n, max(GRADIENT_BLOCK_MIN_ROWS, GRADIENT_BLOCK_BYTES // (d * x_size + k * item_size)))
 
 
 @_kernel()

@@ -116,10 +116,10 @@ def _gemm_block(packed, B, c0, sums):
 
 
 @_kernel(parallel=True)
-def _gemm(X, features, B, scale, add, out, lr, alpha, momentum, nesterov, V):
-    """``out[:, :m] = P + add``, ``P = scale * A @ B[:, :m]``, ``add (m,)``; or if ``lr > 0``, an SGD step of the
-    weights ``out`` on their data gradient ``P``: ``_update_weight(out, V, ...)``, or without ``alpha`` and
-    ``momentum`` the plain ``out[:, :m] -= lr * P``.
+def _gemm(X, features, B, scale, add, out, accumulate, lr, alpha, momentum, nesterov, V):
+    """``out[:, :m] = P + add``, ``P = scale * A @ B[:, :m]``, ``add (m,)`` (with ``accumulate``, ``out[:, :m] +=
+    P + add``); or if ``lr > 0``, an SGD step of the weights ``out`` on their data gradient ``P``:
+    ``_update_weight(out, V, ...)``, or without ``alpha`` and ``momentum`` the plain ``out[:, :m] -= lr * P``.
 
     ``A`` is ``X (n, d)``, or with ``features``, ``X.T``: the logits
     (``B = W``) or the weight gradient (``B = G``, the rows' ``d loss / d
@@ -162,7 +162,8 @@ def _gemm(X, features, B, scale, add, out, lr, alpha, momentum, nesterov, V):
                         for c in range(min(panel, m - c0)):
                             product = sums[tile, r * panel + c] * scale
                             if not lr > 0:
-                                out[r0 + r, c0 + c] = product + add[c0 + c]
+                                value = product + add[c0 + c]
+                                out[r0 + r, c0 + c] = out[r0 + r, c0 + c] + value if accumulate else value
                             elif plain:
                                 out[r0 + r, c0 + c] -= lr * product
                             else:
@@ -173,4 +174,4 @@ def _gemm(X, features, B, scale, add, out, lr, alpha, momentum, nesterov, V):
 def _gemm_logits(X, W, scale, b, Z):
     """``Z[:, :k] = X * scale @ W + b`` by ``_gemm``: ``X (n, d)``, ``W (d, k)`` and ``Z (n, _)`` C-contiguous."""
     zero = W.dtype.type(0)
-    _gemm(X, False, W, scale, b, Z, zero, zero, zero, False, np.empty((0, 0), dtype=W.dtype))
+    _gemm(X, False, W, scale, b, Z, False, zero, zero, zero, False, np.empty((0, 0), dtype=W.dtype))

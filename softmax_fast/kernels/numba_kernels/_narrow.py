@@ -243,8 +243,9 @@ def _unpack_weights(Wp, W):
 
 
 @_kernel(inline=True)
-def _gradient_vector(X, scale, masks, G, v, dWp, slots):
-    """``dWp[v, c * lanes:][:lanes] = scale * G[:, c] @ X[:, j:j + lanes]`` for each slot ``c``, ``j = v * lanes``.
+def _gradient_vector(X, scale, masks, G, v, dWp, slots, add):
+    """``dWp[v, c * lanes:][:lanes] = scale * G[:, c] @ X[:, j:j + lanes]`` for each slot ``c``, ``j = v * lanes``
+    (with ``add``, ``+=``: a later block of rows of one gradient).
 
     ``X (n, d)``, ``masks`` and ``G (n, slots)`` from ``_forward_batch``;
     ``dWp`` packed like ``_packed_weights``' result, with ``slots`` slots (a
@@ -264,7 +265,10 @@ def _gradient_vector(X, scale, masks, G, v, dWp, slots):
                 total = dWp.dtype.type(0)
                 for i in range(n):
                     total += G[i, c] * dWp.dtype.type(X[i, j + lane])
-                dWp[v, c * lanes + lane] = total * scale
+                if add:
+                    dWp[v, c * lanes + lane] += total * scale
+                else:
+                    dWp[v, c * lanes + lane] = total * scale
         return
     per_vector = lanes // MASK_GROUP
     group = v * per_vector
@@ -280,18 +284,21 @@ def _gradient_vector(X, scale, masks, G, v, dWp, slots):
             for c in range(slots):
                 _axpy_lanes(acc, c * lanes, G[i, c], X, i, j)
     for a in range(slots * lanes):
-        dWp[v, a] = acc[a] * scale
+        if add:
+            dWp[v, a] += acc[a] * scale
+        else:
+            dWp[v, a] = acc[a] * scale
 
 
 @_kernel(inline=True)
-def _gradient_vector_of_slots(X, scale, masks, G, v, dWp, k):
+def _gradient_vector_of_slots(X, scale, masks, G, v, dWp, k, add):
     """``_gradient_vector`` with the count of slots of ``k`` classes as a literal: one specialisation per count."""
     slots = _class_slots(k)
     if slots == 5:
-        _gradient_vector(X, scale, masks, G, v, dWp, 5)
+        _gradient_vector(X, scale, masks, G, v, dWp, 5, add)
     elif slots == 10:
-        _gradient_vector(X, scale, masks, G, v, dWp, 10)
+        _gradient_vector(X, scale, masks, G, v, dWp, 10, add)
     elif slots == 15:
-        _gradient_vector(X, scale, masks, G, v, dWp, 15)
+        _gradient_vector(X, scale, masks, G, v, dWp, 15, add)
     else:
-        _gradient_vector(X, scale, masks, G, v, dWp, 20)
+        _gradient_vector(X, scale, masks, G, v, dWp, 20, add)

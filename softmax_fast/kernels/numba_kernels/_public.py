@@ -13,8 +13,8 @@ Calls :mod:`._jit`, :mod:`._rows`, :mod:`._narrow`, :mod:`._gemm` and :mod:`._ba
 import numpy as np
 from numba import prange
 
-from ._batch import (ROW_CHUNK, _batch_scratch, _forward_batch, _reduce_rows, _train_batches, _weight_gradient, _wide,
-                     _working_weights)
+from ._batch import (ROW_CHUNK, _batch_scratch, _forward_batch, _gradient_block_rows, _reduce_rows, _train_batches,
+                     _weight_gradient, _wide, _working_weights)
 from ._gemm import _gemm_logits
 from ._jit import _kernel
 from ._narrow import _mask_groups, _narrow_logits, _unpack_weights
@@ -76,27 +76,44 @@ def _options(X, W, alpha, momentum, nesterov, VW, vb, sample_weight):
 @_kernel()
 def loss_and_grad(X, y, W, b, scale, alpha=0.0, sample_weight=None):
     """``(loss, gW (d, k), gb (k,))`` of the batch ``X * scale (n, d)``: its data loss, weighted by the rows'
-    ``sample_weight``, and the gradients of that plus ``alpha / 2 * ||W||^2``; ``W``, ``b`` unchanged."""
+    ``sample_weight``, and the gradients of that plus ``alpha / 2 * ||W||^2``; ``W``, ``b`` unchanged.
+
+    Made a block of ``_gradient_block_rows`` rows at a time, whose gradients
+    are summed: each block's rows are still in cache when the backward pass
+    reads them again, and one scratch serves every block.
+    """
     weights = _row_weights(sample_weight, X, W)
     Ww = _working_weights(W)
-    masks, G, row_loss, row_correct, dW, db = _batch_scratch(X.shape[0], W, Ww)
-    _forward_batch(X, y, Ww, b, scale, weights, masks, G, row_loss, row_correct)
-    loss, _ = _reduce_rows(G, row_loss, row_correct, db)
-    gradient = np.empty_like(W)
-    wide = _wide(W.shape[1])
-    # A rate of 0: the gradient alone, no step (and no velocity).
+    n, d = X.shape
+    k = W.shape[1]
+    block = _gradient_block_rows(n, d, X.itemsize, k, W.itemsize)
+    masks, G, row_loss, row_correct, dW, db = _batch_scratch(block, W, Ww)
+    gradient = np.zeros_like(W)
+    wide = _wide(k)
+    inv_n = W.dtype.type(1) / n
+    # A rate of 0: the gradient alone, added to the sum of the blocks (no step, no velocity).
     zero = W.dtype.type(0)
-    _weight_gradient(X, scale, masks, G, gradient if wide else dW, Ww, W.shape[1], zero, zero, zero, False,
-                     np.empty((0, 0), dtype=W.dtype))
+    no_velocity = np.empty((0, 0), dtype=W.dtype)
+    loss_sum = 0.0
+    db[:] = 0
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        rows = stop - start
+        _forward_batch(X[start:stop], y[start:stop], Ww, b, scale, weights[start:stop], inv_n, masks, G[:rows],
+                       row_loss[:rows], row_correct[:rows])
+        block_loss, _ = _reduce_rows(G[:rows], row_loss[:rows], row_correct[:rows], db)
+        loss_sum += block_loss
+        _weight_gradient(X[start:stop], scale, masks, G[:rows], gradient if wide else dW, Ww, k, zero, zero, zero,
+                         False, no_velocity)
     if not wide:
         _unpack_weights(dW, gradient)
     # The penalty's gradient: one pass over the new array (training fuses it into the update instead).
     penalty = W.dtype.type(alpha)
     if penalty > 0:
-        for j in range(W.shape[0]):
-            for c in range(W.shape[1]):
+        for j in range(d):
+            for c in range(k):
                 gradient[j, c] += penalty * W[j, c]
-    return loss, gradient, db
+    return loss_sum / n, gradient, db
 
 
 @_kernel()

@@ -238,28 +238,23 @@ def every_kernel_in(build, tmp_path, check):
         return dict(saved)
 
 
-@pytest.mark.slow
-@needs_source_tree
-def test_compiler_without_openmp_gives_a_serial_build_with_the_same_results(tmp_path):
-    # A compiler driver that rejects -fopenmp, as Apple clang without libomp does.
-    compiler = tmp_path / "cc-without-openmp"
-    compiler.write_text('#!/bin/sh\nfor arg; do [ "$arg" = -fopenmp ] && exit 1; done\nexec gcc "$@"\n')
-    compiler.chmod(0o755)
-    build, result = build_copy(tmp_path, {"CC": str(compiler)})
-    assert "building the Cython kernels WITHOUT OpenMP" in result.stderr
-    serial = every_kernel_in(build, tmp_path, "assert not cython_kernels.OPENMP_ENABLED")
-    expected = every_kernel_on(kernels.get_backend("cython"), BUILD_CASES, BUILD_ROWS, BUILD_FEATURES)
-    assert serial.keys() == expected.keys()
-    for name, value in expected.items():
-        np.testing.assert_array_equal(serial[name], value, err_msg=name)
+# The plain loops (-DSF_VECTOR_EXTENSIONS=0: what compilers other than GCC and clang get) compile in a tenth of the
+# vector loops' time: the rebuilds below use them.
+PLAIN_LOOPS = {"CFLAGS": "-DSF_VECTOR_EXTENSIONS=0"}
+
+
+@pytest.fixture(scope="module")
+def plain_loops_with_openmp(tmp_path_factory):
+    """``every_kernel_in`` a copy built with the plain loops and OpenMP."""
+    tmp_path = tmp_path_factory.mktemp("plain")
+    build, _ = build_copy(tmp_path, PLAIN_LOOPS)
+    return every_kernel_in(build, tmp_path, "assert cython_kernels.OPENMP_ENABLED")
 
 
 @pytest.mark.slow
 @needs_source_tree
-def test_plain_loops_without_vector_extensions_match_the_reference(tmp_path):
-    # The loops other compilers than GCC and clang get, built here with GCC.
-    build, _ = build_copy(tmp_path, {"CFLAGS": "-DSF_VECTOR_EXTENSIONS=0"})
-    plain = every_kernel_in(build, tmp_path, "")
+def test_plain_loops_without_vector_extensions_match_the_reference(plain_loops_with_openmp):
+    plain = plain_loops_with_openmp
     expected = every_kernel_on(kernels.get_backend("numpy"), BUILD_CASES, BUILD_ROWS, BUILD_FEATURES)
     assert plain.keys() == expected.keys()
     for name, value in expected.items():
@@ -267,3 +262,18 @@ def test_plain_loops_without_vector_extensions_match_the_reference(tmp_path):
             np.testing.assert_array_equal(plain[name], value, err_msg=name)  # labels and counts
         else:
             assert_close(plain[name], value, np.float32 if name.startswith("float32") else np.float64)
+
+
+@pytest.mark.slow
+@needs_source_tree
+def test_compiler_without_openmp_gives_a_serial_build_with_the_same_results(tmp_path, plain_loops_with_openmp):
+    # A compiler driver that rejects -fopenmp, as Apple clang without libomp does.
+    compiler = tmp_path / "cc-without-openmp"
+    compiler.write_text('#!/bin/sh\nfor arg; do [ "$arg" = -fopenmp ] && exit 1; done\nexec gcc "$@"\n')
+    compiler.chmod(0o755)
+    build, result = build_copy(tmp_path, PLAIN_LOOPS | {"CC": str(compiler)})
+    assert "building the Cython kernels WITHOUT OpenMP" in result.stderr
+    serial = every_kernel_in(build, tmp_path, "assert not cython_kernels.OPENMP_ENABLED")
+    assert serial.keys() == plain_loops_with_openmp.keys()
+    for name, value in plain_loops_with_openmp.items():
+        np.testing.assert_array_equal(serial[name], value, err_msg=name)

@@ -33,6 +33,8 @@ from .model_file import _EpochInProgress
 # milliseconds); the batches, and so the results, are the same as one call
 # for the whole epoch.
 BATCHES_PER_CALL = 32
+# The bytes of features that scoring gathers at a time from rows that are not a view of X (early stopping's).
+_SCORED_BYTES = 16 << 20
 _PIXEL_SCALE = 1 / 255
 # decision_function and predict_log_proba compute the logits of this many rows at a time.
 _LOGIT_ROWS = 1024
@@ -545,8 +547,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         validation = None if validation_data is None else self._validation_arrays(validation_data)
         backend, dtype = kernels.get_backend(self.backend), self.coef_.dtype
-        rows = _rows.Rows(X, y, _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, dtype))
-        objective = _lbfgs.Objective(backend, rows, _scale_of(X), self.alpha, self.coef_.shape, dtype,
+        weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, dtype)
+        objective = _lbfgs.Objective(backend, X, y, weights, _scale_of(X), self.alpha, self.coef_.shape, dtype,
                                      _kernel_threads(self.n_jobs))
         self._fit_in_progress, self.best_epoch_ = None, None
         n_weights = self.coef_.size
@@ -599,6 +601,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         n_threads = _kernel_threads(self.n_jobs)
         total_batches = math.ceil(n / self.batch_size)
         rows_per_call = BATCHES_PER_CALL * self.batch_size
+        # Shuffled or held-out rows are gathered a call at a time, into the same scratch: X is never copied whole.
+        scratch = rows.scratch(rows_per_call)
         if self.momentum > 0 and self._velocity is None:
             self._velocity = (np.zeros_like(self.coef_), np.zeros_like(self.intercept_))
         first_batch, last_finite = epoch.batches_done, self._training_state_copy()
@@ -610,7 +614,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             n_rows = len(rows.y[call])
             n_batches = math.ceil(n_rows / self.batch_size)
             loss, accuracy = backend.train_epoch(
-                rows.X[call], rows.y[call], self.coef_, self.intercept_,
+                rows.features(call, scratch), rows.y[call], self.coef_, self.intercept_,
                 schedules.batch_rates(self.learning_rate, self.lr, self.n_steps_, n_batches, **schedule),
                 self.batch_size, _scale_of(rows.X), alpha=self.alpha, momentum=self.momentum,
                 nesterov=self.nesterov, velocity=self._velocity,
@@ -712,11 +716,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"validation_data: {exc}") from exc
 
     def _loss_and_accuracy(self, backend, rows):
-        """The data loss and the accuracy (both weighted by ``rows.weights`` when given) of kernel-ready ``rows``."""
-        n_threads = _kernel_threads(self.n_jobs)
-        loss, _, _ = backend.loss_and_grad(rows.X, rows.y, self.coef_, self.intercept_, _scale_of(rows.X),
-                                           sample_weight=rows.weights, n_threads=n_threads)
-        predicted = backend.predict(rows.X, self.coef_, self.intercept_, _scale_of(rows.X), n_threads=n_threads)
+        """The data loss and the accuracy (both weighted by ``rows.weights`` when given) of kernel-ready ``rows``.
+
+        Rows that are not a view of their ``X`` (early stopping's held-out
+        rows) are gathered ``_SCORED_BYTES`` of features at a time, and the
+        chunks' mean losses combined by their row counts.
+        """
+        n_threads, n, scale = _kernel_threads(self.n_jobs), len(rows.y), _scale_of(rows.X)
+        step = n if rows.index is None else max(1, _SCORED_BYTES // (rows.X.shape[1] * rows.X.itemsize))
+        scratch, losses, predicted = rows.scratch(step), [], np.empty(n, dtype=np.intp)
+        for start in range(0, n, step):
+            chunk = slice(start, start + step)
+            X, y = rows.features(chunk, scratch), rows.y[chunk]
+            chunk_loss, _, _ = backend.loss_and_grad(X, y, self.coef_, self.intercept_, scale, n_threads=n_threads,
+                                                     sample_weight=None if rows.weights is None else rows.weights[chunk])
+            losses.append((chunk_loss, len(y)))
+            predicted[chunk] = backend.predict(X, self.coef_, self.intercept_, scale, n_threads=n_threads)
+        loss = losses[0][0] if len(losses) == 1 else sum(chunk_loss * m for chunk_loss, m in losses) / n
         return loss, float(np.average(predicted == rows.y, weights=rows.weights))
 
     # -- prediction -----------------------------------------------------------------------------

@@ -51,8 +51,9 @@ def parse_args(argv):
         "The defaults are the seed experiment: MNIST, lr 0.2, 10 epochs, batch 128, seed 42.",
     )
     parser.add_argument("--dataset",
-                        help="'mnist' (default), 'fashion-mnist', or a .npz file with arrays X, y "
-                             "and optionally X_test, y_test")
+                        help="'mnist' (default), 'fashion-mnist', a .npz file with arrays X, y "
+                             "and optionally X_test, y_test, or a directory of those arrays as .npy files "
+                             "(X.npy, y.npy, ...; X opened memory-mapped, never copied)")
     parser.add_argument("--data-dir", type=Path,
                         help="directory of the MNIST/Fashion-MNIST IDX files and cache "
                              "(default: $SOFTMAX_FAST_DATA or the user cache directory)")
@@ -119,7 +120,7 @@ def parse_args(argv):
 
 def default_out_dir(dataset):
     """A new directory name under ``./runs/``: the data set's name and the time."""
-    stem = Path(dataset).stem if dataset.endswith(".npz") else dataset
+    stem = dataset if dataset in datasets.TITLES else Path(dataset).stem
     base = Path("runs") / f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     candidate, suffix = base, 1
     while candidate.exists():
@@ -237,11 +238,11 @@ def read_checkpoint(path):
 
 
 def load_run_data(run, data_dir, report):
-    """The data set of ``run`` (a ``.npz`` or a data directory relative to its working directory).
+    """The data set of ``run`` (its ``.npz`` file or ``.npy`` directory relative to its working directory).
 
     ``data_dir``, if not ``None``, replaces the run's data directory.
     """
-    dataset = str(Path(run["cwd"], run["dataset"])) if run["dataset"].endswith(".npz") else run["dataset"]
+    dataset = run["dataset"] if run["dataset"] in datasets.TITLES else str(Path(run["cwd"], run["dataset"]))
     if data_dir is None and run["data_dir"] is not None:
         data_dir = Path(run["cwd"], run["data_dir"])
     return datasets.load_dataset(dataset, data_dir, report=report)

@@ -111,6 +111,13 @@ def check_weighted_classes(weights, y, classes, at_least=2):
                          f"times class_weight): SoftmaxRegression needs rows of at least {at_least} classes")
 
 
+def block_shuffle(n, block_size, rng):
+    """An order of ``n`` rows ``(n,)`` intp: the blocks of ``block_size`` consecutive rows (the last one may be
+    shorter) in a random order, and each block's rows in a random order, drawn from ``rng``, blocks first."""
+    starts = rng.permutation(-(-n // block_size)) * block_size
+    return np.concatenate([start + rng.permutation(min(block_size, n - start)) for start in starts]).astype(np.intp)
+
+
 def stratified_holdout(y, n_classes, fraction, rng):
     """The rows early stopping holds out: ``ceil(fraction * n)`` indices of ``y``, sorted, drawn from ``rng``.
 

@@ -126,6 +126,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
       ``None`` uses NumPy's global ``RandomState``; a ``numpy.random.RandomState``
       or ``Generator`` is used, and advanced, as it is.
     - ``shuffle``: visit the training rows in a new random order each epoch.
+    - ``shuffle_block_size``: ``None`` (default) shuffles all the rows at
+      once; an int ``B >= 1`` shuffles blocks instead: the epoch visits the
+      blocks of ``B`` consecutive rows in a random order, and each block's
+      rows in a random order. For data far larger than the page cache (a
+      memory-mapped file): a full permutation reads each row from a random
+      place of the file, a block shuffle reads ``B`` neighbouring rows at a
+      time. The price is less randomness: rows near each other in the file
+      share batches, so a file sorted by class needs blocks much larger than
+      a batch, or one shuffle of the file itself. Used only with ``shuffle``.
     - ``alpha``: the L2 penalty, a finite number >= 0: each step descends
       ``L_B + (alpha / 2) * ||coef_||^2`` (the intercept is not penalized).
       scikit-learn's ``SGDClassifier(alpha=)``, ``LogisticRegression``'s
@@ -269,7 +278,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, lr=0.2, epochs=10, batch_size=128, backend="auto", dtype="float32", n_jobs=None,
-                 random_state=42, shuffle=False, *, alpha=0.0, momentum=0.0, nesterov=False,
+                 random_state=42, shuffle=False, *, shuffle_block_size=None, alpha=0.0, momentum=0.0, nesterov=False,
                  learning_rate="constant", power_t=0.5, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, tol=1e-4, class_weight=None, warm_start=False, solver="sgd", max_iter=100,
                  gtol=1e-6):
@@ -281,6 +290,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.shuffle = shuffle
+        self.shuffle_block_size = shuffle_block_size
         self.alpha = alpha
         self.momentum = momentum
         self.nesterov = nesterov
@@ -458,6 +468,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         _check_real("validation_fraction", self.validation_fraction, lambda value: 0 < value < 1,
                     "strictly between 0 and 1")
         check_count("n_iter_no_change", self.n_iter_no_change)
+        if self.shuffle_block_size is not None:
+            check_count("shuffle_block_size", self.shuffle_block_size)
         _check_real("tol", self.tol, lambda value: value >= 0, "finite and >= 0")
         _check_class_weight(self.class_weight)
         if self.solver not in SOLVERS:
@@ -581,7 +593,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _new_epoch(self, n):
         """A new epoch over ``n`` rows: their order is drawn now when shuffling."""
-        return _EpochInProgress(order=self._rng.permutation(n) if self.shuffle else None)
+        if not self.shuffle:
+            return _EpochInProgress(order=None)
+        if self.shuffle_block_size is None:
+            return _EpochInProgress(order=self._rng.permutation(n))
+        return _EpochInProgress(order=_rows.block_shuffle(n, self.shuffle_block_size, self._rng))
 
     def _interrupt(self, epoch, n):
         """Keep ``epoch`` (over ``n`` rows) for :meth:`resume` and raise TrainingInterrupted."""

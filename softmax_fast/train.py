@@ -36,10 +36,10 @@ LBFGS_METRIC_COLUMNS = ("iteration", "objective", "train_loss", "gradient_norm",
 CHECKPOINT = "checkpoint.npz"
 # The options that fix what a run computes, with their defaults: a resumed run takes them from its checkpoint.
 RUN_DEFAULTS = {"dataset": "mnist", "epochs": 10, "lr": 0.2, "batch_size": 128, "backend": "auto",
-                "dtype": "float32", "seed": 42, "shuffle": False, "alpha": 0.0, "momentum": 0.0, "nesterov": False,
-                "lr_schedule": "constant", "power_t": 0.5, "early_stopping": False, "validation_fraction": 0.1,
-                "n_iter_no_change": 5, "tol": 1e-4, "class_weight": None, "solver": "sgd", "max_iter": 100,
-                "gtol": 1e-6}
+                "dtype": "float32", "seed": 42, "shuffle": False, "shuffle_block_size": None, "alpha": 0.0,
+                "momentum": 0.0, "nesterov": False, "lr_schedule": "constant", "power_t": 0.5,
+                "early_stopping": False, "validation_fraction": 0.1, "n_iter_no_change": 5, "tol": 1e-4,
+                "class_weight": None, "solver": "sgd", "max_iter": 100, "gtol": 1e-6}
 # The estimator's parameter of each option that has another name.
 PARAMETER_NAMES = {"seed": "random_state", "lr_schedule": "learning_rate"}
 
@@ -67,6 +67,10 @@ def parse_args(argv):
                         help="threads of the kernels (default: all CPUs); results do not depend on it")
     parser.add_argument("--seed", type=_cli.seed, help="seeds the initial weights and shuffling (default: 42)")
     parser.add_argument("--shuffle", action="store_true", default=None, help="shuffle the training rows every epoch")
+    parser.add_argument("--shuffle-block-size", type=_cli.positive_int, metavar="ROWS",
+                        help="with --shuffle: visit blocks of ROWS consecutive rows in a random order, each "
+                             "block's rows shuffled, instead of a full permutation (for data on disk far beyond "
+                             "the page cache)")
     training = parser.add_argument_group(
         "training options", "scikit-learn's and PyTorch's names for them: see the README")
     training.add_argument("--alpha", type=_cli.non_negative_float,
@@ -115,6 +119,8 @@ def parse_args(argv):
             setattr(args, name, default)
     if args.nesterov and args.momentum == 0:
         parser.error("--nesterov needs --momentum > 0")
+    if args.shuffle_block_size is not None and not args.shuffle:
+        parser.error("--shuffle-block-size needs --shuffle")
     return args
 
 

@@ -862,13 +862,15 @@ def test_divergence_also_puts_back_the_velocity_and_the_step_count(monkeypatch, 
 
 
 @pytest.mark.parametrize("early_stopping", [False, True], ids=["all rows", "early stopping"])
-@pytest.mark.parametrize("shuffle", [False, True], ids=["in order", "shuffled"])
+@pytest.mark.parametrize("shuffle",
+                         [dict(shuffle=False), dict(shuffle=True), dict(shuffle=True, shuffle_block_size=50)],
+                         ids=["in order", "shuffled", "blocks shuffled"])
 def test_a_fit_on_a_memory_mapped_file_equals_the_in_memory_fit_bitwise(tmp_path, shuffle, early_stopping):
     X, y = blobs(n=BATCHES_PER_CALL * 8 * 3 + 5)  # several kernel calls an epoch, the last one short
     X = (np.abs(X) * 20).astype(np.uint8)
     np.save(tmp_path / "X.npy", X)
     on_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
-    params = dict(epochs=3, batch_size=8, shuffle=shuffle, early_stopping=early_stopping, n_iter_no_change=5)
+    params = dict(epochs=3, batch_size=8, early_stopping=early_stopping, n_iter_no_change=5, **shuffle)
     from_disk = SoftmaxRegression(**params).fit(on_disk, y, validation_data=(on_disk, y))
     in_memory = SoftmaxRegression(**params).fit(X, y, validation_data=(X, y))
     np.testing.assert_array_equal(from_disk.coef_, in_memory.coef_)
@@ -940,3 +942,33 @@ def test_a_shuffled_epoch_on_a_2_gb_file_keeps_its_anonymous_memory_under_300_mb
     peak_mb, accuracy = result.stdout.split()
     assert 0 < float(accuracy) < 1
     assert int(peak_mb) <= 300, f"peak RssAnon {peak_mb} MB"
+
+
+def test_a_block_shuffle_visits_blocks_of_consecutive_rows_in_a_random_order():
+    order = _rows.block_shuffle(23, 5, np.random.default_rng(0))
+    assert order.dtype == np.intp and sorted(order) == list(range(23))
+    starts, position = [], 0
+    while position < len(order):  # each block whole, its rows in some order; the short last one may come anywhere
+        start = int(order[position]) // 5 * 5
+        block = list(range(start, min(start + 5, 23)))
+        assert sorted(order[position:position + len(block)]) == block
+        starts.append(start)
+        position += len(block)
+    assert sorted(starts) == [0, 5, 10, 15, 20] and starts != sorted(starts)
+    assert any(not np.array_equal(np.sort(order[i:i + 5]), order[i:i + 5]) for i in range(0, 20, 5))
+    np.testing.assert_array_equal(order, _rows.block_shuffle(23, 5, np.random.default_rng(0)))
+
+
+def test_a_fit_with_a_block_shuffle_trains_the_epochs_in_the_drawn_order(spy_backend):
+    X, y = blobs(n=200)
+    SoftmaxRegression(epochs=2, batch_size=300, shuffle=True, shuffle_block_size=40, dtype="float64").fit(X, y)
+    rng = np.random.RandomState(42)
+    rng.standard_normal((16, 4))  # the initial weights come first
+    for (_, X_seen, _), _ in zip(spy_backend.calls, range(2)):
+        np.testing.assert_array_equal(X_seen, X[_rows.block_shuffle(200, 40, rng)])
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "10"])
+def test_shuffle_block_size_must_be_a_count(value):
+    with pytest.raises((TypeError, ValueError), match="shuffle_block_size"):
+        SoftmaxRegression(shuffle=True, shuffle_block_size=value).fit(*blobs(n=50))

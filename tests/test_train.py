@@ -167,6 +167,8 @@ def run_train(args, capsys):
         (["--alpha=-1e-4"], r"argument --alpha: expected a finite number >= 0, got -1e-4"),
         (["--momentum", "1"], r"argument --momentum: expected a number >= 0 and < 1, got 1"),
         (["--nesterov"], "--nesterov needs --momentum > 0"),
+        (["--shuffle-block-size", "4096"], "--shuffle-block-size needs --shuffle"),
+        (["--shuffle", "--shuffle-block-size", "0"], "argument --shuffle-block-size: expected an integer >= 1, got 0"),
         (["--lr-schedule", "optimal"], "argument --lr-schedule: invalid choice: 'optimal'"),
         (["--power-t", "inf"], "argument --power-t: expected a finite number >= 0, got inf"),
         (["--validation-fraction", "1"], "argument --validation-fraction: expected a number strictly between 0 "

@@ -67,16 +67,16 @@ def _threadpools():
 
 
 class Objective:
-    """``F`` and its float64 gradient at ``theta = [W.ravel(), b]`` for kernel-ready ``rows``; see the module.
+    """``F`` and its float64 gradient at ``theta = [W.ravel(), b]`` for the kernel-ready rows ``X (n, d)``, class
+    indices ``y (n,)`` and row weights ``(n,)`` (or None); see the module.
 
     The rows are checked once, here, by ``Backend.loss_and_grad_on``.
     """
 
-    def __init__(self, backend, rows, scale, alpha, shape, dtype, n_threads):
+    def __init__(self, backend, X, y, weights, scale, alpha, shape, dtype, n_threads):
         self.alpha, self.shape, self.dtype = float(alpha), shape, np.dtype(dtype)
         self.eps = float(np.finfo(self.dtype).eps)  # the relative rounding of F, computed in the model's dtype
         self._last_weights = None, None  # (theta, (W, b)) of the last evaluation
-        X, y, weights = rows
         W, b = self.weights(np.zeros(shape[0] * shape[1] + shape[1]))
         self._loss_and_grad = backend.loss_and_grad_on(X, y, W, b, scale, n_threads=n_threads,
                                                        sample_weight=weights)

@@ -18,15 +18,35 @@ from .kernels._validation import check_sample_weight
 
 
 class Rows(typing.NamedTuple):
-    """Kernel-ready rows: ``X (n, d)``, class indices ``y (n,)``, row weights ``(n,)`` of the weights' dtype or None."""
+    """Kernel-ready rows: class indices ``y (n,)`` and row weights ``(n,)`` of the weights' dtype (or None) of the
+    rows ``index (n,)`` (intp) of the features ``X`` (``None``: all of ``X``'s rows, in order).
+
+    Taking rows composes ``index`` and never copies ``X``, which may be a
+    memory-mapped file larger than memory: :meth:`features` gathers the rows
+    of one kernel call at a time.
+    """
 
     X: np.ndarray
     y: np.ndarray
     weights: np.ndarray | None
+    index: np.ndarray | None = None
 
     def take(self, rows):
         """These rows at the indices (or slice) ``rows``."""
-        return Rows(self.X[rows], self.y[rows], None if self.weights is None else self.weights[rows])
+        index = np.arange(len(self.y))[rows] if self.index is None else self.index[rows]
+        return Rows(self.X, self.y[rows], None if self.weights is None else self.weights[rows], index)
+
+    def features(self, rows, out):
+        """The features of these rows at the slice ``rows``: a view of ``X`` when they are its rows in order,
+        else gathered into the start of ``out`` (from :meth:`scratch`)."""
+        if self.index is None:
+            return self.X[rows]
+        index = self.index[rows]
+        return np.take(self.X, index, axis=0, out=out[:len(index)])
+
+    def scratch(self, rows):
+        """``out`` for :meth:`features` of up to ``rows`` rows: ``None`` when they are views of ``X``."""
+        return None if self.index is None else np.empty((min(rows, len(self.y)), self.X.shape[1]), self.X.dtype)
 
 
 def label_indices(classes, y):
@@ -89,6 +109,13 @@ def check_weighted_classes(weights, y, classes, at_least=2):
     if len(present) < at_least:
         raise ValueError(f"only the rows of class {classes[present].tolist()[0]!r} have a nonzero weight (sample_weight "
                          f"times class_weight): SoftmaxRegression needs rows of at least {at_least} classes")
+
+
+def block_shuffle(n, block_size, rng):
+    """An order of ``n`` rows ``(n,)`` intp: the blocks of ``block_size`` consecutive rows (the last one may be
+    shorter) in a random order, and each block's rows in a random order, drawn from ``rng``, blocks first."""
+    starts = rng.permutation(-(-n // block_size)) * block_size
+    return np.concatenate([start + rng.permutation(min(block_size, n - start)) for start in starts]).astype(np.intp)
 
 
 def stratified_holdout(y, n_classes, fraction, rng):

@@ -26,6 +26,8 @@ import numpy as np
 MIN_SKLEARN_VERSION = (1, 6)
 # validate_data's marker for "this argument was not passed" (y may be None, which is an error).
 _NOT_PASSED = "no_validation"
+# The bytes of X whose finiteness is checked at a time.
+_FINITE_CHECK_BYTES = 16 << 20
 
 
 class StandaloneEstimator:
@@ -113,10 +115,14 @@ def _checked_features(X, dtype, order, name):
             raise ValueError(f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of 1 "
                              f"is required by {name}.")
     X = np.asarray(X, dtype=None if X.dtype in dtype else dtype[0], order=order)
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
-        if np.isnan(X).any():
-            raise ValueError("Input X contains NaN.")
-        raise ValueError(f"Input X contains infinity or a value too large for {X.dtype!r}.")
+    if X.dtype.kind == "f":
+        # A block of rows at a time: a mask of all of X would be as large as X (a memory-mapped file, say).
+        step = max(1, _FINITE_CHECK_BYTES // (X.shape[1] * X.itemsize))
+        blocks = [slice(start, start + step) for start in range(0, len(X), step)]
+        if not all(np.isfinite(X[rows]).all() for rows in blocks):
+            if any(np.isnan(X[rows]).any() for rows in blocks):
+                raise ValueError("Input X contains NaN.")
+            raise ValueError(f"Input X contains infinity or a value too large for {X.dtype!r}.")
     return X
 
 

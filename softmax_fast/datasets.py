@@ -1,4 +1,5 @@
-"""MNIST, Fashion-MNIST and user ``.npz`` data sets: found, fetched, verified, cached.
+"""MNIST, Fashion-MNIST and user data sets (``.npz`` files, directories of ``.npy`` files): found, fetched,
+verified, cached.
 
 ``load_mnist`` and ``load_fashion_mnist`` try a chain of sources in order and
 use the first whose data passes verification:
@@ -551,6 +552,40 @@ def load_npz_dataset(path):
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:  # ValueError: object arrays or not an npz
         raise DatasetError(f"{path}: cannot read it as .npz: {_one_line(exc)}") from exc
+    return _splits_of(path, arrays)
+
+
+def load_npy_directory(path):
+    """A user data set from a directory of ``.npy`` files: ``((X, y), (X_test, y_test))``, the test pair ``None``
+    if absent.
+
+    ``X.npy`` and ``y.npy``, optionally ``X_test.npy`` and ``y_test.npy``,
+    hold what a ``.npz`` of :func:`load_npz_dataset` holds. The features are
+    opened memory-mapped, read-only (``np.load(..., mmap_mode="r")``): a data
+    set larger than memory trains with memory bounded by the model and the
+    kernels' scratch, since the estimator never copies ``X``. The labels are
+    read into memory. Raises :class:`DatasetError` naming the file and what is
+    wrong.
+    """
+    path = Path(path)
+    names = {key: path / f"{key}.npy" for key in ("X", "y", "X_test", "y_test")}
+    present = {key: file for key, file in names.items() if file.is_file()}
+    arrays = {}
+    for key, file in present.items():
+        try:
+            arrays[key] = np.load(file, mmap_mode="r" if key.startswith("X") else None, allow_pickle=False)
+        except (OSError, ValueError) as exc:  # ValueError: not an .npy, or object arrays
+            raise DatasetError(f"{file}: cannot read it as .npy: {_one_line(exc)}") from exc
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise DatasetError(f"{names[key]}: no such file (a data directory holds X.npy, y.npy and optionally "
+                               "X_test.npy, y_test.npy)")
+    return _splits_of(path, arrays)
+
+
+def _splits_of(path, arrays):
+    """``((X, y), (X_test, y_test) or None)`` of a user data set's ``arrays``, each checked (see
+    :func:`load_npz_dataset`)."""
     X, y = _checked_pair(path, arrays, "X", "y")
     if "X_test" not in arrays and "y_test" not in arrays:
         return (X, _labels_of(path, "y", y)), None
@@ -590,10 +625,11 @@ def _labels_of(path, key, y):
 
 
 def load_dataset(name_or_path, data_dir=None, *, report=None):
-    """``"mnist"``, ``"fashion-mnist"`` or a path to a ``.npz``: ``((X, y), (X_test, y_test) or None)``.
+    """``"mnist"``, ``"fashion-mnist"``, a path to a ``.npz`` or a directory of ``.npy`` files
+    (:func:`load_npy_directory`): ``((X, y), (X_test, y_test) or None)``.
 
     ``data_dir`` and ``report`` go to :func:`load_mnist` / :func:`load_fashion_mnist`;
-    a ``.npz`` needs neither.
+    the user's files need neither.
     """
     text = os.fspath(name_or_path)  # a str or a path
     if text == "mnist":
@@ -602,4 +638,7 @@ def load_dataset(name_or_path, data_dir=None, *, report=None):
         return load_fashion_mnist(data_dir, report=report)
     if text.endswith(".npz"):
         return load_npz_dataset(text)
-    raise DatasetError(f"unknown data set {text!r}: expected 'mnist', 'fashion-mnist' or a path ending in .npz")
+    if os.path.isdir(text):
+        return load_npy_directory(text)
+    raise DatasetError(f"unknown data set {text!r}: expected 'mnist', 'fashion-mnist', a path ending in .npz or a "
+                       "directory holding X.npy and y.npy")

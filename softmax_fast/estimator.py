@@ -33,6 +33,8 @@ from .model_file import _EpochInProgress
 # milliseconds); the batches, and so the results, are the same as one call
 # for the whole epoch.
 BATCHES_PER_CALL = 32
+# The bytes of features that scoring gathers at a time from rows that are not a view of X (early stopping's).
+_SCORED_BYTES = 16 << 20
 _PIXEL_SCALE = 1 / 255
 # decision_function and predict_log_proba compute the logits of this many rows at a time.
 _LOGIT_ROWS = 1024
@@ -124,6 +126,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
       ``None`` uses NumPy's global ``RandomState``; a ``numpy.random.RandomState``
       or ``Generator`` is used, and advanced, as it is.
     - ``shuffle``: visit the training rows in a new random order each epoch.
+    - ``shuffle_block_size``: ``None`` (default) shuffles all the rows at
+      once; an int ``B >= 1`` shuffles blocks instead: the epoch visits the
+      blocks of ``B`` consecutive rows in a random order, and each block's
+      rows in a random order. For data far larger than the page cache (a
+      memory-mapped file): a full permutation reads each row from a random
+      place of the file, a block shuffle reads ``B`` neighbouring rows at a
+      time. The price is less randomness: rows near each other in the file
+      share batches, so a file sorted by class needs blocks much larger than
+      a batch, or one shuffle of the file itself. Used only with ``shuffle``.
     - ``alpha``: the L2 penalty, a finite number >= 0: each step descends
       ``L_B + (alpha / 2) * ||coef_||^2`` (the intercept is not penalized).
       scikit-learn's ``SGDClassifier(alpha=)``, ``LogisticRegression``'s
@@ -267,7 +278,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, lr=0.2, epochs=10, batch_size=128, backend="auto", dtype="float32", n_jobs=None,
-                 random_state=42, shuffle=False, *, alpha=0.0, momentum=0.0, nesterov=False,
+                 random_state=42, shuffle=False, *, shuffle_block_size=None, alpha=0.0, momentum=0.0, nesterov=False,
                  learning_rate="constant", power_t=0.5, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, tol=1e-4, class_weight=None, warm_start=False, solver="sgd", max_iter=100,
                  gtol=1e-6):
@@ -279,6 +290,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.shuffle = shuffle
+        self.shuffle_block_size = shuffle_block_size
         self.alpha = alpha
         self.momentum = momentum
         self.nesterov = nesterov
@@ -456,6 +468,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         _check_real("validation_fraction", self.validation_fraction, lambda value: 0 < value < 1,
                     "strictly between 0 and 1")
         check_count("n_iter_no_change", self.n_iter_no_change)
+        if self.shuffle_block_size is not None:
+            check_count("shuffle_block_size", self.shuffle_block_size)
         _check_real("tol", self.tol, lambda value: value >= 0, "finite and >= 0")
         _check_class_weight(self.class_weight)
         if self.solver not in SOLVERS:
@@ -545,8 +559,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         validation = None if validation_data is None else self._validation_arrays(validation_data)
         backend, dtype = kernels.get_backend(self.backend), self.coef_.dtype
-        rows = _rows.Rows(X, y, _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, dtype))
-        objective = _lbfgs.Objective(backend, rows, _scale_of(X), self.alpha, self.coef_.shape, dtype,
+        weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, dtype)
+        objective = _lbfgs.Objective(backend, X, y, weights, _scale_of(X), self.alpha, self.coef_.shape, dtype,
                                      _kernel_threads(self.n_jobs))
         self._fit_in_progress, self.best_epoch_ = None, None
         n_weights = self.coef_.size
@@ -579,7 +593,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _new_epoch(self, n):
         """A new epoch over ``n`` rows: their order is drawn now when shuffling."""
-        return _EpochInProgress(order=self._rng.permutation(n) if self.shuffle else None)
+        if not self.shuffle:
+            return _EpochInProgress(order=None)
+        if self.shuffle_block_size is None:
+            return _EpochInProgress(order=self._rng.permutation(n))
+        return _EpochInProgress(order=_rows.block_shuffle(n, self.shuffle_block_size, self._rng))
 
     def _interrupt(self, epoch, n):
         """Keep ``epoch`` (over ``n`` rows) for :meth:`resume` and raise TrainingInterrupted."""
@@ -599,6 +617,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         n_threads = _kernel_threads(self.n_jobs)
         total_batches = math.ceil(n / self.batch_size)
         rows_per_call = BATCHES_PER_CALL * self.batch_size
+        # Shuffled or held-out rows are gathered a call at a time, into the same scratch: X is never copied whole.
+        scratch = rows.scratch(rows_per_call)
         if self.momentum > 0 and self._velocity is None:
             self._velocity = (np.zeros_like(self.coef_), np.zeros_like(self.intercept_))
         first_batch, last_finite = epoch.batches_done, self._training_state_copy()
@@ -610,7 +630,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             n_rows = len(rows.y[call])
             n_batches = math.ceil(n_rows / self.batch_size)
             loss, accuracy = backend.train_epoch(
-                rows.X[call], rows.y[call], self.coef_, self.intercept_,
+                rows.features(call, scratch), rows.y[call], self.coef_, self.intercept_,
                 schedules.batch_rates(self.learning_rate, self.lr, self.n_steps_, n_batches, **schedule),
                 self.batch_size, _scale_of(rows.X), alpha=self.alpha, momentum=self.momentum,
                 nesterov=self.nesterov, velocity=self._velocity,
@@ -712,11 +732,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"validation_data: {exc}") from exc
 
     def _loss_and_accuracy(self, backend, rows):
-        """The data loss and the accuracy (both weighted by ``rows.weights`` when given) of kernel-ready ``rows``."""
-        n_threads = _kernel_threads(self.n_jobs)
-        loss, _, _ = backend.loss_and_grad(rows.X, rows.y, self.coef_, self.intercept_, _scale_of(rows.X),
-                                           sample_weight=rows.weights, n_threads=n_threads)
-        predicted = backend.predict(rows.X, self.coef_, self.intercept_, _scale_of(rows.X), n_threads=n_threads)
+        """The data loss and the accuracy (both weighted by ``rows.weights`` when given) of kernel-ready ``rows``.
+
+        Rows that are not a view of their ``X`` (early stopping's held-out
+        rows) are gathered ``_SCORED_BYTES`` of features at a time, and the
+        chunks' mean losses combined by their row counts.
+        """
+        n_threads, n, scale = _kernel_threads(self.n_jobs), len(rows.y), _scale_of(rows.X)
+        step = n if rows.index is None else max(1, _SCORED_BYTES // (rows.X.shape[1] * rows.X.itemsize))
+        scratch, losses, predicted = rows.scratch(step), [], np.empty(n, dtype=np.intp)
+        for start in range(0, n, step):
+            chunk = slice(start, start + step)
+            X, y = rows.features(chunk, scratch), rows.y[chunk]
+            chunk_loss, _, _ = backend.loss_and_grad(X, y, self.coef_, self.intercept_, scale, n_threads=n_threads,
+                                                     sample_weight=None if rows.weights is None else rows.weights[chunk])
+            losses.append((chunk_loss, len(y)))
+            predicted[chunk] = backend.predict(X, self.coef_, self.intercept_, scale, n_threads=n_threads)
+        loss = losses[0][0] if len(losses) == 1 else sum(chunk_loss * m for chunk_loss, m in losses) / n
         return loss, float(np.average(predicted == rows.y, weights=rows.weights))
 
     # -- prediction -----------------------------------------------------------------------------

@@ -17,8 +17,8 @@ def parse_args(argv):
                                  "on a data set's test split.")
     parser.add_argument("model", type=Path, help="a model.npz written by python -m softmax_fast.train")
     parser.add_argument("--dataset", default="mnist",
-                        help="'mnist' (default), 'fashion-mnist', or a .npz file (its X_test, y_test, "
-                             "or its X, y when it has no test split)")
+                        help="'mnist' (default), 'fashion-mnist', a .npz file or a directory of .npy files "
+                             "(its X_test, y_test, or its X, y when it has no test split)")
     parser.add_argument("--data-dir", type=Path, help="directory of the IDX files and cache")
     parser.add_argument("--json", action="store_true", help="print accuracy and confusion matrix as JSON")
     return parser.parse_args(argv)

@@ -36,10 +36,10 @@ LBFGS_METRIC_COLUMNS = ("iteration", "objective", "train_loss", "gradient_norm",
 CHECKPOINT = "checkpoint.npz"
 # The options that fix what a run computes, with their defaults: a resumed run takes them from its checkpoint.
 RUN_DEFAULTS = {"dataset": "mnist", "epochs": 10, "lr": 0.2, "batch_size": 128, "backend": "auto",
-                "dtype": "float32", "seed": 42, "shuffle": False, "alpha": 0.0, "momentum": 0.0, "nesterov": False,
-                "lr_schedule": "constant", "power_t": 0.5, "early_stopping": False, "validation_fraction": 0.1,
-                "n_iter_no_change": 5, "tol": 1e-4, "class_weight": None, "solver": "sgd", "max_iter": 100,
-                "gtol": 1e-6}
+                "dtype": "float32", "seed": 42, "shuffle": False, "shuffle_block_size": None, "alpha": 0.0,
+                "momentum": 0.0, "nesterov": False, "lr_schedule": "constant", "power_t": 0.5,
+                "early_stopping": False, "validation_fraction": 0.1, "n_iter_no_change": 5, "tol": 1e-4,
+                "class_weight": None, "solver": "sgd", "max_iter": 100, "gtol": 1e-6}
 # The estimator's parameter of each option that has another name.
 PARAMETER_NAMES = {"seed": "random_state", "lr_schedule": "learning_rate"}
 
@@ -51,8 +51,9 @@ def parse_args(argv):
         "The defaults are the seed experiment: MNIST, lr 0.2, 10 epochs, batch 128, seed 42.",
     )
     parser.add_argument("--dataset",
-                        help="'mnist' (default), 'fashion-mnist', or a .npz file with arrays X, y "
-                             "and optionally X_test, y_test")
+                        help="'mnist' (default), 'fashion-mnist', a .npz file with arrays X, y "
+                             "and optionally X_test, y_test, or a directory of those arrays as .npy files "
+                             "(X.npy, y.npy, ...; X opened memory-mapped, never copied)")
     parser.add_argument("--data-dir", type=Path,
                         help="directory of the MNIST/Fashion-MNIST IDX files and cache "
                              "(default: $SOFTMAX_FAST_DATA or the user cache directory)")
@@ -66,6 +67,10 @@ def parse_args(argv):
                         help="threads of the kernels (default: all CPUs); results do not depend on it")
     parser.add_argument("--seed", type=_cli.seed, help="seeds the initial weights and shuffling (default: 42)")
     parser.add_argument("--shuffle", action="store_true", default=None, help="shuffle the training rows every epoch")
+    parser.add_argument("--shuffle-block-size", type=_cli.positive_int, metavar="ROWS",
+                        help="with --shuffle: visit blocks of ROWS consecutive rows in a random order, each "
+                             "block's rows shuffled, instead of a full permutation (for data on disk far beyond "
+                             "the page cache)")
     training = parser.add_argument_group(
         "training options", "scikit-learn's and PyTorch's names for them: see the README")
     training.add_argument("--alpha", type=_cli.non_negative_float,
@@ -114,12 +119,14 @@ def parse_args(argv):
             setattr(args, name, default)
     if args.nesterov and args.momentum == 0:
         parser.error("--nesterov needs --momentum > 0")
+    if args.shuffle_block_size is not None and not args.shuffle:
+        parser.error("--shuffle-block-size needs --shuffle")
     return args
 
 
 def default_out_dir(dataset):
     """A new directory name under ``./runs/``: the data set's name and the time."""
-    stem = Path(dataset).stem if dataset.endswith(".npz") else dataset
+    stem = dataset if dataset in datasets.TITLES else Path(dataset).stem
     base = Path("runs") / f"{stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     candidate, suffix = base, 1
     while candidate.exists():
@@ -237,11 +244,11 @@ def read_checkpoint(path):
 
 
 def load_run_data(run, data_dir, report):
-    """The data set of ``run`` (a ``.npz`` or a data directory relative to its working directory).
+    """The data set of ``run`` (its ``.npz`` file or ``.npy`` directory relative to its working directory).
 
     ``data_dir``, if not ``None``, replaces the run's data directory.
     """
-    dataset = str(Path(run["cwd"], run["dataset"])) if run["dataset"].endswith(".npz") else run["dataset"]
+    dataset = run["dataset"] if run["dataset"] in datasets.TITLES else str(Path(run["cwd"], run["dataset"]))
     if data_dir is None and run["data_dir"] is not None:
         data_dir = Path(run["cwd"], run["data_dir"])
     return datasets.load_dataset(dataset, data_dir, report=report)

@@ -8,6 +8,8 @@ import itertools
 import math
 import pickle
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -854,3 +856,119 @@ def test_divergence_also_puts_back_the_velocity_and_the_step_count(monkeypatch, 
     assert model.n_steps_ == two_epochs.n_steps_ == 2 * 98
     for kept, expected in zip(model._velocity or (), two_epochs._velocity or ()):
         np.testing.assert_array_equal(kept, expected)
+
+
+# -- X is never copied -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("early_stopping", [False, True], ids=["all rows", "early stopping"])
+@pytest.mark.parametrize("shuffle",
+                         [dict(shuffle=False), dict(shuffle=True), dict(shuffle=True, shuffle_block_size=50)],
+                         ids=["in order", "shuffled", "blocks shuffled"])
+def test_a_fit_on_a_memory_mapped_file_equals_the_in_memory_fit_bitwise(tmp_path, shuffle, early_stopping):
+    X, y = blobs(n=BATCHES_PER_CALL * 8 * 3 + 5)  # several kernel calls an epoch, the last one short
+    X = (np.abs(X) * 20).astype(np.uint8)
+    np.save(tmp_path / "X.npy", X)
+    on_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    params = dict(epochs=3, batch_size=8, early_stopping=early_stopping, n_iter_no_change=5, **shuffle)
+    from_disk = SoftmaxRegression(**params).fit(on_disk, y, validation_data=(on_disk, y))
+    in_memory = SoftmaxRegression(**params).fit(X, y, validation_data=(X, y))
+    np.testing.assert_array_equal(from_disk.coef_, in_memory.coef_)
+    np.testing.assert_array_equal(from_disk.intercept_, in_memory.intercept_)
+    without_seconds = [[{key: value for key, value in record.items() if key != "seconds"} for record in model.history_]
+                       for model in (from_disk, in_memory)]
+    assert without_seconds[0] == without_seconds[1]
+    np.testing.assert_array_equal(from_disk.predict_proba(on_disk), in_memory.predict_proba(X))
+
+
+def test_a_shuffled_fit_with_early_stopping_takes_no_copy_of_X():
+    import tracemalloc
+
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 256, (40_000, 784), dtype=np.uint8)
+    y = rng.integers(0, 4, len(X))
+    params = dict(epochs=2, shuffle=True, early_stopping=True, n_iter_no_change=5)
+    SoftmaxRegression(**params).fit(X[:2000], y[:2000])  # the kernels compiled and cached first
+    tracemalloc.start()
+    SoftmaxRegression(**params).fit(X, y)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # The rows of one kernel call (4096) and the held-out rows (4000) are gathered, and the order is a few integers
+    # a row: a shuffled or held-out copy of X would be most of X's 31 MB.
+    assert peak < X.nbytes / 3
+
+
+ANONYMOUS_PEAK = """
+import sys, threading, time
+import numpy as np
+from softmax_fast import SoftmaxRegression
+
+def anonymous_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
+
+peak, done = [anonymous_kb()], threading.Event()
+
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], anonymous_kb())
+        time.sleep(0.002)
+
+X, y = np.load(sys.argv[1], mmap_mode="r"), np.load(sys.argv[2])
+threading.Thread(target=sample, daemon=True).start()
+model = SoftmaxRegression(epochs=1, shuffle=True).fit(X, y)
+done.set()
+print(max(peak[0], anonymous_kb()) // 1024, model.history_[-1]["train_accuracy"])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RssAnon from /proc/self/status")
+def test_a_shuffled_epoch_on_a_2_gb_file_keeps_its_anonymous_memory_under_300_mb(tmp_path):
+    n, d = 2_600_000, 784  # 2.04 GB of uint8 pixels: what page cache holds of the file is not counted
+    X = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.uint8, shape=(n, d))
+    rng = np.random.default_rng(5)
+    for start in range(0, n, 200_000):
+        X[start:start + 200_000] = rng.integers(0, 256, (min(200_000, n - start), d), dtype=np.uint8)
+    X.flush()
+    del X
+    np.save(tmp_path / "y.npy", rng.integers(0, 10, n))
+    try:
+        result = subprocess.run([sys.executable, "-c", ANONYMOUS_PEAK, str(tmp_path / "X.npy"),
+                                 str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=600)
+    finally:
+        (tmp_path / "X.npy").unlink()
+    assert result.returncode == 0, result.stderr[-3000:]
+    peak_mb, accuracy = result.stdout.split()
+    assert 0 < float(accuracy) < 1
+    assert int(peak_mb) <= 300, f"peak RssAnon {peak_mb} MB"
+
+
+def test_a_block_shuffle_visits_blocks_of_consecutive_rows_in_a_random_order():
+    order = _rows.block_shuffle(23, 5, np.random.default_rng(0))
+    assert order.dtype == np.intp and sorted(order) == list(range(23))
+    starts, position = [], 0
+    while position < len(order):  # each block whole, its rows in some order; the short last one may come anywhere
+        start = int(order[position]) // 5 * 5
+        block = list(range(start, min(start + 5, 23)))
+        assert sorted(order[position:position + len(block)]) == block
+        starts.append(start)
+        position += len(block)
+    assert sorted(starts) == [0, 5, 10, 15, 20] and starts != sorted(starts)
+    assert any(not np.array_equal(np.sort(order[i:i + 5]), order[i:i + 5]) for i in range(0, 20, 5))
+    np.testing.assert_array_equal(order, _rows.block_shuffle(23, 5, np.random.default_rng(0)))
+
+
+def test_a_fit_with_a_block_shuffle_trains_the_epochs_in_the_drawn_order(spy_backend):
+    X, y = blobs(n=200)
+    SoftmaxRegression(epochs=2, batch_size=300, shuffle=True, shuffle_block_size=40, dtype="float64").fit(X, y)
+    rng = np.random.RandomState(42)
+    rng.standard_normal((16, 4))  # the initial weights come first
+    for (_, X_seen, _), _ in zip(spy_backend.calls, range(2)):
+        np.testing.assert_array_equal(X_seen, X[_rows.block_shuffle(200, 40, rng)])
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "10"])
+def test_shuffle_block_size_must_be_a_count(value):
+    with pytest.raises((TypeError, ValueError), match="shuffle_block_size"):
+        SoftmaxRegression(shuffle=True, shuffle_block_size=value).fit(*blobs(n=50))

@@ -230,10 +230,10 @@ WITHOUT_SKLEARN = textwrap.dedent("""
         raise AssertionError("predict before fit did not raise")
     assert model.set_params(epochs=5, lr=0.1) is model
     assert model.get_params() == dict(lr=0.1, epochs=5, batch_size=128, backend="auto", dtype="float32",
-                                      n_jobs=None, random_state=42, shuffle=False, alpha=0.0, momentum=0.0,
-                                      nesterov=False, learning_rate="constant", power_t=0.5, early_stopping=False,
-                                      validation_fraction=0.1, n_iter_no_change=5, tol=1e-4, class_weight=None,
-                                      warm_start=False, solver="sgd", max_iter=100, gtol=1e-6)
+                                      n_jobs=None, random_state=42, shuffle=False, shuffle_block_size=None, alpha=0.0,
+                                      momentum=0.0, nesterov=False, learning_rate="constant", power_t=0.5,
+                                      early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
+                                      class_weight=None, warm_start=False, solver="sgd", max_iter=100, gtol=1e-6)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(X, y[:, None])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softmax_fast import SoftmaxRegression, _cli, evaluate, train
+from softmax_fast import SoftmaxRegression, _cli, datasets, evaluate, train
 
 
 def run_module(module, *args, cwd):
@@ -167,6 +167,8 @@ def run_train(args, capsys):
         (["--alpha=-1e-4"], r"argument --alpha: expected a finite number >= 0, got -1e-4"),
         (["--momentum", "1"], r"argument --momentum: expected a number >= 0 and < 1, got 1"),
         (["--nesterov"], "--nesterov needs --momentum > 0"),
+        (["--shuffle-block-size", "4096"], "--shuffle-block-size needs --shuffle"),
+        (["--shuffle", "--shuffle-block-size", "0"], "argument --shuffle-block-size: expected an integer >= 1, got 0"),
         (["--lr-schedule", "optimal"], "argument --lr-schedule: invalid choice: 'optimal'"),
         (["--power-t", "inf"], "argument --power-t: expected a finite number >= 0, got inf"),
         (["--validation-fraction", "1"], "argument --validation-fraction: expected a number strictly between 0 "
@@ -412,3 +414,41 @@ def test_a_signal_mid_training_checkpoints_and_resume_ends_bitwise_as_an_uninter
     np.testing.assert_array_equal(model.intercept_, expected.intercept_)
     metrics, expected_metrics = (json.loads((directory / run / "metrics.json").read_text()) for run in (name, "whole"))
     assert without_seconds(metrics["history"]) == without_seconds(expected_metrics["history"])
+
+
+def test_a_directory_of_npy_files_trains_memory_mapped_as_its_npz_does(tmp_path, small_dataset, capsys):
+    data_dir = tmp_path / "embeddings"
+    data_dir.mkdir()
+    with np.load(small_dataset) as data:
+        for key in ("X", "y", "X_test", "y_test"):
+            np.save(data_dir / f"{key}.npy", data[key])
+    (train_split, test_split) = datasets.load_dataset(data_dir)
+    assert isinstance(train_split[0], np.memmap) and isinstance(test_split[0], np.memmap)
+    assert not train_split[0].flags.writeable
+    runs = {}
+    for name, dataset in (("directory", data_dir), ("npz", small_dataset)):
+        status, stdout, stderr = run_train(["--dataset", str(dataset), "--epochs", "2", "--batch-size", "32",
+                                            "--shuffle", "--no-plot", "--out", str(tmp_path / name), "--json"],
+                                           capsys)
+        assert status == 0, stderr
+        runs[name] = json.loads(stdout)
+    assert runs["directory"]["test_accuracy"] == runs["npz"]["test_accuracy"] > 0.9
+    np.testing.assert_array_equal(SoftmaxRegression.load(tmp_path / "directory" / "model.npz").coef_,
+                                  SoftmaxRegression.load(tmp_path / "npz" / "model.npz").coef_)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"X": None}, "y.npy: no such file (a data directory holds X.npy, y.npy and optionally X_test.npy, y_test.npy)"),
+    ({"X": None, "y": b"not an npy file"}, "y.npy: cannot read it as .npy"),
+    ({"X": None, "y": np.zeros(3)}, "y has 3 rows but X has 4"),
+])
+def test_a_data_directory_that_is_wrong_says_which_file_and_why(tmp_path, files, message):
+    for key, content in files.items():
+        if content is None:
+            np.save(tmp_path / f"{key}.npy", np.zeros((4, 2), dtype=np.uint8))
+        elif isinstance(content, bytes):
+            (tmp_path / f"{key}.npy").write_bytes(content)
+        else:
+            np.save(tmp_path / f"{key}.npy", content)
+    with pytest.raises(datasets.DatasetError, match=re.escape(message)):
+        datasets.load_dataset(tmp_path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import common
 from ._runner import ROOT
 
-TABLE_ORDER = ("limits", "epochs", "kernels", "peers", "compile", "memory", "solvers")
+TABLE_ORDER = ("limits", "epochs", "kernels", "peers", "compile", "memory", "disk", "solvers")
 OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 PACKAGES = ("numpy", "numba", "llvmlite", "Cython", "threadpoolctl", "torch", "scikit-learn", "matplotlib",
             "softmax_fast")
@@ -451,6 +451,21 @@ def _memory_rows(records):
     return _table(["process", "peak RSS MB", "target MB", "result", "note"], rows)
 
 
+def _disk_table(records):
+    """The shuffled epoch from memory and from a memory-mapped file, and the second's time over the first's."""
+    rows, by_source = [], {}
+    for r in records:
+        label = r["info"].get("label", r["benchmark"])
+        if not _ok(r):
+            rows.append([label] + _not_ok(r, 3))
+            continue
+        by_source[r["params"]["source"]] = r
+        rows.append([label, _median_cell(r, "ms"), _spread(r, "ms"), ""])
+    if len(by_source) == 2:
+        rows[-1][-1] = f"{_median(by_source['memmap']) / _median(by_source['memory']):.2f}× the in-memory fit"
+    return _table(["fit", "median ms", "spread ms (min–max)", "note"], rows)
+
+
 def _solver_table(records):
     rows = []
     for r in records:
@@ -555,6 +570,7 @@ def markdown(report):
             "gradient), not per epoch: no GFLOP/s or × seed.", ""]
     out += ["## Numba compile and cache load (fresh processes)", "", _compile_rows(sections["compile"]), ""]
     out += ["## Peak memory (child processes; MB = 10⁶ bytes)", "", _memory_rows(sections["memory"]), ""]
+    out += ["## Data on disk (issue 17)", "", _disk_table(sections["disk"]), ""]
 
     out += ["## Full-batch training against scikit-learn (issue 16)", "", _solver_table(sections["solvers"]), "",
             "Our lbfgs fits run until their objective is at most scikit-learn's times (1 + 1e-6); every objective "

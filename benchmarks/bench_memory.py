@@ -6,6 +6,9 @@
   training time come from its ``metrics.json``: a check that the kernels being measured still learn.
 * ``FitEpoch``: asv's ``peakmem_``: the peak RSS of a process that loads the uint8 training set
   and fits ``SoftmaxRegression(epochs=1)`` on it (``python -m benchmarks`` runs it in a child).
+* ``MemmapEpoch``: the time of one shuffled epoch's fit on the uint8 training set in memory and
+  as a memory-mapped ``.npy`` (issue 17): what reading rows through the page cache, and gathering
+  each kernel call's shuffled rows, costs against an array in memory.
 
 Why a launcher: Linux carries a process's peak RSS across ``exec`` into its
 ``ru_maxrss``, so a child forked straight from a large process (the benchmark
@@ -129,3 +132,39 @@ class FitEpoch:
     def describe(self, method, backend):
         return {"label": f"process: load data + SoftmaxRegression(epochs=1, backend={backend!r}).fit",
                 "backend": backend}
+
+
+class MemmapEpoch:
+    """``SoftmaxRegression(epochs=1, shuffle=True).fit`` on the uint8 training set, in memory or memory-mapped.
+
+    The ``.npy`` is written to a temporary directory in ``setup`` and opened with ``np.load(mmap_mode="r")``;
+    after the warm-up its pages are in the page cache, as for a data set that fits in memory but is read
+    from disk.
+    """
+
+    table = "disk"
+    params = [["memory", "memmap"]]
+    param_names = ["source"]
+    timeout = 600
+
+    def setup(self, source):
+        X, self.y = common.mnist_uint8()
+        self.workdir = Path(tempfile.mkdtemp(prefix="softmax-fast-memmap-"))
+        if source == "memmap":
+            np.save(self.workdir / "X.npy", X)
+            X = np.load(self.workdir / "X.npy", mmap_mode="r")
+        self.X = X
+
+    def teardown(self, source):
+        del self.X
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def time_fit(self, source):
+        from softmax_fast import SoftmaxRegression
+
+        SoftmaxRegression(epochs=1, shuffle=True).fit(self.X, self.y)
+
+    def describe(self, method, source):
+        where = "in memory" if source == "memory" else "memory-mapped .npy"
+        return {"label": f"SoftmaxRegression(epochs=1, shuffle=True).fit, {len(self.y)} uint8 rows, {where}",
+                "source": source}

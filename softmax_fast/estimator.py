@@ -1,9 +1,11 @@
 """``SoftmaxRegression``: a scikit-learn classifier of softmax regression over the compiled kernels."""
 
+import dataclasses
 import functools
 import hashlib
 import math
 import numbers
+import pathlib
 import time
 import types
 import warnings
@@ -308,7 +310,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     # -- training -------------------------------------------------------------------------------
 
-    def fit(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None):
+    def fit(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None,
+            checkpoint=None, checkpoint_every=None):
         """Train for ``epochs`` epochs on ``X (n, d)``, ``y (n,)``, from fresh weights; returns ``self``.
 
         With ``solver="lbfgs"``, minimize the objective over all the rows
@@ -325,10 +328,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``history_`` entry. ``stop()``, if given, is asked after every kernel
         call whether to stop: see the class documentation. Raises
         :class:`TrainingDivergedError` or :class:`TrainingInterrupted`.
+
+        ``checkpoint`` (a path, or a function of the model) with
+        ``checkpoint_every`` (seconds > 0): SGD only. Every ``checkpoint_every``
+        seconds, between two kernel calls of an epoch, the model is written
+        to the path (atomically: a temporary file, then a rename) or given to
+        the function as a stop there would leave it, and the fit goes on. A
+        run killed outright (SIGKILL, out of memory, power loss) then loses at
+        most that much work: ``load`` the file and :meth:`resume` ends bit for
+        bit as the whole fit would have.
         """
         self._check_params()
+        checkpoints = _checkpoints(checkpoint, checkpoint_every, self.solver)
         X, y_indices, sample_weight = self._fit_inputs(X, y, sample_weight)
-        return self._fit_checked(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
+        return self._fit_checked(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop, checkpoints)
 
     def _fit_inputs(self, X, y, sample_weight):
         """The checked ``(X, y_indices, sample_weight)`` of a fit (kernel-ready features, class indices, weights or
@@ -350,17 +363,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return X, y_indices, sample_weight
 
     def _fit_checked(self, X, y_indices, sample_weight, validation_data=None, on_batches=None, on_epoch=None,
-                     stop=None):
+                     stop=None, checkpoints=None):
         """:meth:`fit` from the current weights on the output of :meth:`_fit_inputs` (for a path of fits on the
         same rows, checked once); returns ``self``."""
         self._epoch_in_progress = None
         if self.solver == "lbfgs":
             return self._fit_lbfgs(X, y_indices, sample_weight, validation_data, on_epoch, stop)
         self._fit_in_progress = self._new_fit(y_indices)
-        return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
+        return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop, checkpoints)
 
     @_sgd_only
-    def resume(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None):
+    def resume(self, X, y, sample_weight=None, *, validation_data=None, on_batches=None, on_epoch=None, stop=None,
+               checkpoint=None, checkpoint_every=None):
         """Finish a fit that ``stop`` interrupted, on the same ``X``, ``y`` and ``sample_weight``; returns ``self``.
 
         Trains the rest of the interrupted epoch and the epochs after it, up
@@ -370,6 +384,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``ValueError`` if there is no interrupted fit to resume.
         """
         self._check_params()
+        checkpoints = _checkpoints(checkpoint, checkpoint_every, self.solver)
         self._check_is_fitted()
         epoch = getattr(self, "_epoch_in_progress", None)
         if epoch is None:
@@ -388,7 +403,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 epoch.order is not None and len(epoch.order) != n_train):
             raise ValueError(f"the interrupted epoch ({epoch.batches_done} batches done) does not fit {n_train} "
                              f"rows in batches of {self.batch_size}: was batch_size changed?")
-        return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop)
+        return self._train(X, y_indices, sample_weight, validation_data, on_batches, on_epoch, stop, checkpoints)
 
     @_sgd_only
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -510,11 +525,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return model_file._FitInProgress(first_epoch=self.n_iter_, end_epoch=self.n_iter_ + self.epochs,
                                          origin=self.n_steps_, rate=float(self.lr), validation_rows=held_out)
 
-    def _train(self, X, y, sample_weight, validation_data, on_batches, on_epoch, stop):
+    def _train(self, X, y, sample_weight, validation_data, on_batches, on_epoch, stop, checkpoints=None):
         """The epochs of the fit in progress on kernel-ready ``X`` and class indices ``y``; returns ``self``.
 
         Goes on from the interrupted epoch if there is one; at the end, puts
-        back early stopping's best weights.
+        back early stopping's best weights. ``checkpoints``: ``(write,
+        every)`` from :func:`_checkpoints`, or None.
         """
         fit = self._fit_in_progress
         validation = None if validation_data is None else self._validation_arrays(validation_data)
@@ -527,11 +543,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 raise ValueError("the rows early stopping holds out all have a zero weight (sample_weight times "
                                  "class_weight): nothing to score them by; use another random_state")
         backend = kernels.get_backend(self.backend)
+        periodic = None if checkpoints is None else _PeriodicCheckpoints(*checkpoints, (X, y, sample_weight))
         try:
             while self.n_iter_ < fit.end_epoch:
                 epoch = self._epoch_in_progress or self._new_epoch(len(data.y))
                 self._epoch_in_progress = None
-                stop_requested = self._train_batches(backend, data, epoch, fit, on_batches, stop)
+                stop_requested = self._train_batches(backend, data, epoch, fit, on_batches, stop, periodic)
                 record, plateau_stop = self._end_epoch(backend, data, epoch, fit, held_out, validation)
                 if on_epoch is not None:
                     on_epoch(record)
@@ -604,8 +621,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self._epoch_in_progress = epoch
         raise TrainingInterrupted(self.n_iter_ + 1, epoch.batches_done, math.ceil(n / self.batch_size))
 
-    def _train_batches(self, backend, data, epoch, fit, on_batches, stop):
+    def _train_batches(self, backend, data, epoch, fit, on_batches, stop, periodic=None):
         """SGD over the batches of ``epoch`` not yet done, on the training rows ``data``.
+
+        ``periodic`` (:class:`_PeriodicCheckpoints`), if given, may write a
+        checkpoint between two kernel calls.
 
         Returns whether ``stop()`` asked to stop at the epoch's end; raises
         TrainingInterrupted if it asked before the end, TrainingDivergedError
@@ -649,6 +669,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if stopping and epoch.batches_done < total_batches:
                 epoch.seconds += time.perf_counter() - started
                 self._interrupt(epoch, n)
+            if periodic is not None and epoch.batches_done < total_batches and periodic.due():
+                periodic.write(self, dataclasses.replace(epoch, seconds=epoch.seconds + time.perf_counter() - started))
         epoch.seconds += time.perf_counter() - started
         return stopping
 
@@ -871,6 +893,46 @@ def _kernel_threads(n_jobs):
     if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
         raise ValueError(f"n_jobs must be None or a nonzero integer (-1: all CPUs), got {n_jobs!r}")
     return int(n_jobs) if n_jobs > 0 else max(default_num_threads() + 1 + int(n_jobs), 1)
+
+
+def _checkpoints(checkpoint, every, solver):
+    """``(write, every)`` for ``fit``'s ``checkpoint`` and ``checkpoint_every`` (both or neither), or ``None``;
+    ``write(model)`` writes it to the path atomically, or is the function given."""
+    if checkpoint is None and every is None:
+        return None
+    if checkpoint is None or every is None:
+        raise ValueError("checkpoint and checkpoint_every go together: a path (or a function of the model) and "
+                         "the seconds between two checkpoints")
+    _check_real("checkpoint_every", every, lambda value: value > 0, "finite and > 0 (seconds)")
+    if solver != "sgd":
+        raise ValueError("checkpoint_every checkpoints SGD fits; a solver='lbfgs' fit ends after the iteration in "
+                         "progress when stopped, and warm_start goes on from the model it reached")
+    if callable(checkpoint):
+        return checkpoint, float(every)
+    return functools.partial(model_file.write_checkpoint, pathlib.Path(checkpoint)), float(every)
+
+
+class _PeriodicCheckpoints:
+    """``write(model)`` every ``every`` seconds (``due``), with the model as a stop at that point leaves it."""
+
+    def __init__(self, write, every, data):
+        self._write, self._every, self._data = write, every, data
+        self._data_sha256 = None  # of (X, y, sample_weight): computed at the first checkpoint, once
+        self._last = time.monotonic()
+
+    def due(self):
+        return time.monotonic() - self._last >= self._every
+
+    def write(self, model, epoch):
+        """Call ``write(model)`` with ``epoch`` (a copy of the epoch in progress) as the interrupted one."""
+        if self._data_sha256 is None:
+            self._data_sha256 = _data_sha256(*self._data)
+        model._epoch_in_progress = dataclasses.replace(epoch, data_sha256=self._data_sha256)
+        try:
+            self._write(model)
+        finally:
+            model._epoch_in_progress = None
+        self._last = time.monotonic()
 
 
 def _data_sha256(X, y, sample_weight):

@@ -130,15 +130,15 @@ def save(model, file):
     np.savez(file, **_arrays(model))
 
 
-def write_checkpoint(path, model, run):
-    """Write the interrupted ``model`` and the JSON value ``run`` to ``path`` atomically.
+def write_checkpoint(path, model, run=None):
+    """Write the interrupted ``model`` (and the JSON value ``run``, if given) to ``path`` atomically.
 
     A temporary file, then ``os.replace``: readers see the old checkpoint or
-    the new one. The file is a model file (``load`` reads it) with one more
-    array, ``run``.
+    the new one. The file is a model file (``load`` reads it), with one more
+    array, ``run``, when given.
     """
     checkpoint = io.BytesIO()
-    np.savez(checkpoint, **_arrays(model), run=json.dumps(run))
+    np.savez(checkpoint, **_arrays(model), **({} if run is None else {"run": json.dumps(run)}))
     datasets._write_atomically(path, checkpoint.getvalue())
 
 

@@ -10,7 +10,9 @@ full-batch fit has no epoch to resume.
 Ctrl-C (SIGINT) or SIGTERM stops training after the kernel call in progress
 (at most 32 batches: milliseconds), writes ``checkpoint.npz`` into the run's
 directory and exits with status 130; ``--resume DIR`` finishes that run with
-the weights and metrics an uninterrupted run would have had. A run whose loss
+the weights and metrics an uninterrupted run would have had.
+``--checkpoint-every SECONDS`` writes the same checkpoint periodically, so
+that a run killed outright loses at most that much work. A run whose loss
 becomes NaN or inf stops at that epoch, writes the model of the epochs before
 it and exits with status 1.
 """
@@ -105,6 +107,9 @@ def parse_args(argv):
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help=f"finish the interrupted run in DIR from its {CHECKPOINT}, with the options it was "
                              "started with (--threads, --data-dir and the output options may be given)")
+    parser.add_argument("--checkpoint-every", type=_cli.positive_float, metavar="SECONDS",
+                        help="SGD: also write the checkpoint that a signal writes every SECONDS, and go on, so that "
+                             "a run killed outright (SIGKILL, out of memory) can be resumed from it with --resume")
     parser.add_argument("--no-plot", action="store_true", help="do not draw the PNG figures")
     parser.add_argument("--show", action="store_true", help="also show the figures in a window")
     parser.add_argument("--quiet", action="store_true", help="print only errors and the final result")
@@ -355,8 +360,11 @@ def main(argv=None):
     try:
         with StopSignals() as signals:
             train = model.fit if args.resume is None else model.resume
+            periodic = {} if args.checkpoint_every is None else dict(
+                checkpoint=lambda model: model_file.write_checkpoint(out_dir / CHECKPOINT, model, run),
+                checkpoint_every=args.checkpoint_every)
             train(X, y, validation_data=test, on_batches=progress.on_batches, on_epoch=progress.on_epoch,
-                  stop=signals.stop_requested)
+                  stop=signals.stop_requested, **periodic)
     except TrainingInterrupted as exc:
         model_file.write_checkpoint(out_dir / CHECKPOINT, model, run)
         print(f"{PROG}: {signals.received}: {exc}; wrote {out_dir / CHECKPOINT}; to finish the run: "

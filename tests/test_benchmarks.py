@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import _report, common  # noqa: E402
 
 SECTIONS = ("machine", "settings", "gemm_peaks_gflops", "limits", "epochs", "kernels", "peers", "compile", "memory",
-            "solvers", "targets")
+            "disk", "solvers", "targets")
 KERNELS = {"time_softmax", "time_cross_entropy", "time_loss_and_grad", "time_sgd_step"}
 
 
@@ -53,7 +53,8 @@ def test_exits_cleanly_and_prints_the_tables(quick_run):
     done, out = quick_run
     assert done.returncode == 0, done.stderr[-5000:]
     for heading in ("## Machine limits", "## One epoch", "## Kernels alone", "## Peers", "## Numba compile",
-                    "## Peak memory", "## Full-batch training against scikit-learn", "## Targets of the issues"):
+                    "## Peak memory", "## Data on disk", "## Full-batch training against scikit-learn",
+                    "## Targets of the issues"):
         assert heading in done.stdout
     assert "| implementation | dtype | input | threads | median ms |" in done.stdout
     assert "QUICK MODE" in done.stdout
@@ -148,6 +149,9 @@ def test_peer_compile_and_memory_rows(results):
     rss = _rows(results, "memory", "bench_memory.TrainCommand.track_peak_rss_mb")
     assert len(rss) == 1 and rss[0]["status"] == "ok" and rss[0]["value"] > 10
     assert _rows(results, "memory", "bench_memory.FitEpoch.peakmem_fit")
+    disk = _rows(results, "disk", "bench_memory.MemmapEpoch.time_fit")
+    assert sorted(r["params"]["source"] for r in disk) == ["memmap", "memory"]
+    assert all(r["status"] == "ok" for r in disk)
 
 
 @pytest.mark.slow  # the run itself: a minute or more

@@ -4,6 +4,7 @@ How it fits into scikit-learn (its estimator checks, pipelines, searches) is in 
 file it saves and loads, in test_model_file.py.
 """
 
+import io
 import itertools
 import math
 import pickle
@@ -972,3 +973,39 @@ def test_a_fit_with_a_block_shuffle_trains_the_epochs_in_the_drawn_order(spy_bac
 def test_shuffle_block_size_must_be_a_count(value):
     with pytest.raises((TypeError, ValueError), match="shuffle_block_size"):
         SoftmaxRegression(shuffle=True, shuffle_block_size=value).fit(*blobs(n=50))
+
+
+def test_periodic_checkpoints_resume_to_the_bits_of_the_whole_fit(tmp_path, monkeypatch):
+    X, y = blobs(n=BATCHES_PER_CALL * 4 * 3 + 7)  # three kernel calls an epoch
+    params = dict(epochs=3, batch_size=4, shuffle=True, momentum=0.9, early_stopping=True, n_iter_no_change=10)
+    whole = SoftmaxRegression(**params).fit(X, y)
+    snapshots = []
+    SoftmaxRegression(**params).fit(X, y, checkpoint=lambda model: snapshots.append(model_file_bytes(model)),
+                                    checkpoint_every=1e-9)
+    assert len(snapshots) == 3 * 2  # between the calls of every epoch, none at an epoch's end
+    for snapshot in (snapshots[0], snapshots[-1]):
+        resumed = SoftmaxRegression.load(io.BytesIO(snapshot)).resume(X, y)
+        np.testing.assert_array_equal(resumed.coef_, whole.coef_)
+        np.testing.assert_array_equal(resumed.intercept_, whole.intercept_)
+    path = tmp_path / "fit.npz"
+    SoftmaxRegression(**params).fit(X, y, checkpoint=path, checkpoint_every=1e-9)
+    np.testing.assert_array_equal(SoftmaxRegression.load(path).resume(X, y).coef_, whole.coef_)
+
+
+def model_file_bytes(model):
+    """The model file of ``model`` as it is now, in memory."""
+    buffer = io.BytesIO()
+    model.save(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(checkpoint="fit.npz"), "checkpoint and checkpoint_every go together"),
+    (dict(checkpoint_every=60), "checkpoint and checkpoint_every go together"),
+    (dict(checkpoint="fit.npz", checkpoint_every=0), "checkpoint_every must be finite and > 0"),
+    (dict(checkpoint="fit.npz", checkpoint_every=60, solver="lbfgs"), "checkpoint_every checkpoints SGD fits"),
+])
+def test_checkpoint_arguments_are_checked(arguments, message):
+    solver = arguments.pop("solver", "sgd")
+    with pytest.raises(ValueError, match=message):
+        SoftmaxRegression(solver=solver).fit(*blobs(n=50), **arguments)

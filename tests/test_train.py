@@ -409,6 +409,11 @@ def test_a_signal_mid_training_checkpoints_and_resume_ends_bitwise_as_an_uninter
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming epoch {interrupted.n_iter_ + 1}/" in resumed.stdout
     assert sorted(path.name for path in (directory / name).iterdir()) == ["metrics.csv", "metrics.json", "model.npz"]
+    assert_the_same_as_the_whole_run(directory, name)
+
+
+def assert_the_same_as_the_whole_run(directory, name):
+    """The run in ``directory / name`` ended with the uninterrupted run's weights and history (but the seconds)."""
     model, expected = (SoftmaxRegression.load(directory / run / "model.npz") for run in (name, "whole"))
     np.testing.assert_array_equal(model.coef_, expected.coef_)
     np.testing.assert_array_equal(model.intercept_, expected.intercept_)
@@ -452,3 +457,32 @@ def test_a_data_directory_that_is_wrong_says_which_file_and_why(tmp_path, files,
             np.save(tmp_path / f"{key}.npy", content)
     with pytest.raises(datasets.DatasetError, match=re.escape(message)):
         datasets.load_dataset(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="needs Linux pipes of a settable size")
+def test_a_run_killed_outright_resumes_from_its_periodic_checkpoint_to_the_uninterrupted_bits(uninterrupted,
+                                                                                             pipe_capacity):
+    directory, options, whole_stdout = uninterrupted
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, pipe_capacity)
+    checkpoint = directory / "killed" / "checkpoint.npz"
+    child = subprocess.Popen([sys.executable, "-m", "softmax_fast.train", *options, "--out", "killed",
+                              "--checkpoint-every", "0.001"], cwd=directory, stdout=write_end,
+                             stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with open(read_end, "rb", buffering=0) as stdout:
+        lines = []
+        while not (lines and lines[-1].startswith(b"epoch") and checkpoint.exists()):
+            lines.append(stdout.readline())
+            assert lines[-1], f"the run ended before its first epoch line and checkpoint: {lines}"
+        assert len(whole_stdout.encode()) > len(b"".join(lines)) + pipe_capacity  # the run cannot have ended
+        child.send_signal(signal.SIGKILL)
+        stdout.read()
+    assert child.wait(timeout=60) == -signal.SIGKILL
+    killed = SoftmaxRegression.load(checkpoint)
+    assert 0 < killed._epoch_in_progress.batches_done and killed.n_iter_ < killed.epochs
+
+    resumed = run_module("softmax_fast.train", "--resume", "killed", "--no-plot", "--threads", "1", cwd=directory)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not checkpoint.exists()
+    assert_the_same_as_the_whole_run(directory, "killed")

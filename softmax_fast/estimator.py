@@ -336,7 +336,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         the function as a stop there would leave it, and the fit goes on. A
         run killed outright (SIGKILL, out of memory, power loss) then loses at
         most that much work: ``load`` the file and :meth:`resume` ends bit for
-        bit as the whole fit would have.
+        bit as the whole fit would have. The file is left in place when the
+        fit ends (a resume from it would end as this fit did).
         """
         self._check_params()
         checkpoints = _checkpoints(checkpoint, checkpoint_every, self.solver)

@@ -544,7 +544,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 raise ValueError("the rows early stopping holds out all have a zero weight (sample_weight times "
                                  "class_weight): nothing to score them by; use another random_state")
         backend = kernels.get_backend(self.backend)
-        periodic = None if checkpoints is None else _PeriodicCheckpoints(*checkpoints, (X, y, sample_weight))
+        # The data's SHA-256, which checkpoints and a stop record: hashed at most once a fit (X may be gigabytes
+        # on disk), and not at all when resuming, whose check computed it.
+        resumed_sha256 = getattr(self._epoch_in_progress, "data_sha256", None)
+        data_sha256 = functools.cache(lambda: resumed_sha256 or _data_sha256(X, y, sample_weight))
+        periodic = None if checkpoints is None else _PeriodicCheckpoints(*checkpoints, data_sha256)
         try:
             while self.n_iter_ < fit.end_epoch:
                 epoch = self._epoch_in_progress or self._new_epoch(len(data.y))
@@ -558,7 +562,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if stop_requested and self.n_iter_ < fit.end_epoch:
                     self._interrupt(self._new_epoch(len(data.y)), len(data.y))
         except TrainingInterrupted:
-            self._epoch_in_progress.data_sha256 = _data_sha256(X, y, sample_weight)
+            self._epoch_in_progress.data_sha256 = data_sha256()
             raise
         except TrainingDivergedError:
             self._fit_in_progress = None
@@ -914,11 +918,11 @@ def _checkpoints(checkpoint, every, solver):
 
 
 class _PeriodicCheckpoints:
-    """``write(model)`` every ``every`` seconds (``due``), with the model as a stop at that point leaves it."""
+    """``write(model)`` every ``every`` seconds (``due``), with the model as a stop at that point leaves it;
+    ``data_sha256()`` is the digest of the fit's data that the model records."""
 
-    def __init__(self, write, every, data):
-        self._write, self._every, self._data = write, every, data
-        self._data_sha256 = None  # of (X, y, sample_weight): computed at the first checkpoint, once
+    def __init__(self, write, every, data_sha256):
+        self._write, self._every, self._data_sha256 = write, every, data_sha256
         self._last = time.monotonic()
 
     def due(self):
@@ -926,9 +930,7 @@ class _PeriodicCheckpoints:
 
     def write(self, model, epoch):
         """Call ``write(model)`` with ``epoch`` (a copy of the epoch in progress) as the interrupted one."""
-        if self._data_sha256 is None:
-            self._data_sha256 = _data_sha256(*self._data)
-        model._epoch_in_progress = dataclasses.replace(epoch, data_sha256=self._data_sha256)
+        model._epoch_in_progress = dataclasses.replace(epoch, data_sha256=self._data_sha256())
         try:
             self._write(model)
         finally:

@@ -74,8 +74,7 @@ def checked_sample_weight(sample_weight, n, dtype):
 def _class_weights(class_weight, classes, y):
     """The weight of each class, ``(k,)`` float64: ``"balanced"``'s ``n / (k * bincount(y))``, or the dict's."""
     if isinstance(class_weight, str):
-        counts = np.bincount(y, minlength=len(classes))
-        return np.divide(len(y), len(classes) * counts, out=np.ones(len(classes)), where=counts > 0)
+        return balanced_class_weights(np.bincount(y, minlength=len(classes)))
     weights = np.ones(len(classes))
     for label, weight in class_weight.items():
         match = np.flatnonzero(classes == label)
@@ -84,6 +83,12 @@ def _class_weights(class_weight, classes, y):
                              f"{classes.tolist()}")
         weights[match] = weight
     return weights
+
+
+def balanced_class_weights(counts):
+    """``class_weight="balanced"``'s weight of each class, ``n / (k * count)`` (1 for a class without rows), from
+    the ``(k,)`` counts of the classes' rows: ``(k,)`` float64."""
+    return np.divide(counts.sum(), len(counts) * counts, out=np.ones(len(counts)), where=counts > 0)
 
 
 def row_weights(class_weight, classes, y, sample_weight, dtype):

@@ -68,6 +68,18 @@ class TrainingDivergedError(ValueError):
         return type(self), (str(self), self.epoch)
 
 
+class _NonFiniteStep(ArithmeticError):
+    """A kernel call of SGD made the loss or the weights NaN or inf: its ``loss``, the ``batches_before`` it in its
+    epoch and its ``n_batches``. The estimator turns it into :class:`TrainingDivergedError`."""
+
+    def __init__(self, loss, batches_before, n_batches):
+        super().__init__(f"batches {batches_before + 1} to {batches_before + n_batches}: loss {loss}")
+        self.loss, self.batches_before, self.n_batches = loss, batches_before, n_batches
+
+    def __reduce__(self):
+        return type(self), (self.loss, self.batches_before, self.n_batches)
+
+
 class _SGDOnlyError(ValueError, AttributeError):
     """``partial_fit`` or ``resume`` of a ``solver="lbfgs"`` model: a ``ValueError`` that says why, and an
     ``AttributeError``, so that ``hasattr(model, "partial_fit")`` is false, as for scikit-learn's
@@ -440,10 +452,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         weights = _rows.row_weights(self.class_weight, model_classes, y_indices, sample_weight, dtype)
         _rows.check_weighted_classes(weights, y_indices, model_classes, at_least=1)
         n_steps = 0 if first_call else self.n_steps_
-        if self.learning_rate == "cosine" and n_steps + math.ceil(len(y) / self.batch_size) > self._cosine_length(
-                None, len(y)):
+        epoch_batches = math.ceil(len(y) / self.batch_size)
+        if self.learning_rate == "cosine" and n_steps + epoch_batches > self._cosine_length(None, epoch_batches):
             raise ValueError(f"learning_rate='cosine' anneals over epochs={self.epochs} epochs of this data, "
-                             f"{self._cosine_length(None, len(y))} batches, and {n_steps} are done: this "
+                             f"{self._cosine_length(None, epoch_batches)} batches, and {n_steps} are done: this "
                              "partial_fit would go past them; raise epochs, or fit with warm_start")
         if first_call:
             self._init_model(X.shape[1], model_classes)
@@ -451,7 +463,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         backend, data = kernels.get_backend(self.backend), _rows.Rows(X, y_indices, weights)
         epoch = self._new_epoch(len(y))
         self._train_batches(backend, data, epoch, None, None, None)
-        self._end_epoch(backend, data, epoch, None, None, None)
+        self._end_epoch(backend, len(y), epoch, None, None, None)
         return self
 
     def _check_params(self):
@@ -554,7 +566,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 epoch = self._epoch_in_progress or self._new_epoch(len(data.y))
                 self._epoch_in_progress = None
                 stop_requested = self._train_batches(backend, data, epoch, fit, on_batches, stop, periodic)
-                record, plateau_stop = self._end_epoch(backend, data, epoch, fit, held_out, validation)
+                record, plateau_stop = self._end_epoch(backend, len(data.y), epoch, fit, held_out, validation)
                 if on_epoch is not None:
                     on_epoch(record)
                 if plateau_stop:
@@ -639,45 +651,62 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         number, n = self.n_iter_ + 1, len(data.y)
         rows = data if epoch.order is None else data.take(epoch.order)
-        n_threads = _kernel_threads(self.n_jobs)
         total_batches = math.ceil(n / self.batch_size)
-        rows_per_call = BATCHES_PER_CALL * self.batch_size
-        # Shuffled or held-out rows are gathered a call at a time, into the same scratch: X is never copied whole.
-        scratch = rows.scratch(rows_per_call)
         if self.momentum > 0 and self._velocity is None:
             self._velocity = (np.zeros_like(self.coef_), np.zeros_like(self.intercept_))
         first_batch, last_finite = epoch.batches_done, self._training_state_copy()
-        schedule = self._schedule(fit, n)
         stopping = False
         started = time.perf_counter()
-        for start in range(first_batch * self.batch_size, n, rows_per_call):
+        try:
+            for _ in self._sgd_calls(backend, rows, epoch, self._schedule(fit, total_batches),
+                                     _kernel_threads(self.n_jobs)):
+                if on_batches is not None:
+                    on_batches(number, epoch.batches_done, total_batches)
+                stopping = stop is not None and bool(stop())
+                if stopping and epoch.batches_done < total_batches:
+                    epoch.seconds += time.perf_counter() - started
+                    self._interrupt(epoch, n)
+                if periodic is not None and epoch.batches_done < total_batches and periodic.due():
+                    periodic.write(self, dataclasses.replace(epoch,
+                                                             seconds=epoch.seconds + time.perf_counter() - started))
+        except _NonFiniteStep as step:
+            self.coef_, self.intercept_, self._velocity, self.n_steps_ = last_finite
+            raise self._divergence(number, step, first_batch) from None
+        epoch.seconds += time.perf_counter() - started
+        return stopping
+
+    def _sgd_calls(self, backend, rows, epoch, schedule, n_threads):
+        """SGD over the kernel-ready ``rows`` from batch ``epoch.batches_done`` on, ``BATCHES_PER_CALL`` batches a
+        kernel call; a generator that yields after each call.
+
+        Each call updates ``coef_``, ``intercept_`` and the velocity in place,
+        and adds to ``n_steps_`` and to ``epoch``'s batches and sums.
+        ``schedule``: :func:`schedules.rate`'s keyword arguments. When a
+        call's loss or the weights are not finite, raises
+        :class:`_NonFiniteStep` with that call's updates kept and not counted.
+        Shuffled or held-out rows are gathered a call at a time into one
+        scratch: ``X`` is never copied whole.
+        """
+        rows_per_call = BATCHES_PER_CALL * self.batch_size
+        scratch, scale = rows.scratch(rows_per_call), _scale_of(rows.X)
+        for start in range(epoch.batches_done * self.batch_size, len(rows.y), rows_per_call):
             call = slice(start, start + rows_per_call)
             n_rows = len(rows.y[call])
             n_batches = math.ceil(n_rows / self.batch_size)
             loss, accuracy = backend.train_epoch(
                 rows.features(call, scratch), rows.y[call], self.coef_, self.intercept_,
                 schedules.batch_rates(self.learning_rate, self.lr, self.n_steps_, n_batches, **schedule),
-                self.batch_size, _scale_of(rows.X), alpha=self.alpha, momentum=self.momentum,
-                nesterov=self.nesterov, velocity=self._velocity,
-                sample_weight=None if rows.weights is None else rows.weights[call], n_threads=n_threads,
+                self.batch_size, scale, alpha=self.alpha, momentum=self.momentum, nesterov=self.nesterov,
+                velocity=self._velocity, sample_weight=None if rows.weights is None else rows.weights[call],
+                n_threads=n_threads,
             )
             if not (math.isfinite(loss) and np.isfinite(self.coef_).all() and np.isfinite(self.intercept_).all()):
-                self.coef_, self.intercept_, self._velocity, self.n_steps_ = last_finite
-                self._diverged(number, loss, epoch.batches_done, n_batches, first_batch)
+                raise _NonFiniteStep(loss, epoch.batches_done, n_batches)
             self.n_steps_ += n_batches
             epoch.loss_sum += loss * n_batches
             epoch.n_correct += round(accuracy * n_rows)
             epoch.batches_done += n_batches
-            if on_batches is not None:
-                on_batches(number, epoch.batches_done, total_batches)
-            stopping = stop is not None and bool(stop())
-            if stopping and epoch.batches_done < total_batches:
-                epoch.seconds += time.perf_counter() - started
-                self._interrupt(epoch, n)
-            if periodic is not None and epoch.batches_done < total_batches and periodic.due():
-                periodic.write(self, dataclasses.replace(epoch, seconds=epoch.seconds + time.perf_counter() - started))
-        epoch.seconds += time.perf_counter() - started
-        return stopping
+            yield
 
     def _training_state_copy(self):
         """``(coef_, intercept_, velocity, n_steps_)``, the arrays copied: what a diverged call puts back."""
@@ -688,26 +717,28 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         velocity = None if self._velocity is None else tuple(v.copy() for v in self._velocity)
         return self.coef_.copy(), self.intercept_.copy(), velocity
 
-    def _schedule(self, fit, n):
-        """:func:`schedules.rate`'s keyword arguments for training ``n`` rows in ``fit`` (``None``: partial_fit)."""
+    def _schedule(self, fit, epoch_batches):
+        """:func:`schedules.rate`'s keyword arguments for epochs of ``epoch_batches`` batches in ``fit`` (``None``:
+        partial_fit)."""
         return dict(power_t=self.power_t, origin=0 if fit is None else fit.origin,
-                    total=self._cosine_length(fit, n), current=None if fit is None else fit.rate)
+                    total=self._cosine_length(fit, epoch_batches), current=None if fit is None else fit.rate)
 
-    def _cosine_length(self, fit, n):
-        """``T``: the batches of all the epochs of ``fit`` (``None``: of ``epochs`` partial_fit calls) on ``n`` rows."""
+    def _cosine_length(self, fit, epoch_batches):
+        """``T``: the batches of all the epochs of ``fit`` (``None``: of ``epochs`` partial_fit calls), each of
+        ``epoch_batches`` batches."""
         epochs = self.epochs if fit is None else fit.end_epoch - fit.first_epoch
-        return epochs * math.ceil(n / self.batch_size)
+        return epochs * epoch_batches
 
-    def _end_epoch(self, backend, data, epoch, fit, held_out, validation):
-        """Append the record of the epoch just trained to ``history_``, scored; returns ``(record, stop)``.
+    def _end_epoch(self, backend, n, epoch, fit, held_out, validation):
+        """Append the record of the epoch just trained, on ``n`` rows, to ``history_``, scored; returns ``(record,
+        stop)``.
 
         ``stop``: whether the fit's plateau asks it to end here (see
         :mod:`softmax_fast.schedules`); when the epoch is early stopping's best
         so far, its weights are kept in ``fit``.
         """
-        n, total_batches = len(data.y), math.ceil(len(data.y) / self.batch_size)
-        first_rate = schedules.rate(self.learning_rate, self.lr, self.n_steps_ - total_batches,
-                                    **self._schedule(fit, n))
+        first_rate = schedules.rate(self.learning_rate, self.lr, self.n_steps_ - epoch.batches_done,
+                                    **self._schedule(fit, epoch.batches_done))
         record = {
             "epoch": self.n_iter_ + 1,
             "lr": first_rate,
@@ -734,13 +765,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                                                  fit.rate, early_stopping=held_out is not None)
         return record, stop
 
-    def _diverged(self, epoch, loss, batches_before, n_batches, first_batch):
-        """Raise TrainingDivergedError for the batches after ``batches_before`` in ``epoch``."""
-        what = "the weights became NaN or inf" if math.isfinite(loss) else f"the loss became {loss}"
+    def _divergence(self, epoch, step, first_batch):
+        """The TrainingDivergedError of the :class:`_NonFiniteStep` ``step`` in ``epoch`` (counted from 1), which
+        began at batch ``first_batch``."""
+        what = "the weights became NaN or inf" if math.isfinite(step.loss) else f"the loss became {step.loss}"
         kept = f"before epoch {epoch}" if first_batch == 0 else f"when epoch {epoch} was resumed at batch {first_batch}"
-        raise TrainingDivergedError(
-            f"training diverged in epoch {epoch}: {what} in batches {batches_before + 1} to "
-            f"{batches_before + n_batches}. The learning rate lr={self.lr} is too large for this data: try a "
+        return TrainingDivergedError(
+            f"training diverged in epoch {epoch}: {what} in batches {step.batches_before + 1} to "
+            f"{step.batches_before + step.n_batches}. The learning rate lr={self.lr} is too large for this data: try a "
             f"smaller one (e.g. lr={self.lr / 10:g}) or scale the features. The model keeps its last finite "
             f"weights, those it had {kept}.", epoch)
 

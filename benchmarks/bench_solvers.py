@@ -208,7 +208,7 @@ class ProbePass:
 
         X, y = probe_data()
         n, d, k = PROBE_SHAPE
-        self.objective = _lbfgs.Objective(common.backend(backend), X, y, None, 1.0, PROBE_ALPHA, (d, k),
+        self.objective = _lbfgs.Objective.of_rows(common.backend(backend), X, y, None, 1.0, PROBE_ALPHA, (d, k),
                                           np.float32, common.ALL_THREADS)
         self.theta = np.random.default_rng(1).standard_normal(d * k + k) * 0.01
 

@@ -67,19 +67,29 @@ def _threadpools():
 
 
 class Objective:
-    """``F`` and its float64 gradient at ``theta = [W.ravel(), b]`` for the kernel-ready rows ``X (n, d)``, class
-    indices ``y (n,)`` and row weights ``(n,)`` (or None); see the module.
+    """``F`` and its float64 gradient at ``theta = [W.ravel(), b]``; see the module.
 
-    The rows are checked once, here, by ``Backend.loss_and_grad_on``.
+    ``loss_and_grad(W, b)`` returns the data loss ``(1/n) sum_i s_i CE_i``
+    and its gradient ``(dW (d, k), db (k,))``, unpenalized, at weights of the
+    model's ``dtype``: :meth:`of_rows` for rows in this process, or the
+    Dask estimator's sums over blocks on a cluster. The penalty is added
+    here, in float64.
     """
 
-    def __init__(self, backend, X, y, weights, scale, alpha, shape, dtype, n_threads):
+    def __init__(self, loss_and_grad, alpha, shape, dtype):
         self.alpha, self.shape, self.dtype = float(alpha), shape, np.dtype(dtype)
         self.eps = float(np.finfo(self.dtype).eps)  # the relative rounding of F, computed in the model's dtype
         self._last_weights = None, None  # (theta, (W, b)) of the last evaluation
-        W, b = self.weights(np.zeros(shape[0] * shape[1] + shape[1]))
-        self._loss_and_grad = backend.loss_and_grad_on(X, y, W, b, scale, n_threads=n_threads,
-                                                       sample_weight=weights)
+        self._loss_and_grad = loss_and_grad
+
+    @classmethod
+    def of_rows(cls, backend, X, y, weights, scale, alpha, shape, dtype, n_threads):
+        """The objective over the kernel-ready rows ``X (n, d)``, class indices ``y (n,)`` and row weights ``(n,)``
+        (or None): one ``Backend.loss_and_grad`` call an evaluation, the rows checked once, here, by
+        ``Backend.loss_and_grad_on``."""
+        W, b = np.zeros(shape, dtype), np.zeros(shape[1], dtype)
+        return cls(backend.loss_and_grad_on(X, y, W, b, scale, n_threads=n_threads, sample_weight=weights),
+                   alpha, shape, dtype)
 
     def weights(self, theta):
         """``(W (d, k), b (k,))`` of the model's dtype from the flat float64 ``theta`` (the last evaluation's

@@ -118,9 +118,18 @@ def check_weighted_classes(weights, y, classes, at_least=2):
 
 def block_shuffle(n, block_size, rng):
     """An order of ``n`` rows ``(n,)`` intp: the blocks of ``block_size`` consecutive rows (the last one may be
-    shorter) in a random order, and each block's rows in a random order, drawn from ``rng``, blocks first."""
-    starts = rng.permutation(-(-n // block_size)) * block_size
-    return np.concatenate([start + rng.permutation(min(block_size, n - start)) for start in starts]).astype(np.intp)
+    shorter) in a random order, and each block's rows in a random order, drawn from ``rng`` by
+    :func:`shuffled_blocks`."""
+    starts = np.arange(0, n, block_size)
+    order, row_orders = shuffled_blocks(np.minimum(block_size, n - starts), rng)
+    return np.concatenate([starts[block] + rows for block, rows in zip(order, row_orders)]).astype(np.intp)
+
+
+def shuffled_blocks(lengths, rng):
+    """Blocks of ``lengths (m,)`` rows in a random order, ``(m,)``, and the list of each one's rows in a random
+    order, in that order, drawn from ``rng``: the order of the blocks first, then each block's."""
+    order = rng.permutation(len(lengths))
+    return order, [rng.permutation(lengths[block]) for block in order]
 
 
 def stratified_holdout(y, n_classes, fraction, rng):

@@ -591,11 +591,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Starts from the current weights; one ``history_`` record per
         iteration. See :mod:`softmax_fast._lbfgs`.
         """
+        weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, self.coef_.dtype)
+        objective = _lbfgs.Objective.of_rows(kernels.get_backend(self.backend), X, y, weights, _scale_of(X),
+                                             self.alpha, self.coef_.shape, self.coef_.dtype,
+                                             _kernel_threads(self.n_jobs))
+        return self._minimize(objective, validation_data, on_iteration, stop)
+
+    def _minimize(self, objective, validation_data, on_iteration, stop):
+        """:meth:`_fit_lbfgs` for the :class:`_lbfgs.Objective` ``objective`` of the fit's rows; returns ``self``."""
         validation = None if validation_data is None else self._validation_arrays(validation_data)
-        backend, dtype = kernels.get_backend(self.backend), self.coef_.dtype
-        weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, dtype)
-        objective = _lbfgs.Objective(backend, X, y, weights, _scale_of(X), self.alpha, self.coef_.shape, dtype,
-                                     _kernel_threads(self.n_jobs))
+        backend = kernels.get_backend(self.backend)
         self._fit_in_progress, self.best_epoch_ = None, None
         n_weights = self.coef_.size
 
@@ -622,7 +627,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             warnings.warn(f"L-BFGS stopped after {result.nit} iterations without reaching gtol={self.gtol} (the "
                           f"largest absolute component of the gradient is "
                           f"{_lbfgs.gradient_norm(result.gradient):.3g}): {result.message}.{advice}",
-                          ConvergenceWarning, stacklevel=4)  # fit's caller: fit, _fit_checked, here
+                          ConvergenceWarning, stacklevel=5)  # fit's caller: fit, _fit_checked, _fit_lbfgs, here
         return self
 
     def _new_epoch(self, n):

@@ -84,7 +84,7 @@ def test_the_gradient_the_solver_uses_matches_central_differences(backend):
     # 40,000 rows of 4 features: two of the compiled kernels' blocks of rows (37,449 at this shape) and a short one.
     X, y = rng.standard_normal((40_000, 4)), rng.integers(0, 3, 40_000)
     weights = rng.uniform(0, 2, 40_000)
-    function = _lbfgs.Objective(kernels.get_backend(backend), X, y, weights, 1.0, 0.3, (4, 3), np.float64, None)
+    function = _lbfgs.Objective.of_rows(kernels.get_backend(backend), X, y, weights, 1.0, 0.3, (4, 3), np.float64, None)
     theta = rng.standard_normal(4 * 3 + 3)
     value, gradient = function(theta)
     assert value == pytest.approx(objective(X, y, theta[:12].reshape(4, 3), theta[12:], 0.3, weights), rel=1e-12)

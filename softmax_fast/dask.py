@@ -17,7 +17,8 @@ travel, as in dask-ml and Spark MLlib:
   order (:func:`softmax_fast._rows.shuffled_blocks`): equal chunks of ``B``
   rows train as ``SoftmaxRegression(shuffle=True, shuffle_block_size=B)``.
 - ``solver="lbfgs"``: data-parallel. Each evaluation of the objective
-  broadcasts the weights to the workers once; every block's task
+  sends the weights to the cluster once (the workers copy them from each
+  other); every block's task
   (:func:`_block_sums`) returns the float64 sums of its rows' loss and
   gradient from the compiled ``loss_and_grad``; a binary tree of tasks adds
   them in block order (0 + 1, 2 + 3, ..., then those sums: the same order
@@ -110,8 +111,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None, *, validation_data=None, on_epoch=None):
         """Train on the Dask arrays ``X (n, d)`` and ``y (n,)`` (see the class documentation); returns ``self``."""
         model = self._model_to_fit()
-        client = _client()
         X, y, sample_weight = _row_blocks(X, y, sample_weight)
+        client = _client()
         data_futures = []
         try:
             data = _Data(client, X, y, sample_weight, model, data_futures)
@@ -419,8 +420,8 @@ def _sgd_block(state, rows, order, task):
 
 class _BlockSums:
     """``loss_and_grad(W, b)`` for :class:`softmax_fast._lbfgs.Objective` over the blocks of ``data`` on the
-    cluster: the weights broadcast once, each block's float64 sums, a binary tree of additions in block order,
-    divided by the rows' count on the client."""
+    cluster: the weights sent once (a task's result, which the workers copy from each other), each block's
+    float64 sums, a binary tree of additions in block order, divided by the rows' count on the client."""
 
     def __init__(self, client, data, params):
         self._client, self._data, self._params = client, data, params
@@ -428,7 +429,9 @@ class _BlockSums:
     def __call__(self, W, b):
         client, futures = self._client, []
         try:
-            futures.extend(client.scatter([(W, b)], broadcast=True, hash=False))
+            # A task, not client.scatter: a worker that dies holding a scattered value loses it for good (and a
+            # broadcast to it fails), where a task's result is recomputed. Workers fetch it from each other.
+            futures.append(client.submit(_weights, W, b, pure=False))
             level = [client.submit(_block_sums, rows, futures[0], self._params, pure=False)
                      for rows in self._data.blocks]
             futures.extend(level)
@@ -453,6 +456,11 @@ def _block_sums(rows, weights, params):
         sample_weight=rows.weights)
     n = len(rows.y)
     return loss * n, dW.astype(np.float64) * n, db.astype(np.float64) * n
+
+
+def _weights(W, b):
+    """``(W, b)``: the weights of one evaluation, as the result of a task."""
+    return W, b
 
 
 def _add_sums(left, right):

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import common
 from ._runner import ROOT
 
-TABLE_ORDER = ("limits", "epochs", "kernels", "peers", "compile", "memory", "disk", "solvers")
+TABLE_ORDER = ("limits", "epochs", "kernels", "peers", "compile", "memory", "disk", "solvers", "dask")
 OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 PACKAGES = ("numpy", "numba", "llvmlite", "Cython", "threadpoolctl", "torch", "scikit-learn", "matplotlib",
             "softmax_fast")
@@ -39,6 +39,11 @@ LBFGS_OBJECTIVE_GAP = 1e-6
 PROBE_PASS_PEAK_FRACTION = 60.0
 CV_SPEEDUP = 5.0
 CV_SCORE_MARGIN = 0.005
+# Issue 17's: the Dask lbfgs fit's speed-up from 1 worker to 2, its time over the in-process fit's on 2 threads, and
+# how far apart the fits' objectives may end (they run the same iterations).
+DASK_SPEEDUP = 1.6
+DASK_OVERHEAD = 1.3
+DASK_OBJECTIVE_SPREAD = 1e-6
 
 
 # -- the machine ------------------------------------------------------------------------------------
@@ -150,6 +155,9 @@ def derive(records):
     peaks = gemm_peaks(records)
     seed = _seed(records)
     for r in records:
+        if _ok(r) and "other_cpus" in r["info"]:
+            # The row's own figure (bench_dask's, without its Dask workers, which the runner counts as others).
+            r["other_cpus"] = r["info"]["other_cpus"]
         if not (_ok(r) and r["kind"] == "time"):
             continue
         info, median = r["info"], _median(r)
@@ -273,6 +281,7 @@ def targets(records, quick=False):
             f"{value:.1f} % ({probe['gflops']:.1f} GFLOP/s, {_median(probe) * 1e6:.0f} µs)" if value else "",
             unit=" %", rows=(probe, *(_peak_rows(records, probe) if probe else ())))
     _solver_targets(records, every, add)
+    _dask_targets(records, add, quick)
     rss = _first_row(records, "bench_memory.TrainCommand.track_peak_rss_mb")
     from .bench_memory import RSS_TARGET_MB
 
@@ -318,6 +327,37 @@ def _solver_targets(records, every, add):
     add("load_digits CV: our best mean accuracy minus LogisticRegressionCV's", margin, -CV_SCORE_MARGIN,
         f"{margin:+.4f} ({scores['softmax_fast']['value']:.4f} vs {scores['scikit-learn']['value']:.4f})"
         if margin is not None else "", unit="")
+
+
+def _dask_targets(records, add, quick):
+    """Issue 17's targets (see ``benchmarks.bench_dask``), through ``targets``' ``add``. The timings are not graded
+    in quick mode, whose probe is so small that the fits are the engines' fixed costs."""
+    from .bench_dask import ENGINES
+
+    fits = {engine: {figure: _first_row(records, f"bench_dask.ProbeFit.track_{figure}", engine=engine)
+                     for figure in ("seconds", "iterations", "evaluations", "objective")} for engine in ENGINES}
+    one, two, local = (fits[engine]["seconds"] for engine in ENGINES)
+    small = "quick mode's probe is tiny: the fits are the engines' fixed costs" if quick and one else None
+    ratio = one["value"] / two["value"] if one and two else None
+    add("Dask lbfgs fit of the probe, float32: 1 worker's time / 2 workers'", ratio, DASK_SPEEDUP,
+        f"{ratio:.2f}× ({one['value']:.2f} s / {two['value']:.2f} s)" if ratio else "", rows=(one, two),
+        not_graded=small)
+    ratio = two["value"] / local["value"] if two and local else None
+    add("Dask lbfgs fit of the probe, float32: 2 workers' time / the in-process fit's on 2 threads", ratio,
+        DASK_OVERHEAD, f"{ratio:.2f} ({two['value']:.2f} s / {local['value']:.2f} s)" if ratio else "",
+        at_most=True, rows=(two, local), not_graded=small)
+    spread, text = None, ""
+    if all(all(figures.values()) for figures in fits.values()):
+        objectives = [figures["objective"]["value"] for figures in fits.values()]
+        counts = [(figures["iterations"]["value"], figures["evaluations"]["value"]) for figures in fits.values()]
+        spread = (max(objectives) - min(objectives)) / abs(min(objectives))
+        text = (f"{spread:.1e}; " + ", ".join(f"{engine} {objective:.9g} ({iterations} iterations, {evaluations} "
+                                              "evaluations)" for engine, objective, (iterations, evaluations)
+                                              in zip(fits, objectives, counts)))
+        # Fits that took different paths are no comparison of speed, whatever their objectives.
+        spread = spread if len(set(counts)) == 1 else float("inf")
+    add("the three probe fits: same iterations and evaluations, objectives' relative spread", spread,
+        DASK_OBJECTIVE_SPREAD, text, unit="", at_most=True)
 
 
 # -- Markdown ---------------------------------------------------------------------------------------
@@ -484,6 +524,24 @@ def _solver_table(records):
     return _table(["run", "figure", "value", "unit / note"], rows)
 
 
+def _dask_table(records):
+    """One row a fit (engine): its seconds, iterations, evaluations and objective."""
+    by_engine = {}
+    for r in records:
+        by_engine.setdefault(r["params"]["engine"], {})[r["method"].removeprefix("track_")] = r
+    rows = []
+    for figures in by_engine.values():
+        seconds = figures["seconds"]
+        label = seconds["info"].get("label", seconds["benchmark"])
+        if not _ok(seconds):
+            rows.append([label] + _not_ok(seconds, 4))
+            continue
+        rows.append([label, f"{seconds['value']:.2f}{_mark(seconds)}",
+                     *(figures[name]["value"] for name in ("iterations", "evaluations")),
+                     f"{figures['objective']['value']:.9g}"])
+    return _table(["fit", "seconds", "iterations", "evaluations", "objective"], rows)
+
+
 def _machine_lines(machine, settings, records):
     versions = machine["versions"]
     lines = [
@@ -576,6 +634,9 @@ def markdown(report):
             "Our lbfgs fits run until their objective is at most scikit-learn's times (1 + 1e-6); every objective "
             "is evaluated afterwards in float64 by the reference kernels. scikit-learn fits run once each (one "
             "time, no median); so do both probe fits.", ""]
+    out += ["## Dask cluster (issue 17)", "", _dask_table(sections["dask"]), "",
+            "One fit each: a single time, not a median. ⚠ here counts the CPUs other processes kept busy during the "
+            "fit, the cluster's worker processes (this benchmark's own) left out.", ""]
 
     rows = [[t["target"], t["measured"], t["goal_text"], t["result"].upper() if t["result"] == "miss"
              else t["result"]] for t in report["targets"]]

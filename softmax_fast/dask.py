@@ -455,7 +455,7 @@ def _block_sums(rows, weights, params):
         rows.X, rows.y, W, b, _scale_of(rows.X), n_threads=_task_threads(params["n_jobs"], "lbfgs"),
         sample_weight=rows.weights)
     n = len(rows.y)
-    return loss * n, dW.astype(np.float64) * n, db.astype(np.float64) * n
+    return loss * n, np.multiply(dW, n, dtype=np.float64), np.multiply(db, n, dtype=np.float64)
 
 
 def _weights(W, b):

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import _report, common  # noqa: E402
 
 SECTIONS = ("machine", "settings", "gemm_peaks_gflops", "limits", "epochs", "kernels", "peers", "compile", "memory",
-            "disk", "solvers", "targets")
+            "disk", "solvers", "dask", "targets")
 KERNELS = {"time_softmax", "time_cross_entropy", "time_loss_and_grad", "time_sgd_step"}
 
 
@@ -175,8 +175,9 @@ def test_targets_are_listed(results):
     # Numba against Cython: one target per dtype, input kind and thread count (1 and every usable CPU); the
     # epoch with the training options against the plain one: one per compiled backend, dtype and input kind.
     thread_counts = {1, results["machine"]["cpus_usable"]}
-    # Issue 16's: MNIST's time and objective per dtype, the probe's pass, the CV's time and score.
-    assert len(targets) == 4 + 4 * len(thread_counts) + 2 * 4 + 2 + 1 + 2 * 2 + 1 + 2
+    # Issue 16's: MNIST's time and objective per dtype, the probe's pass, the CV's time and score. Issue 17's: the
+    # Dask fit's speed-up from 1 worker to 2, its time against the in-process fit's, the fits' objectives.
+    assert len(targets) == 4 + 4 * len(thread_counts) + 2 * 4 + 2 + 1 + 2 * 2 + 1 + 2 + 3
     assert all(t["result"] in ("pass", "miss", "n/a") for t in targets)
     rss = next(t for t in targets if "peak RSS" in t["target"])
     assert rss["result"] == "n/a" and "quick mode" in rss["measured"]
@@ -228,6 +229,9 @@ def _graded_records(disturbed_cpus):
     for library, seconds in (("softmax_fast", 0.3), ("scikit-learn", 2.0)):
         records.append(_timed("bench_solvers.DigitsCV.time_fit", {"library": library}, seconds))
         records.append(_tracked("bench_solvers.DigitsCV.track_best_score", {"library": library}, 0.926))
+    for engine, seconds in (("1 worker", 10.0), ("2 workers", 5.5), ("in-process", 5.0)):
+        for figure, value in (("seconds", seconds), ("iterations", 5), ("evaluations", 6), ("objective", 6.9)):
+            records.append(_tracked(f"bench_dask.ProbeFit.track_{figure}", {"engine": engine}, value))
     return records
 
 

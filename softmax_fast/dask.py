@@ -284,7 +284,7 @@ def _row_blocks(X, y=None, sample_weight=None):
 
 class _Data:
     """The training data of a fit on the cluster: one future per block of kernel-ready rows (``blocks``, an
-    ``estimator._rows.Rows`` each), the blocks' ``lengths (m,)`` and the rows' count ``n``.
+    :class:`~softmax_fast._rows.Rows` each), the blocks' ``lengths (m,)`` and the rows' count ``n``.
 
     Making it persists the arrays, checks every block on its worker, sets
     the model's classes and, unless the fit is warm, its fresh weights.

@@ -9,6 +9,10 @@ arguments once (see :mod:`softmax_fast.kernels._validation`) and then call that
 backend's kernels. Shapes: ``X (n, d)``, ``y (n,)`` integer labels in
 ``[0, k)``, ``W (d, k)``, ``b (k,)``; ``W`` and ``b`` are float32 or float64 and
 ``X`` has their dtype or is uint8. The effective features are ``X * scale``.
+``X`` may also be a scipy.sparse CSR matrix or array (``csr_matrix``,
+``csr_array``) of the weights' dtype with int32 or int64 indices, for the
+training kernels and the predictions: the backends' CSR kernels take its
+three arrays, and a pass costs O(nnz * k).
 
 The compiled backends run on ``n_threads`` threads (default
 :func:`get_num_threads`), with results bitwise identical for any thread count.
@@ -70,6 +74,17 @@ class Backend:
         n_threads = _num_threads if n_threads is None else check.check_count("n_threads", n_threads)
         return self._thread_arguments(min(n_threads, _CPUS))
 
+    def _on_rows(self, name, X):
+        """``(kernel, leading arguments)`` for the checked features ``X``: the kernel ``name`` and ``(X,)``, or for
+        a :class:`~softmax_fast.kernels._validation.CSR` the kernel ``name + "_csr"`` and its three arrays."""
+        if not isinstance(X, check.CSR):
+            return getattr(self._kernels, name), (X,)
+        kernel = getattr(self._kernels, name + "_csr", None)
+        if kernel is None:
+            raise TypeError(f"the {self.name!r} backend takes dense X only; for sparse X use backend='numba' or "
+                            "'numpy'")
+        return kernel, (X.data, X.indices, X.indptr)
+
     @staticmethod
     def _model_inputs(X, W, b, scale, *, in_place):
         """Checked ``(X, W, b, scale)``, with ``scale`` of ``W``'s dtype so float32 stays float32."""
@@ -106,8 +121,9 @@ class Backend:
         :mod:`softmax_fast.kernels.reference`). ``gW`` and ``gb`` are new
         arrays of ``W``'s dtype; nothing is modified.
         """
-        return self._kernels.loss_and_grad(*self._loss_and_grad_inputs(X, y, W, b, scale, alpha, sample_weight),
-                                           *self._threads(n_threads))
+        X, *inputs = self._loss_and_grad_inputs(X, y, W, b, scale, alpha, sample_weight)
+        kernel, rows = self._on_rows("loss_and_grad", X)
+        return kernel(*rows, *inputs, *self._threads(n_threads))
 
     def _loss_and_grad_inputs(self, X, y, W, b, scale, alpha, sample_weight):
         """Checked ``(X, y, W, b, scale, alpha, sample_weight)`` for the ``loss_and_grad`` kernel."""
@@ -125,14 +141,15 @@ class Backend:
         C-contiguous, but not that it is finite.
         """
         X, y, W, b, scale, alpha, sample_weight = self._loss_and_grad_inputs(X, y, W, b, scale, alpha, sample_weight)
-        threads, kernel, W_shape, dtype = self._threads(n_threads), self._kernels.loss_and_grad, W.shape, W.dtype
+        (kernel, rows), threads, W_shape, dtype = self._on_rows("loss_and_grad", X), self._threads(n_threads), \
+            W.shape, W.dtype
 
         def loss_and_grad(W, b):
             if (W.shape != W_shape or b.shape != W_shape[1:] or W.dtype != dtype or b.dtype != dtype
                     or not (W.flags.c_contiguous and b.flags.c_contiguous)):
                 raise ValueError(f"W and b must be C-contiguous {dtype} arrays of shapes {W_shape} and "
                                  f"{W_shape[1:]}, got {W.dtype} {W.shape} and {b.dtype} {b.shape}")
-            return kernel(X, y, W, b, scale, alpha, sample_weight, *threads)
+            return kernel(*rows, y, W, b, scale, alpha, sample_weight, *threads)
 
         return loss_and_grad
 
@@ -157,7 +174,8 @@ class Backend:
         X, y, W, b, scale = self._batch_inputs(X, y, W, b, scale, in_place=True)
         lr = check.check_positive_in("lr", lr, W.dtype)
         options = self._step_options(X, W, b, alpha, momentum, nesterov, velocity, sample_weight)
-        return self._kernels.sgd_step(X, y, W, b, lr, scale, *options, *self._threads(n_threads))
+        kernel, rows = self._on_rows("sgd_step", X)
+        return kernel(*rows, y, W, b, lr, scale, *options, *self._threads(n_threads))
 
     def train_epoch(self, X, y, W, b, lr, batch_size, scale=1.0, *, alpha=0.0, momentum=0.0, nesterov=False,
                     velocity=None, sample_weight=None, n_threads=None):
@@ -174,17 +192,20 @@ class Backend:
         batch_size = check.check_count("batch_size", batch_size)
         rates = check.check_rates(lr, -(-X.shape[0] // batch_size), W.dtype)
         options = self._step_options(X, W, b, alpha, momentum, nesterov, velocity, sample_weight)
-        return self._kernels.train_epoch(X, y, W, b, rates, batch_size, scale, *options, *self._threads(n_threads))
+        kernel, rows = self._on_rows("train_epoch", X)
+        return kernel(*rows, y, W, b, rates, batch_size, scale, *options, *self._threads(n_threads))
 
     def predict_proba(self, X, W, b, scale=1.0, *, n_threads=None):
         """Class probabilities ``softmax(X * scale @ W + b)``, ``(n, k)`` of ``W``'s dtype."""
         X, W, b, scale = self._model_inputs(X, W, b, scale, in_place=False)
-        return self._kernels.predict_proba(X, W, b, scale, *self._threads(n_threads))
+        kernel, rows = self._on_rows("predict_proba", X)
+        return kernel(*rows, W, b, scale, *self._threads(n_threads))
 
     def predict(self, X, W, b, scale=1.0, *, n_threads=None):
         """The most probable class of each row, ``(n,)`` ``np.intp``; ties go to the lowest index."""
         X, W, b, scale = self._model_inputs(X, W, b, scale, in_place=False)
-        return self._kernels.predict(X, W, b, scale, *self._threads(n_threads))
+        kernel, rows = self._on_rows("predict", X)
+        return kernel(*rows, W, b, scale, *self._threads(n_threads))
 
 
 def _serial(n_threads):

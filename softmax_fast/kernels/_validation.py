@@ -11,14 +11,32 @@ be C-contiguous and writable, since a copy would silently drop the update.
 Wrong types and dtypes raise ``TypeError``; wrong shapes, sizes, layouts and
 values raise ``ValueError``. Each message names the argument and what was
 expected.
+
+Sparse ``X`` is a scipy.sparse CSR matrix or array (:func:`check_csr`), which
+the kernels take as its three arrays, checked whole on every call (O(nnz)):
+an index out of range or an ``indptr`` that runs past the data would make the
+kernels read outside them.
 """
 
 import numbers
 import os
+import sys
+import typing
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+class CSR(typing.NamedTuple):
+    """Checked CSR rows: ``data (nnz,)`` of the weights' dtype, ``indices (nnz,)`` and ``indptr (n + 1,)`` of one
+    integer dtype (int32 or int64), each row's indices sorted and unique in ``[0, d)``; ``shape`` ``(n, d)``."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    shape: tuple
 
 
 def default_num_threads():
@@ -73,8 +91,17 @@ def check_weights(W, b, *, in_place):
     return W, b
 
 
+def is_sparse(X):
+    """Whether ``X`` is a scipy.sparse matrix or array (without importing scipy: it is loaded if ``X`` is one)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
+
+
 def check_features(X, W):
-    """Check ``X (n, d)`` against ``W (d, k)``: dtype uint8 or that of ``W``; returns it C-ordered."""
+    """Check ``X (n, d)`` against ``W (d, k)``: dtype uint8 or that of ``W``; returns it C-ordered, or a
+    :class:`CSR` for scipy.sparse CSR ``X`` (:func:`check_csr`)."""
+    if is_sparse(X):
+        return check_csr(X, W)
     X = _as_array("X", X)
     if X.dtype not in (np.dtype(np.uint8), W.dtype):
         raise TypeError(f"X must have dtype uint8 or {W.dtype} (the dtype of W), got {X.dtype}")
@@ -85,6 +112,45 @@ def check_features(X, W):
     if X.shape[1] != W.shape[0]:
         raise ValueError(f"X has {X.shape[1]} features but W has {W.shape[0]} rows: {X.shape} vs {W.shape}")
     return np.ascontiguousarray(X)
+
+
+def check_csr(X, W):
+    """Check the scipy.sparse matrix ``X (n, d)`` against ``W (d, k)``: CSR, data of ``W``'s dtype and finite,
+    int32 or int64 indices in ``[0, d)``, sorted and unique within each row, an ``indptr`` that starts at 0,
+    never decreases and ends at the number of stored values; returns its :class:`CSR`."""
+    if X.format != "csr":
+        raise TypeError(f"X is a scipy.sparse {X.format} matrix; the kernels take CSR rows: convert it once with "
+                        "X.tocsr()")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    n, d = X.shape
+    if n == 0:
+        raise ValueError("X must have at least one row, got 0")
+    if d != W.shape[0]:
+        raise ValueError(f"X has {d} features but W has {W.shape[0]} rows: {X.shape} vs {W.shape}")
+    data, indices, indptr = (np.ascontiguousarray(a) for a in (X.data, X.indices, X.indptr))
+    if data.dtype != W.dtype:
+        raise TypeError(f"X's data must have the dtype of W ({W.dtype}), got {data.dtype}: X.astype(W.dtype)")
+    if indices.dtype not in INDEX_DTYPES or indptr.dtype != indices.dtype:
+        raise TypeError(f"X's indices and indptr must both be int32 or both int64, got {indices.dtype} and "
+                        f"{indptr.dtype}")
+    nnz = len(data)
+    if indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != nnz or len(indices) != nnz:
+        raise ValueError(f"X's indptr must have n + 1 = {n + 1} entries from 0 to the {nnz} stored values, got "
+                         f"{len(indptr)} entries from {indptr[0] if len(indptr) else None} to "
+                         f"{indptr[-1] if len(indptr) else None} (and {len(indices)} indices)")
+    if (np.diff(indptr) < 0).any():
+        raise ValueError("X's indptr must not decrease: row i's values are data[indptr[i]:indptr[i + 1]]")
+    if nnz and (indices.min() < 0 or indices.max() >= d):
+        raise ValueError(f"X's column indices must be in [0, {d}), got {indices.min()} to {indices.max()}")
+    increasing = np.diff(indices) > 0
+    increasing[indptr[1:-1][(indptr[1:-1] > 0) & (indptr[1:-1] < nnz)] - 1] = True  # a row's first index
+    if not increasing.all():
+        raise ValueError("X's column indices must be sorted and unique within each row: X.sum_duplicates() "
+                         "sorts them and adds duplicates up, in place")
+    if not np.isfinite(data).all():
+        raise ValueError("X must be finite; its data holds NaN or inf")
+    return CSR(data, indices, indptr, (n, d))
 
 
 def check_labels(y, n_samples, n_classes):

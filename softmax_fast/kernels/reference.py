@@ -14,6 +14,11 @@ Notation, shared by all backends:
 * ``lr`` and ``scale`` arrive as scalars of the weights' dtype, so float32
   models compute in float32; so do ``alpha`` and ``momentum``.
 
+Sparse ``X``: the ``*_csr`` kernels take a CSR matrix's three arrays ``(data,
+indices, indptr)`` in place of ``X`` and are the same formulas on
+``scipy.sparse.csr_array((data, indices, indptr))``, whose products with ``W``
+and ``G`` are scipy's (the penalty still shrinks every weight).
+
 The training options (every one at its default gives plain SGD, bitwise):
 
 * ``sample_weight`` ``(n,)``: row weights ``s_i >= 0`` of the weights' dtype
@@ -149,3 +154,38 @@ def predict(X, W, b, scale):
     """Most probable class of each row, ``(n,)`` ``np.intp``; ties go to the lowest index."""
     Z = _features(X, W.dtype, scale) @ W + b
     return Z.argmax(axis=1)
+
+
+def _csr_rows(data, indices, indptr, W):
+    """The CSR rows ``(data, indices, indptr)`` of ``W``'s features as a ``scipy.sparse.csr_array``."""
+    from scipy import sparse
+
+    return sparse.csr_array((data, indices, indptr), shape=(len(indptr) - 1, W.shape[0]))
+
+
+def loss_and_grad_csr(data, indices, indptr, y, W, b, scale, alpha, sample_weight):
+    """:func:`loss_and_grad` of the CSR rows ``(data, indices, indptr)``."""
+    return loss_and_grad(_csr_rows(data, indices, indptr, W), y, W, b, scale, alpha, sample_weight)
+
+
+def sgd_step_csr(data, indices, indptr, y, W, b, lr, scale, alpha, momentum, nesterov, VW, vb, sample_weight):
+    """:func:`sgd_step` on the CSR rows ``(data, indices, indptr)``."""
+    return sgd_step(_csr_rows(data, indices, indptr, W), y, W, b, lr, scale, alpha, momentum, nesterov, VW, vb,
+                    sample_weight)
+
+
+def train_epoch_csr(data, indices, indptr, y, W, b, lr, batch_size, scale, alpha, momentum, nesterov, VW, vb,
+                    sample_weight):
+    """:func:`train_epoch` on the CSR rows ``(data, indices, indptr)``."""
+    return train_epoch(_csr_rows(data, indices, indptr, W), y, W, b, lr, batch_size, scale, alpha, momentum,
+                       nesterov, VW, vb, sample_weight)
+
+
+def predict_proba_csr(data, indices, indptr, W, b, scale):
+    """:func:`predict_proba` of the CSR rows ``(data, indices, indptr)``."""
+    return predict_proba(_csr_rows(data, indices, indptr, W), W, b, scale)
+
+
+def predict_csr(data, indices, indptr, W, b, scale):
+    """:func:`predict` of the CSR rows ``(data, indices, indptr)``."""
+    return predict(_csr_rows(data, indices, indptr, W), W, b, scale)

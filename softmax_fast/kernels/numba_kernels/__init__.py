@@ -9,6 +9,17 @@ and the label range; nothing here checks them again. They take no Python
 objects, so a user's own ``@njit`` code can call them directly with arrays that
 meet the contract; ``scale`` and ``lr`` should then be of the weights' dtype.
 
+Each training kernel and prediction has a CSR twin for sparse ``X``, given as
+scipy.sparse's three arrays ``(data, indices, indptr)`` (``data`` of the
+weights' dtype, int32 or int64 indices, sorted and unique within each row)
+in place of ``X``, with the same options; a pass costs O(nnz * k)::
+
+    loss_and_grad_csr(data, indices, indptr, y, W, b, scale, ...)
+    sgd_step_csr(data, indices, indptr, y, W, b, lr, scale, ...)
+    train_epoch_csr(data, indices, indptr, y, W, b, lr, batch_size, scale, ...)
+    predict_proba_csr(data, indices, indptr, W, b, scale)
+    predict_csr(data, indices, indptr, W, b, scale)
+
 The training kernels take the reference's options as trailing parameters
 with defaults (each default gives plain SGD, bitwise)::
 
@@ -58,8 +69,13 @@ above it):
   ``_narrow`` or ``_gemm`` by the count of classes (the narrow path's and the
   bias's updates by ``_update``).
 - ``_public``: the seven kernels below, on ``_batch``.
+- ``_sparse``: the CSR twins, on ``_rows``, ``_update`` and ``_batch``'s
+  options: the gradient written to the rows of ``W`` a batch touches, and
+  the penalty as a scale of ``W`` (see the module).
 """
 
 from ._public import cross_entropy, loss_and_grad, predict, predict_proba, sgd_step, softmax, train_epoch
+from ._sparse import loss_and_grad_csr, predict_csr, predict_proba_csr, sgd_step_csr, train_epoch_csr
 
-__all__ = ["softmax", "cross_entropy", "loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict"]
+__all__ = ["softmax", "cross_entropy", "loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict",
+           "loss_and_grad_csr", "sgd_step_csr", "train_epoch_csr", "predict_proba_csr", "predict_csr"]

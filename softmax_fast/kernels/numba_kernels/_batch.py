@@ -236,3 +236,41 @@ def _train_batches(X, y, W, b, lr, batch_size, scale, alpha, momentum, nesterov,
         _unpack_weights(Ww, W)
         _unpack_weights(Vw, VW)
     return loss_sum, n_batches, n_correct
+
+
+@_kernel()
+def _row_weights(sample_weight, rows, W):
+    """``sample_weight``, or ones ``(n,)`` of ``W``'s dtype if it is None (a branch Numba prunes by type);
+    ``rows``: any array with one entry per row (``X``, or ``y`` for CSR rows)."""
+    if sample_weight is None:
+        return np.ones(rows.shape[0], dtype=W.dtype)
+    return sample_weight
+
+
+@_kernel()
+def _options(rows, W, alpha, momentum, nesterov, VW, vb, sample_weight):
+    """``(alpha, momentum, nesterov, VW, vb, sample_weight)`` as :mod:`softmax_fast.kernels` passes them.
+
+    ``alpha`` and ``momentum`` as scalars of ``W``'s dtype (unchanged if they
+    are), ``nesterov`` a bool, empty ``VW (0, 0)`` and ``vb (0,)`` for None
+    (momentum needs them: a ValueError), ``sample_weight`` ones for None.
+    """
+    dtype = W.dtype.type
+    weights = _row_weights(sample_weight, rows, W)
+    if VW is None:
+        if momentum > 0:
+            raise ValueError("momentum > 0 needs the velocities VW and vb")
+        return (dtype(alpha), dtype(momentum), bool(nesterov), np.empty((0, 0), dtype=W.dtype),
+                np.empty(0, dtype=W.dtype), weights)
+    return dtype(alpha), dtype(momentum), bool(nesterov), VW, vb, weights
+
+
+@_kernel()
+def _add_penalty_gradient(gradient, W, alpha):
+    """``gradient += alpha * W``, the penalty's gradient, in one pass over ``gradient (d, k)`` (``loss_and_grad``'s
+    new array; training fuses the penalty into the update instead); nothing when ``alpha`` is 0."""
+    penalty = W.dtype.type(alpha)
+    if penalty > 0:
+        for j in range(W.shape[0]):
+            for c in range(W.shape[1]):
+                gradient[j, c] += penalty * W[j, c]

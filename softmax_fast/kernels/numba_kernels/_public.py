@@ -2,7 +2,7 @@
 ``_logits_of_rows``, the logits that the two predictions share.
 
 The training options are trailing parameters with defaults, for users' own
-``@njit`` code; ``_options`` turns them into the arguments that
+``@njit`` code; ``_batch._options`` turns them into the arguments that
 :mod:`softmax_fast.kernels` always passes (scalars of ``W``'s dtype, empty
 velocities without momentum, row weights of ones), so that a call from there
 compiles one specialisation per pair of dtypes.
@@ -13,8 +13,9 @@ Calls :mod:`._jit`, :mod:`._rows`, :mod:`._narrow`, :mod:`._gemm` and :mod:`._ba
 import numpy as np
 from numba import prange
 
-from ._batch import (ROW_CHUNK, _batch_scratch, _forward_batch, _gradient_block_rows, _reduce_rows, _train_batches,
-                     _weight_gradient, _wide, _working_weights)
+from ._batch import (ROW_CHUNK, _add_penalty_gradient, _batch_scratch, _forward_batch, _gradient_block_rows,
+                     _options, _reduce_rows, _row_weights, _train_batches, _weight_gradient, _wide,
+                     _working_weights)
 from ._gemm import _gemm_logits
 from ._jit import _kernel
 from ._narrow import _mask_groups, _narrow_logits, _unpack_weights
@@ -45,32 +46,6 @@ def cross_entropy(Z, y):
     for i in range(n):
         total += row_loss[i]
     return total / n
-
-
-@_kernel()
-def _row_weights(sample_weight, X, W):
-    """``sample_weight``, or ones ``(n,)`` of ``W``'s dtype if it is None (a branch Numba prunes by type)."""
-    if sample_weight is None:
-        return np.ones(X.shape[0], dtype=W.dtype)
-    return sample_weight
-
-
-@_kernel()
-def _options(X, W, alpha, momentum, nesterov, VW, vb, sample_weight):
-    """``(alpha, momentum, nesterov, VW, vb, sample_weight)`` as :mod:`softmax_fast.kernels` passes them.
-
-    ``alpha`` and ``momentum`` as scalars of ``W``'s dtype (unchanged if they
-    are), ``nesterov`` a bool, empty ``VW (0, 0)`` and ``vb (0,)`` for None
-    (momentum needs them: a ValueError), ``sample_weight`` ones for None.
-    """
-    dtype = W.dtype.type
-    weights = _row_weights(sample_weight, X, W)
-    if VW is None:
-        if momentum > 0:
-            raise ValueError("momentum > 0 needs the velocities VW and vb")
-        return (dtype(alpha), dtype(momentum), bool(nesterov), np.empty((0, 0), dtype=W.dtype),
-                np.empty(0, dtype=W.dtype), weights)
-    return dtype(alpha), dtype(momentum), bool(nesterov), VW, vb, weights
 
 
 @_kernel()
@@ -107,12 +82,7 @@ def loss_and_grad(X, y, W, b, scale, alpha=0.0, sample_weight=None):
                          False, no_velocity)
     if not wide:
         _unpack_weights(dW, gradient)
-    # The penalty's gradient: one pass over the new array (training fuses it into the update instead).
-    penalty = W.dtype.type(alpha)
-    if penalty > 0:
-        for j in range(d):
-            for c in range(k):
-                gradient[j, c] += penalty * W[j, c]
+    _add_penalty_gradient(gradient, W, alpha)
     return loss_sum / n, gradient, db
 
 

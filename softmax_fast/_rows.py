@@ -23,7 +23,8 @@ class Rows(typing.NamedTuple):
 
     Taking rows composes ``index`` and never copies ``X``, which may be a
     memory-mapped file larger than memory: :meth:`features` gathers the rows
-    of one kernel call at a time.
+    of one kernel call at a time. ``X`` may also be a CSR matrix
+    (``scipy.sparse``), whose rows it gathers into a new one.
     """
 
     X: np.ndarray
@@ -38,15 +39,19 @@ class Rows(typing.NamedTuple):
 
     def features(self, rows, out):
         """The features of these rows at the slice ``rows``: a view of ``X`` when they are its rows in order,
-        else gathered into the start of ``out`` (from :meth:`scratch`)."""
+        else gathered into the start of ``out`` (from :meth:`scratch`; a new CSR matrix of them for a sparse
+        ``X``)."""
         if self.index is None:
             return self.X[rows]
         index = self.index[rows]
-        return np.take(self.X, index, axis=0, out=out[:len(index)])
+        return self.X[index] if out is None else np.take(self.X, index, axis=0, out=out[:len(index)])
 
     def scratch(self, rows):
-        """``out`` for :meth:`features` of up to ``rows`` rows: ``None`` when they are views of ``X``."""
-        return None if self.index is None else np.empty((min(rows, len(self.y)), self.X.shape[1]), self.X.dtype)
+        """``out`` for :meth:`features` of up to ``rows`` rows: ``None`` when they are views of ``X``, or when
+        ``X`` is sparse."""
+        if self.index is None or not isinstance(self.X, np.ndarray):
+            return None
+        return np.empty((min(rows, len(self.y)), self.X.shape[1]), self.X.dtype)
 
 
 def label_indices(classes, y):

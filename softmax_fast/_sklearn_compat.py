@@ -22,6 +22,8 @@ import warnings
 
 import numpy as np
 
+from .kernels._validation import is_sparse
+
 #: The oldest scikit-learn with ``sklearn.utils.validation.validate_data`` and ``__sklearn_tags__``.
 MIN_SKLEARN_VERSION = (1, 6)
 # validate_data's marker for "this argument was not passed" (y may be None, which is an error).
@@ -76,11 +78,13 @@ class StandaloneConvergenceWarning(UserWarning):
     """An iterative solver stopped before it converged (scikit-learn's ``ConvergenceWarning``)."""
 
 
-def standalone_validate_data(estimator, X, y=_NOT_PASSED, *, reset, dtype, order):
+def standalone_validate_data(estimator, X, y=_NOT_PASSED, *, reset, dtype, order, accept_sparse=False):
     """Checked ``X`` (``(X, y)`` when ``y`` is passed), as ``sklearn.utils.validation.validate_data`` returns it.
 
     ``X`` becomes a 2-D, non-empty array of one of the ``dtype`` list (kept if
-    it has one of them, else converted to the first), in ``order``, finite.
+    it has one of them, else converted to the first), in ``order``, finite; a
+    scipy.sparse ``X``, when ``accept_sparse`` names a format (``"csr"``), a
+    matrix of that format whose data is checked so.
     ``reset`` sets ``estimator.n_features_in_``; otherwise ``X`` must have that
     many columns. ``y`` becomes 1-D (a column vector is raveled with a
     warning), one label per row of ``X``.
@@ -88,7 +92,7 @@ def standalone_validate_data(estimator, X, y=_NOT_PASSED, *, reset, dtype, order
     name = type(estimator).__name__
     if y is None:
         raise ValueError(f"This {name} estimator requires y to be passed, but the target y is None.")
-    X = _checked_features(X, dtype, order, name)
+    X = _checked_sparse(X, dtype, accept_sparse, name) if is_sparse(X) else _checked_features(X, dtype, order, name)
     if reset:
         estimator.n_features_in_ = X.shape[1]
     elif X.shape[1] != estimator.n_features_in_:
@@ -97,8 +101,8 @@ def standalone_validate_data(estimator, X, y=_NOT_PASSED, *, reset, dtype, order
     if isinstance(y, str) and y == _NOT_PASSED:
         return X
     y = _column_or_1d(y)
-    if len(y) != len(X):
-        raise ValueError(f"Found input variables with inconsistent numbers of samples: {[len(X), len(y)]}")
+    if len(y) != X.shape[0]:
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: {[X.shape[0], len(y)]}")
     return X, y
 
 
@@ -124,6 +128,18 @@ def _checked_features(X, dtype, order, name):
                 raise ValueError("Input X contains NaN.")
             raise ValueError(f"Input X contains infinity or a value too large for {X.dtype!r}.")
     return X
+
+
+def _checked_sparse(X, dtype, accept_sparse, name):
+    if not accept_sparse:
+        raise TypeError(f"Sparse data was passed for X, but dense data is required by {name}.")
+    X = X.asformat(accept_sparse)
+    _checked_features(X.data.reshape(-1, 1) if X.nnz else np.zeros((1, 1)), dtype, "C", name)  # finite, numeric
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if X.shape[axis] == 0:
+            raise ValueError(f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of 1 "
+                             f"is required by {name}.")
+    return X if X.dtype in dtype else X.astype(dtype[0])
 
 
 def _column_or_1d(y):

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._sklearn_compat import ConvergenceWarning
 from .estimator import SoftmaxRegression
+from .kernels._validation import is_sparse
 
 #: ``alphas=N``: the grid of ``N`` penalties that ``LogisticRegressionCV(Cs=N)`` searches, ``alpha = 1 / (n * C)``
 #: for ``C`` in ``np.logspace(*C_EXPONENTS, N)`` and ``n`` the rows of the data fitted.
@@ -92,7 +93,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         y = column_or_1d(y, warn=True)  # a column vector, as SoftmaxRegression takes it, so the folds are the same
         if y.dtype.kind in "fc":
             assert_all_finite(y, input_name="y")  # before the folds, which would cast NaN labels to integers
-        X = X if hasattr(X, "iloc") else np.asarray(X)
+        # A sparse X as CSR (rows are taken from it fold by fold), a DataFrame as it is, anything else an array.
+        X = X.tocsr() if is_sparse(X) else X if hasattr(X, "iloc") else np.asarray(X)
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y))  # raises on empty data
         alphas = self._alpha_grid(len(y))
         scorer = _accuracy if self.scoring is None else check_scoring(self, scoring=self.scoring)

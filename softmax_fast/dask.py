@@ -161,7 +161,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """SGD epochs over the blocks of ``data`` (:class:`_Data`), one task per block, chained."""
         validation = None if validation_data is None else model._validation_arrays(validation_data)
         fit = model._fit_in_progress = model._new_fit(None)
-        backend = kernels.get_backend(model.backend)
         epoch_batches = sum(math.ceil(length / model.batch_size) for length in data.lengths)
         try:
             while model.n_iter_ < fit.end_epoch:
@@ -189,7 +188,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     state.coef, state.intercept, state.velocity, state.n_steps
                 epoch = _EpochInProgress(order=None, batches_done=state.batches_done, loss_sum=state.loss_sum,
                                          n_correct=state.n_correct, seconds=time.perf_counter() - started)
-                record, plateau_stop = model._end_epoch(backend, data.n, epoch, fit, None, validation)
+                record, plateau_stop = model._end_epoch(data.n, epoch, fit, None, validation)
                 if on_epoch is not None:
                     on_epoch(record)
                 if plateau_stop:

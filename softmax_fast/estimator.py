@@ -27,6 +27,7 @@ from .kernels._validation import (
     check_positive,
     check_positive_in,
     default_num_threads,
+    is_sparse,
 )
 from .model_file import _EpochInProgress
 
@@ -40,6 +41,8 @@ _SCORED_BYTES = 16 << 20
 _PIXEL_SCALE = 1 / 255
 # decision_function and predict_log_proba compute the logits of this many rows at a time.
 _LOGIT_ROWS = 1024
+# validate_data's y when only X is checked (scikit-learn's marker).
+_NO_LABELS = "no_validation"
 
 
 class TrainingInterrupted(Exception):
@@ -361,7 +364,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         None). Unless the fit is warm (``warm_start`` and a fitted model), sets ``classes_`` and fresh weights."""
         warm = self.warm_start and hasattr(self, "coef_")
         dtype = self.coef_.dtype if warm else self.dtype
-        X, y = validate_data(self, X, y, reset=not warm, dtype=_kernel_dtypes(dtype), order="C")
+        X, y = _validated(self, X, y, reset=not warm, dtype=dtype)
         check_classification_targets(y)
         if warm:
             classes, y_indices = self.classes_, self._label_indices(y)
@@ -403,7 +406,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if epoch is None:
             raise ValueError("there is no interrupted fit to resume: the last fit ran to its end (or this model "
                              "was saved without one); call fit to train again")
-        X, y = validate_data(self, X, y, reset=False, dtype=_kernel_dtypes(self.coef_.dtype), order="C")
+        X, y = _validated(self, X, y, reset=False, dtype=self.coef_.dtype)
         check_classification_targets(y)
         y_indices = self._label_indices(y)
         sample_weight = _rows.checked_sample_weight(sample_weight, len(y), self.coef_.dtype)
@@ -437,7 +440,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                              "partial_fit does not see: pass class_weight as a dict instead")
         first_call = not hasattr(self, "coef_")
         dtype = self.dtype if first_call else self.coef_.dtype
-        X, y = validate_data(self, X, y, reset=first_call, dtype=_kernel_dtypes(dtype), order="C")
+        X, y = _validated(self, X, y, reset=first_call, dtype=dtype)
         check_classification_targets(y)
         if first_call:
             model_classes = np.unique(y if classes is None else classes)
@@ -460,10 +463,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if first_call:
             self._init_model(X.shape[1], model_classes)
         self._epoch_in_progress, self._fit_in_progress, self.best_epoch_ = None, None, None
-        backend, data = kernels.get_backend(self.backend), _rows.Rows(X, y_indices, weights)
+        backend, data = self._backend_for(X), _rows.Rows(X, y_indices, weights)
         epoch = self._new_epoch(len(y))
         self._train_batches(backend, data, epoch, None, None, None)
-        self._end_epoch(backend, len(y), epoch, None, None, None)
+        self._end_epoch(len(y), epoch, None, None, None)
         return self
 
     def _check_params(self):
@@ -555,7 +558,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if held_out.weights is not None and not held_out.weights.any():
                 raise ValueError("the rows early stopping holds out all have a zero weight (sample_weight times "
                                  "class_weight): nothing to score them by; use another random_state")
-        backend = kernels.get_backend(self.backend)
+        backend = self._backend_for(X)
         # The data's SHA-256, which checkpoints and a stop record: hashed at most once a fit (X may be gigabytes
         # on disk), and not at all when resuming, whose check computed it.
         resumed_sha256 = getattr(self._epoch_in_progress, "data_sha256", None)
@@ -566,7 +569,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 epoch = self._epoch_in_progress or self._new_epoch(len(data.y))
                 self._epoch_in_progress = None
                 stop_requested = self._train_batches(backend, data, epoch, fit, on_batches, stop, periodic)
-                record, plateau_stop = self._end_epoch(backend, len(data.y), epoch, fit, held_out, validation)
+                record, plateau_stop = self._end_epoch(len(data.y), epoch, fit, held_out, validation)
                 if on_epoch is not None:
                     on_epoch(record)
                 if plateau_stop:
@@ -592,7 +595,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         iteration. See :mod:`softmax_fast._lbfgs`.
         """
         weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, self.coef_.dtype)
-        objective = _lbfgs.Objective.of_rows(kernels.get_backend(self.backend), X, y, weights, _scale_of(X),
+        objective = _lbfgs.Objective.of_rows(self._backend_for(X), X, y, weights, _scale_of(X),
                                              self.alpha, self.coef_.shape, self.coef_.dtype,
                                              _kernel_threads(self.n_jobs))
         return self._minimize(objective, validation_data, on_iteration, stop)
@@ -600,7 +603,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _minimize(self, objective, validation_data, on_iteration, stop):
         """:meth:`_fit_lbfgs` for the :class:`_lbfgs.Objective` ``objective`` of the fit's rows; returns ``self``."""
         validation = None if validation_data is None else self._validation_arrays(validation_data)
-        backend = kernels.get_backend(self.backend)
         self._fit_in_progress, self.best_epoch_ = None, None
         n_weights = self.coef_.size
 
@@ -611,7 +613,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                       "gradient_norm": gradient_norm, "test_loss": None, "test_accuracy": None,
                       "seconds": seconds}
             if validation is not None:
-                record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(backend, validation)
+                record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(validation)
             self.history_.append(record)
             self.n_iter_ = len(self.history_)
             if on_iteration is not None:
@@ -734,7 +736,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         epochs = self.epochs if fit is None else fit.end_epoch - fit.first_epoch
         return epochs * epoch_batches
 
-    def _end_epoch(self, backend, n, epoch, fit, held_out, validation):
+    def _end_epoch(self, n, epoch, fit, held_out, validation):
         """Append the record of the epoch just trained, on ``n`` rows, to ``history_``, scored; returns ``(record,
         stop)``.
 
@@ -756,9 +758,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             "seconds": epoch.seconds,
         }
         if held_out is not None:
-            record["validation_loss"], record["validation_score"] = self._loss_and_accuracy(backend, held_out)
+            record["validation_loss"], record["validation_score"] = self._loss_and_accuracy(held_out)
         if validation is not None:
-            record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(backend, validation)
+            record["test_loss"], record["test_accuracy"] = self._loss_and_accuracy(validation)
         self.history_.append(record)
         self.n_iter_ = len(self.history_)
         if fit is None or not (held_out is not None or self.learning_rate == "adaptive"):
@@ -789,21 +791,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise TypeError("validation_data must be a pair (X_test, y_test), "
                             f"got {type(validation_data).__name__}") from None
         try:
-            X_test, y_test = validate_data(self, X_test, y_test, reset=False,
-                                           dtype=_kernel_dtypes(self.coef_.dtype), order="C")
+            X_test, y_test = _validated(self, X_test, y_test, reset=False, dtype=self.coef_.dtype)
             return _rows.Rows(X_test, self._label_indices(y_test), None)
         except ValueError as exc:
             raise ValueError(f"validation_data: {exc}") from exc
 
-    def _loss_and_accuracy(self, backend, rows):
+    def _loss_and_accuracy(self, rows):
         """The data loss and the accuracy (both weighted by ``rows.weights`` when given) of kernel-ready ``rows``.
 
         Rows that are not a view of their ``X`` (early stopping's held-out
         rows) are gathered ``_SCORED_BYTES`` of features at a time, and the
         chunks' mean losses combined by their row counts.
         """
-        n_threads, n, scale = _kernel_threads(self.n_jobs), len(rows.y), _scale_of(rows.X)
-        step = n if rows.index is None else max(1, _SCORED_BYTES // (rows.X.shape[1] * rows.X.itemsize))
+        backend, n_threads, n, scale = self._backend_for(rows.X), _kernel_threads(self.n_jobs), len(rows.y), \
+            _scale_of(rows.X)
+        step = n if rows.index is None else max(1, _SCORED_BYTES // (rows.X.shape[1] * rows.X.dtype.itemsize))
         scratch, losses, predicted = rows.scratch(step), [], np.empty(n, dtype=np.intp)
         for start in range(0, n, step):
             chunk = slice(start, start + step)
@@ -844,30 +846,40 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities ``(n, k)`` of ``coef_``'s dtype for ``X (n, d)``, columns in ``classes_``'s order."""
         X = self._prediction_features(X)
-        return kernels.get_backend(self.backend).predict_proba(
+        return self._backend_for(X).predict_proba(
             X, self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
 
     def predict(self, X):
         """The most probable class of each row of ``X (n, d)``: ``(n,)`` labels from ``classes_``."""
         X = self._prediction_features(X)
-        indices = kernels.get_backend(self.backend).predict(
+        indices = self._backend_for(X).predict(
             X, self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
         return self.classes_[indices]
 
     def _logits(self, X):
         """``(X * scale) @ coef_ + intercept_`` in float64 for kernel-ready ``X``, a thousand rows at a time."""
         W, b = self.coef_.astype(np.float64), self.intercept_.astype(np.float64)
-        Z = np.empty((len(X), len(b)))
-        for start in range(0, len(X), _LOGIT_ROWS):
+        Z = np.empty((X.shape[0], len(b)))
+        for start in range(0, X.shape[0], _LOGIT_ROWS):
             rows = slice(start, start + _LOGIT_ROWS)
-            np.matmul(X[rows].astype(np.float64) * _scale_of(X), W, out=Z[rows])
+            Z[rows] = X[rows].astype(np.float64) * _scale_of(X) @ W  # X may be sparse: no out=
         Z += b
         return Z
 
     def _prediction_features(self, X):
         """``X`` checked against the fitted model and ready for the kernels; ``NotFittedError`` before ``fit``."""
         self._check_is_fitted()
-        return validate_data(self, X, reset=False, dtype=_kernel_dtypes(self.coef_.dtype), order="C")
+        return _validated(self, X, reset=False, dtype=self.coef_.dtype)
+
+    def _backend_for(self, X):
+        """The kernels' backend for the kernel-ready ``X``: ``backend``, whose ``"auto"`` picks the fastest one
+        with CSR kernels for sparse ``X``."""
+        return kernels.get_backend(self.backend, sparse=is_sparse(X))
+
+    def __sklearn_tags__(self):  # only scikit-learn calls it: its base class has one
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
     def _check_is_fitted(self):
         if not hasattr(self, "coef_"):
@@ -912,10 +924,31 @@ SOLVERS = ("sgd", "lbfgs")
 #: reason: pass it as ``expected_failed_checks`` (scikit-learn >= 1.6 lists its own SGD estimators' this way, in
 #: ``sklearn.utils._test_common.instance_generator.PER_ESTIMATOR_XFAIL_CHECKS``; its tags hold no such list).
 SKLEARN_EXPECTED_FAILED_CHECKS = {
-    "check_sample_weight_equivalence_on_dense_data": (
+    f"check_sample_weight_equivalence_on_{kind}_data": (
         "sample_weight is not equivalent to removing or repeating rows: minibatch SGD divides a batch's loss by "
-        "its row count and repeated rows change the batches (as for scikit-learn's SGDClassifier)"),
+        "its row count and repeated rows change the batches (as for scikit-learn's SGDClassifier)")
+    for kind in ("dense", "sparse")
 }
+
+
+def _validated(model, X, y=_NO_LABELS, *, reset, dtype):
+    """``validate_data`` for the kernels: ``X`` (``(X, y)`` when ``y`` is given) checked against ``model``.
+
+    Dense ``X`` keeps uint8 (pixels) or ``dtype`` and is C-ordered; anything
+    else becomes ``dtype``. Sparse ``X`` becomes CSR (scikit-learn converts
+    other formats, once) of ``dtype`` with sorted, unique indices in each
+    row: a copy, once, when they are not (``sum_duplicates`` adds repeated
+    entries up, as scipy's products would).
+    """
+    labels = not (isinstance(y, str) and y == _NO_LABELS)
+    checked = validate_data(model, X, y, reset=reset, dtype=_kernel_dtypes(dtype), order="C", accept_sparse="csr")
+    X = checked[0] if labels else checked
+    if is_sparse(X):
+        X = X.astype(dtype, copy=False)
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()
+    return (X, checked[1]) if labels else X
 
 
 def _kernel_dtypes(dtype):
@@ -976,8 +1009,11 @@ class _PeriodicCheckpoints:
 
 
 def _data_sha256(X, y, sample_weight):
-    """SHA-256 of kernel-ready training data (C-ordered ``X``, ``y`` and, if given, ``sample_weight``): ``resume``'s."""
-    digest = hashlib.sha256(X)
+    """SHA-256 of kernel-ready training data (C-ordered ``X`` or a CSR ``X``'s three arrays, ``y`` and, if given,
+    ``sample_weight``): ``resume``'s."""
+    digest = hashlib.sha256()
+    for array in (X.data, X.indices, X.indptr) if is_sparse(X) else (X,):
+        digest.update(array)
     digest.update(y)
     if sample_weight is not None:
         digest.update(sample_weight)

@@ -95,7 +95,7 @@ class SpyBackend:
 @pytest.fixture
 def spy_backend(monkeypatch):
     spy = SpyBackend(kernels.get_backend("numpy"))
-    monkeypatch.setattr(kernels, "get_backend", lambda name: spy)
+    monkeypatch.setattr(kernels, "get_backend", lambda name, sparse=False: spy)
     return spy
 
 
@@ -354,7 +354,7 @@ def test_divergence_keeps_the_weights_and_history_of_the_epochs_before_it(monkey
     params = dict(epochs=5, batch_size=4, lr=0.05, shuffle=True, backend="numpy")
     two_epochs = SoftmaxRegression(**params | {"epochs": 2}).fit(X, y)
     diverging = DivergingBackend(10, what)
-    monkeypatch.setattr(kernels, "get_backend", lambda name: diverging)
+    monkeypatch.setattr(kernels, "get_backend", lambda name, sparse=False: diverging)
     model = SoftmaxRegression(**params)
     with pytest.raises(TrainingDivergedError, match=f"diverged in epoch 3: {message} in batches 33 to 64.* "
                        "keeps its last finite weights, those it had before epoch 3") as caught:
@@ -850,7 +850,7 @@ def test_divergence_also_puts_back_the_velocity_and_the_step_count(monkeypatch, 
     params = dict(epochs=5, batch_size=4, lr=0.05, backend="numpy", **options)
     two_epochs = SoftmaxRegression(**params | {"epochs": 2}).fit(X, y)
     diverging = DivergingBackend(10, "weights")
-    monkeypatch.setattr(kernels, "get_backend", lambda name: diverging)
+    monkeypatch.setattr(kernels, "get_backend", lambda name, sparse=False: diverging)
     model = SoftmaxRegression(**params)
     with pytest.raises(TrainingDivergedError):
         model.fit(X, y)
@@ -1009,3 +1009,90 @@ def test_checkpoint_arguments_are_checked(arguments, message):
     solver = arguments.pop("solver", "sgd")
     with pytest.raises(ValueError, match=message):
         SoftmaxRegression(solver=solver).fit(*blobs(n=50), **arguments)
+
+
+# -- sparse X -------------------------------------------------------------------------------------
+
+def sparse_blobs(dtype=np.float64):
+    """``blobs`` with three quarters of the features zeroed: ``(X as a CSR matrix, the same dense, y)``."""
+    import scipy.sparse
+
+    X, y = blobs(n=400, d=40, dtype=dtype)
+    X[np.random.default_rng(5).random(X.shape) < 0.75] = 0
+    return scipy.sparse.csr_matrix(X), X, y
+
+
+@pytest.mark.parametrize("params", [
+    dict(epochs=3), dict(epochs=3, shuffle=True, alpha=1e-3, momentum=0.9, learning_rate="invscaling"),
+    dict(epochs=3, early_stopping=True, class_weight="balanced"), dict(solver="lbfgs", alpha=1e-3, dtype="float64"),
+], ids=["sgd", "shuffled, options", "early stopping", "lbfgs"])
+def test_a_sparse_fit_is_the_fit_of_the_same_dense_rows(params):
+    X_sparse, X_dense, y = sparse_blobs()
+    sparse_model = SoftmaxRegression(backend="numba", **params).fit(X_sparse, y, validation_data=(X_sparse, y))
+    dense_model = SoftmaxRegression(backend="numba", **params).fit(X_dense, y, validation_data=(X_dense, y))
+    rtol = 1e-8 if sparse_model.coef_.dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(sparse_model.coef_, dense_model.coef_, rtol=rtol, atol=rtol)
+    assert sparse_model.n_iter_ == dense_model.n_iter_ and sparse_model.best_epoch_ == dense_model.best_epoch_
+    for method in ("predict_proba", "decision_function", "predict_log_proba"):
+        np.testing.assert_allclose(getattr(sparse_model, method)(X_sparse), getattr(dense_model, method)(X_dense),
+                                   rtol=rtol, atol=rtol)
+    np.testing.assert_array_equal(sparse_model.predict(X_sparse), dense_model.predict(X_dense))
+    assert sparse_model.score(X_sparse, y) == dense_model.score(X_dense, y)
+
+
+def test_auto_picks_a_backend_with_csr_kernels_for_sparse_x():
+    X_sparse, _, y = sparse_blobs()
+    assert kernels.get_backend("auto", sparse=True).has_csr
+    model = SoftmaxRegression(epochs=1).fit(X_sparse, y)
+    numba = SoftmaxRegression(epochs=1, backend="numba").fit(X_sparse, y)
+    np.testing.assert_array_equal(model.coef_, numba.coef_)
+
+
+@pytest.mark.parametrize("convert", ["tocoo", "tocsc", "tolil"])
+def test_other_sparse_formats_and_dtypes_are_converted_once(convert):
+    X_sparse, _, y = sparse_blobs()
+    expected = SoftmaxRegression(epochs=2).fit(X_sparse.astype(np.float32), y)
+    model = SoftmaxRegression(epochs=2).fit(getattr(X_sparse, convert)(), y)
+    np.testing.assert_array_equal(model.coef_, expected.coef_)
+
+
+def test_unsorted_and_repeated_indices_are_summed_in_a_copy_leaving_the_callers_matrix_alone():
+    import scipy.sparse
+
+    X_sparse, X_dense, y = sparse_blobs(np.float32)
+    # Each row's entries reversed, and its first one split into two halves stored twice.
+    rows, columns, values = [], [], []
+    for i in range(X_sparse.shape[0]):
+        row = X_sparse.getrow(i)
+        entries = list(zip(row.indices, row.data))[::-1]
+        if entries:
+            (column, value), entries = entries[0], entries[1:]
+            entries += [(column, value / 2), (column, value / 2)]
+        rows += [i] * len(entries)
+        columns += [column for column, _ in entries]
+        values += [value for _, value in entries]
+    messy = scipy.sparse.csr_matrix((np.array(values, np.float32), (rows, columns)), shape=X_sparse.shape)
+    messy.indices, messy.indptr, messy.data = messy.indices.copy(), messy.indptr.copy(), messy.data.copy()
+    messy.has_canonical_format = False
+    kept = messy.indices.copy()
+    np.testing.assert_allclose(SoftmaxRegression(epochs=2).fit(messy, y).coef_,
+                               SoftmaxRegression(epochs=2).fit(X_sparse, y).coef_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(messy.indices, kept)
+
+
+@through_a_file_or_not
+def test_a_sparse_fit_stopped_and_resumed_is_the_whole_fit(tmp_path, through_file):
+    X_sparse, _, y = sparse_blobs()
+    whole = SoftmaxRegression(epochs=3, shuffle=True, batch_size=16).fit(X_sparse, y)
+    model = SoftmaxRegression(epochs=3, shuffle=True, batch_size=16)
+    with pytest.raises(TrainingInterrupted):
+        model.fit(X_sparse, y, stop=stop_after(2))
+    if through_file:
+        model.save(tmp_path / "model.npz")
+        model = SoftmaxRegression.load(tmp_path / "model.npz")
+    model.resume(X_sparse, y)
+    np.testing.assert_array_equal(model.coef_, whole.coef_)
+    with pytest.raises(TrainingInterrupted):
+        model.fit(X_sparse, y, stop=stop_after(2))
+    with pytest.raises(ValueError, match="not the data of the interrupted fit"):
+        model.resume(X_sparse * 2, y)

@@ -53,9 +53,10 @@ def test_scikit_learn_estimator_check(estimator, check):
 #: solver="lbfgs" in float64 (in float32 its confident probabilities round to 1, and check_classifiers_train's
 #: log(predict_proba) then differs from predict_log_proba by more than its 1e-9).
 LBFGS_EXPECTED_FAILED_CHECKS = {
-    "check_sample_weight_equivalence_on_dense_data": (
+    f"check_sample_weight_equivalence_on_{kind}_data": (
         "the objective divides the weighted loss by the row count, not the sum of the weights (as the kernels' "
-        "loss_and_grad): repeating a row changes n, and so the penalty's share"),
+        "loss_and_grad): repeating a row changes n, and so the penalty's share")
+    for kind in ("dense", "sparse")
 }
 
 
@@ -74,7 +75,8 @@ def test_scikit_learn_estimator_check_of_softmax_regression_cv(estimator, check)
 
 
 def test_the_only_check_expected_to_fail_is_the_one_minibatch_sgd_cannot_meet_by_construction():
-    assert sorted(SKLEARN_EXPECTED_FAILED_CHECKS) == ["check_sample_weight_equivalence_on_dense_data"]
+    assert sorted(SKLEARN_EXPECTED_FAILED_CHECKS) == ["check_sample_weight_equivalence_on_dense_data",
+                                                      "check_sample_weight_equivalence_on_sparse_data"]
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +262,17 @@ WITHOUT_SKLEARN = textwrap.dedent("""
 def test_without_scikit_learn_the_estimator_works_on_its_stand_ins():
     completed = subprocess.run([sys.executable, "-c", WITHOUT_SKLEARN], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.parametrize("validate", [validate_data, compat.standalone_validate_data], ids=["sklearn", "standalone"])
+def test_the_standalone_input_checks_take_sparse_x_like_scikit_learns(validate):
+    import scipy.sparse
+
+    X = scipy.sparse.coo_matrix(np.eye(4, 3))
+    checked, _ = validate(Probe(), X, GOOD_y, reset=True, dtype=[np.dtype(np.float32)], order="C", accept_sparse="csr")
+    assert checked.format == "csr" and checked.dtype == np.float32
+    X.data[0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        validate(Probe(), X, GOOD_y, reset=True, dtype=[np.dtype(np.float32)], order="C", accept_sparse="csr")
+    with pytest.raises(TypeError, match="Sparse data was passed for X, but dense data is required"):
+        validate(Probe(), X, GOOD_y, reset=True, dtype=[np.dtype(np.float32)], order="C")

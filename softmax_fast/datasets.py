@@ -229,7 +229,7 @@ def write_idx(path, array):
 def _write_atomically(path, data):
     """Write the bytes ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 
-    Used for the cached IDX files and the training checkpoints.
+    Used for the cached IDX files, the cached text features and the training checkpoints.
     """
     # The temporary file is in the same directory, so os.replace is a rename within
     # one file system; open(..., "xb") gives it the umask's permissions (mkstemp: 0600).
@@ -250,8 +250,9 @@ def _write_atomically(path, data):
 class Source:
     """One place a data set may come from.
 
-    ``fetch()`` returns ``{file name: uint8 array}`` for the four ``FILE_NAMES``,
-    shaped as in the IDX files, unverified; it raises :class:`DatasetError` or
+    ``fetch()`` returns the data set's contents, unverified (for MNIST and
+    Fashion-MNIST ``{file name: uint8 array}`` for the four ``FILE_NAMES``,
+    shaped as in the IDX files; see :mod:`softmax_fast.text` for 20 Newsgroups); it raises :class:`DatasetError` or
     ``OSError`` when the source cannot deliver. ``is_data_dir`` marks the data
     directory itself, whose data need not be saved back to it.
     """
@@ -624,21 +625,32 @@ def _labels_of(path, key, y):
     return y.argmax(axis=1).astype(np.intp)
 
 
-def load_dataset(name_or_path, data_dir=None, *, report=None):
-    """``"mnist"``, ``"fashion-mnist"``, a path to a ``.npz`` or a directory of ``.npy`` files
-    (:func:`load_npy_directory`): ``((X, y), (X_test, y_test) or None)``.
+#: The file name endings of LIBSVM/svmlight files.
+SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
 
-    ``data_dir`` and ``report`` go to :func:`load_mnist` / :func:`load_fashion_mnist`;
-    the user's files need neither.
+
+def load_dataset(name_or_path, data_dir=None, *, report=None):
+    """``"mnist"``, ``"fashion-mnist"``, ``"20newsgroups"`` (sparse TF-IDF features, :mod:`softmax_fast.text`), a
+    path to a ``.npz``, to a LIBSVM/svmlight file (``.svm``, ``.svmlight``, ``.libsvm``) or to a directory of
+    ``.npy`` files (:func:`load_npy_directory`): ``((X, y), (X_test, y_test) or None)``.
+
+    ``data_dir`` and ``report`` go to the named data sets' loaders; the
+    user's files need neither.
     """
+    from . import text as text_datasets
+
     text = os.fspath(name_or_path)  # a str or a path
     if text == "mnist":
         return load_mnist(data_dir, report=report)
     if text == "fashion-mnist":
         return load_fashion_mnist(data_dir, report=report)
+    if text == "20newsgroups":
+        return text_datasets.load_20newsgroups(data_dir, report=report)
     if text.endswith(".npz"):
         return load_npz_dataset(text)
+    if text.endswith(SVMLIGHT_SUFFIXES):
+        return text_datasets.load_svmlight(text)
     if os.path.isdir(text):
         return load_npy_directory(text)
-    raise DatasetError(f"unknown data set {text!r}: expected 'mnist', 'fashion-mnist', a path ending in .npz or a "
-                       "directory holding X.npy and y.npy")
+    raise DatasetError(f"unknown data set {text!r}: expected 'mnist', 'fashion-mnist', '20newsgroups', a path "
+                       "ending in .npz or .svm (.svmlight, .libsvm) or a directory holding X.npy and y.npy")

@@ -7,13 +7,14 @@ columns ``indices[indptr[i]:indptr[i + 1]]`` (sorted, without duplicates, in
 weights' dtype; ``indices`` and ``indptr`` are int32 or int64.
 
 The gradient of a batch touches only the rows of ``W`` whose features occur
-in it: they are summed into a scratch ``(d, k)`` that only those rows of are
-written, then read and zeroed. The L2 penalty would make every step cost
-O(d * k) (each step shrinks all of ``W``): ``train_epoch`` keeps ``W`` as
-``c * V`` (scikit-learn's scaled weight vector), so that the penalty's step
+in it, and a step adds it to them straight from the batch's rows
+(``_csr_scatter``: each stored value's row of ``G``, in row order), with no
+pass over ``W``. The L2 penalty would make every step cost O(d * k) (each
+step shrinks all of ``W``): ``train_epoch`` keeps ``W`` as ``c * V``
+(scikit-learn's scaled weight vector), so that the penalty's step
 ``W <- (1 - lr * alpha) * W`` is ``c <- (1 - lr * alpha) * c``, and the
-data's step on a touched row is ``V[j] -= lr * g[j] / c``; ``V`` becomes ``W``
-again (``V *= c``) at the end of the call, or when ``c`` falls below
+data's step is ``V[j] -= (lr / c) * g[j]``; ``V`` becomes ``W`` again
+(``V *= c``) at the end of the call, or when ``c`` falls below
 ``_SMALLEST_SCALE``. Momentum has no such form: its velocity changes every
 weight every step, so with ``momentum > 0`` a step costs O(d * k).
 
@@ -37,59 +38,77 @@ _SMALLEST_SCALE = 1e-9
 _GRADIENT_BLOCK_ROWS = 4096
 
 
+@_kernel(inline=True)
+def _row_logits(data, indices, indptr, i, V, c, b, scale, z):
+    """``z (k,) = c * (x_i * scale) @ V + b`` for CSR row ``i``."""
+    k = V.shape[1]
+    for cls in range(k):
+        z[cls] = 0
+    for p in range(indptr[i], indptr[i + 1]):
+        x = data[p] * scale
+        v = V[indices[p]]
+        for cls in range(k):
+            z[cls] += x * v[cls]
+    for cls in range(k):
+        z[cls] = c * z[cls] + b[cls]
+
+
+@_kernel(inline=True)
+def _finish_row(z, label, weight, inv_rows):
+    """Turn a row's logits ``z (k,)`` into ``d loss / d z = s * (p - onehot) / m`` in place; returns the row's
+    weighted loss ``s * CE`` (float64) and whether its argmax is ``label``."""
+    best = _argmax(z)
+    label_logit = z[label]
+    cross_entropy = _softmax_in_place(z, best) - label_logit
+    z[label] -= 1
+    for cls in range(z.shape[0]):
+        z[cls] *= weight * inv_rows
+    return np.float64(weight) * np.float64(cross_entropy), best == label
+
+
 @_kernel(parallel=True)
 def _csr_logits(data, indices, indptr, start, stop, V, c, b, scale, Z):
     """``Z[i - start] = c * (x_i * scale) @ V + b`` for the rows ``start <= i < stop``, rows in parallel."""
-    k = V.shape[1]
     for r in prange(stop - start):
-        i = start + r
-        for cls in range(k):
-            Z[r, cls] = 0
-        for p in range(indptr[i], indptr[i + 1]):
-            x = data[p] * scale
-            j = indices[p]
-            for cls in range(k):
-                Z[r, cls] += x * V[j, cls]
-        for cls in range(k):
-            Z[r, cls] = c * Z[r, cls] + b[cls]
+        _row_logits(data, indices, indptr, start + r, V, c, b, scale, Z[r])
 
 
 @_kernel(parallel=True)
 def _finish_rows(Z, y, start, weights, inv_rows, row_loss, row_correct):
-    """Turn the logits ``Z (m, k)`` of rows ``start..start + m`` into ``d loss / d Z``: ``s * (P - Y) / m``, in
-    place; ``row_loss[r] = s * CE`` (float64) and whether each row's argmax is its label."""
+    """:func:`_finish_row` for the logits ``Z (m, k)`` of rows ``start..start + m``, rows in parallel; the losses
+    and rights go to ``row_loss`` and ``row_correct``."""
     for r in prange(Z.shape[0]):
-        label = y[start + r]
-        best = _argmax(Z[r])
-        row_correct[r] = best == label
-        label_logit = Z[r, label]
-        cross_entropy = _softmax_in_place(Z[r], best) - label_logit
-        weight = weights[start + r]
-        row_loss[r] = np.float64(weight) * np.float64(cross_entropy)
-        Z[r, label] -= 1
-        for cls in range(Z.shape[1]):
-            Z[r, cls] *= weight * inv_rows
+        row_loss[r], row_correct[r] = _finish_row(Z[r], y[start + r], weights[start + r], inv_rows)
 
 
 @_kernel()
-def _csr_gradient(data, indices, indptr, start, G, scale, gradient, touched, is_touched):
-    """Add ``(x_i * scale) * G[i - start]`` to ``gradient[j]`` for every stored feature ``j`` of the rows
-    ``start..start + m``, in row order; list the rows of ``gradient`` it writes in ``touched`` (``is_touched``
-    marks them); returns their count. Rows of ``gradient`` not yet touched must be zero."""
+def _batch_forward(data, indices, indptr, start, y, weights, V, c, b, scale, G):
+    """A batch's forward pass, serially (a batch's rows are too few to pay for waking threads): ``G (m, k)``
+    becomes ``d loss / d Z`` of the rows ``start..start + m``; returns ``(sum of s * CE, rows right)``."""
+    inv_rows = V.dtype.type(1) / G.shape[0]
+    loss, n_correct = 0.0, 0
+    for r in range(G.shape[0]):
+        _row_logits(data, indices, indptr, start + r, V, c, b, scale, G[r])
+        row_loss, correct = _finish_row(G[r], y[start + r], weights[start + r], inv_rows)
+        loss += row_loss
+        n_correct += correct
+    return loss, n_correct
+
+
+@_kernel()
+def _csr_scatter(data, indices, indptr, start, G, scale, factor, out):
+    """``out[j] += factor * (x_ij * scale) * G[i - start]`` for every stored feature ``j`` of the rows ``start..start
+    + m`` (``m`` the rows of ``G``), in row order: the rows of ``X.T @ G`` times ``factor``, added where the rows
+    touch ``out`` and nowhere else."""
     k = G.shape[1]
-    count = 0
     for r in range(G.shape[0]):
         i = start + r
+        g = G[r]
         for p in range(indptr[i], indptr[i + 1]):
-            j = indices[p]
-            if not is_touched[j]:
-                is_touched[j] = True
-                touched[count] = j
-                count += 1
-            x = data[p] * scale
+            x = data[p] * scale * factor
+            row = out[indices[p]]
             for cls in range(k):
-                gradient[j, cls] += x * G[r, cls]
-    return count
+                row[cls] += x * g[cls]
 
 
 @_kernel()
@@ -110,50 +129,30 @@ def _fold(V, c):
 
 
 @_kernel()
-def _csr_step(V, c, gradient, touched, count, is_touched, db, b, lr, alpha, momentum, nesterov, VW, vb):
-    """The SGD step of :mod:`softmax_fast.kernels.reference` on ``W = c * V`` for the data gradient whose rows
-    ``touched[:count]`` are in ``gradient`` (those rows zeroed after); returns the new ``c``.
+def _csr_step(data, indices, indptr, start, G, scale, V, c, gradient, lr, alpha, momentum, nesterov, VW):
+    """The SGD step of :mod:`softmax_fast.kernels.reference` on ``W = c * V`` for the rows ``start..start + m`` whose
+    ``d loss / d Z`` is ``G (m, k)``; returns the new ``c``.
 
-    Without momentum, the penalty's shrinking goes to ``c`` (O(1)) and only
-    the touched rows of ``V`` move; with momentum, or when ``c`` would fall
-    below ``_SMALLEST_SCALE`` (or not stay > 0), ``V`` is folded into ``W``
-    and every weight takes the step.
+    Without momentum, the penalty's shrinking goes to ``c`` (O(1)) and the
+    data's step is added straight to the rows of ``V`` the batch touches;
+    with momentum, or when ``c`` would fall below ``_SMALLEST_SCALE`` (or not
+    stay > 0), ``V`` is folded into ``W``, the data's gradient is summed in
+    ``gradient (d, k)`` (scratch) and every weight takes the step.
     """
-    d, k = V.shape
     shrink = 1 - lr * alpha
     if momentum == 0 and c * shrink >= _SMALLEST_SCALE:
         c = c * shrink
-        for t in range(count):
-            j = touched[t]
-            for cls in range(k):
-                V[j, cls] -= lr * gradient[j, cls] / c
-    else:
-        if c != 1:
-            _fold(V, c)
-            c = V.dtype.type(1)
-        for j in range(d):
-            for cls in range(k):
-                _update_weight(V, VW, (j, cls), gradient[j, cls], lr, alpha, momentum, nesterov)
-    for t in range(count):
-        j = touched[t]
-        is_touched[j] = False
-        for cls in range(k):
-            gradient[j, cls] = 0
-    zero = V.dtype.type(0)
-    for cls in range(k):
-        _update_weight(b, vb, (cls,), db[cls], lr, zero, momentum, nesterov)
+        _csr_scatter(data, indices, indptr, start, G, scale, -lr / c, V)
+        return c
+    if c != 1:
+        _fold(V, c)
+        c = V.dtype.type(1)
+    gradient[:] = 0
+    _csr_scatter(data, indices, indptr, start, G, scale, V.dtype.type(1), gradient)
+    for j in range(V.shape[0]):
+        for cls in range(V.shape[1]):
+            _update_weight(V, VW, (j, cls), gradient[j, cls], lr, alpha, momentum, nesterov)
     return c
-
-
-@_kernel()
-def _csr_scratch(rows, W):
-    """The scratch of SGD or a gradient over ``rows`` CSR rows at a time: ``G (rows, k)``, the rows' float64 losses
-    and whether they are right, the weight gradient ``(d, k)`` (zeros), the list of its touched rows and their
-    marks (none), and ``db (k,)``."""
-    d, k = W.shape
-    return (np.empty((rows, k), dtype=W.dtype), np.empty(rows, dtype=np.float64), np.empty(rows, dtype=np.bool_),
-            np.zeros((d, k), dtype=W.dtype), np.empty(d, dtype=np.intp), np.zeros(d, dtype=np.bool_),
-            np.empty(k, dtype=W.dtype))
 
 
 @_kernel()
@@ -161,7 +160,10 @@ def _csr_train(data, indices, indptr, y, W, b, batch_size, scale, lr, alpha, mom
     """SGD over the batches of ``batch_size`` CSR rows in order, ``W``, ``b`` (and ``VW``, ``vb``) in place; batch
     ``i`` at the rate ``_rate(lr, i)``. Returns ``(sum of batch losses, n_batches, n_correct)``."""
     n = y.shape[0]
-    G, row_loss, row_correct, gradient, touched, is_touched, db = _csr_scratch(min(batch_size, n), W)
+    G = np.empty((min(batch_size, n), W.shape[1]), dtype=W.dtype)
+    db = np.empty(W.shape[1], dtype=W.dtype)
+    # The whole gradient, for the steps that need it (momentum, a fold): none without them.
+    gradient = np.empty((W.shape[0], W.shape[1]) if momentum > 0 or alpha > 0 else (0, W.shape[1]), dtype=W.dtype)
     c = W.dtype.type(1)
     loss_sum = 0.0
     n_batches = 0
@@ -169,17 +171,16 @@ def _csr_train(data, indices, indptr, y, W, b, batch_size, scale, lr, alpha, mom
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         m = stop - start
-        _csr_logits(data, indices, indptr, start, stop, W, c, b, scale, G[:m])
-        _finish_rows(G[:m], y, start, weights, W.dtype.type(1) / m, row_loss[:m], row_correct[:m])
-        batch_loss = 0.0
-        for r in range(m):
-            batch_loss += row_loss[r]
-            n_correct += row_correct[r]
+        batch_loss, batch_correct = _batch_forward(data, indices, indptr, start, y, weights, W, c, b, scale, G[:m])
         loss_sum += batch_loss / m
-        count = _csr_gradient(data, indices, indptr, start, G[:m], scale, gradient, touched, is_touched)
+        n_correct += batch_correct
         _bias_gradient(G[:m], db)
-        c = _csr_step(W, c, gradient, touched, count, is_touched, db, b, _rate(lr, n_batches), alpha, momentum,
-                      nesterov, VW, vb)
+        rate = _rate(lr, n_batches)
+        c = _csr_step(data, indices, indptr, start, G[:m], scale, W, c, gradient, rate, alpha, momentum, nesterov,
+                      VW)
+        zero = W.dtype.type(0)
+        for cls in range(W.shape[1]):
+            _update_weight(b, vb, (cls,), db[cls], rate, zero, momentum, nesterov)
         n_batches += 1
     if c != 1:
         _fold(W, c)
@@ -215,8 +216,9 @@ def loss_and_grad_csr(data, indices, indptr, y, W, b, scale, alpha=0.0, sample_w
     weights = _row_weights(sample_weight, y, W)
     n = y.shape[0]
     block = min(n, _GRADIENT_BLOCK_ROWS)
-    G, row_loss, row_correct, gradient, touched, is_touched, block_db = _csr_scratch(block, W)
-    db = np.zeros_like(block_db)
+    G = np.empty((block, W.shape[1]), dtype=W.dtype)
+    row_loss, row_correct = np.empty(block, dtype=np.float64), np.empty(block, dtype=np.bool_)
+    gradient, db, block_db = np.zeros_like(W), np.zeros_like(b), np.empty_like(b)
     one = W.dtype.type(1)
     loss_sum = 0.0
     for start in range(0, n, block):
@@ -226,7 +228,7 @@ def loss_and_grad_csr(data, indices, indptr, y, W, b, scale, alpha=0.0, sample_w
         _finish_rows(G[:m], y, start, weights, one / n, row_loss[:m], row_correct[:m])
         for r in range(m):
             loss_sum += row_loss[r]
-        _csr_gradient(data, indices, indptr, start, G[:m], scale, gradient, touched, is_touched)
+        _csr_scatter(data, indices, indptr, start, G[:m], scale, one, gradient)
         _bias_gradient(G[:m], block_db)
         db += block_db
     _add_penalty_gradient(gradient, W, alpha)

@@ -69,7 +69,7 @@ FILE_NAMES = (
 IMAGE_SHAPE = (28, 28)
 N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 
-TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "20newsgroups": "20 Newsgroups"}
 
 # Base URLs holding FILE_NAMES + ".gz": torchvision's MNIST mirror, TensorFlow's,
 # and Zalando's own bucket for Fashion-MNIST (plain HTTP only; the digests below

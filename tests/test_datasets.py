@@ -636,8 +636,9 @@ def test_load_dataset_dispatches_on_the_name(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["MNIST", "cifar10", "data.csv", ""])
 def test_load_dataset_lists_the_choices_for_anything_else(name):
-    with pytest.raises(DatasetError, match=r"expected 'mnist', 'fashion-mnist', a path ending in .npz or a "
-                                            r"directory holding X.npy and y.npy"):
+    with pytest.raises(DatasetError, match=r"expected 'mnist', 'fashion-mnist', '20newsgroups', a path ending in "
+                                            r"\.npz or \.svm \(\.svmlight, \.libsvm\) or a directory holding X.npy "
+                                            r"and y.npy"):
         load_dataset(name)
 
 

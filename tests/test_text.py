@@ -126,3 +126,15 @@ def test_a_svmlight_file_loads_as_csr_features(tmp_path):
         datasets.load_dataset(tmp_path / "bad.svm")
     with pytest.raises(DatasetError, match="no such file"):
         datasets.load_dataset(tmp_path / "missing.svm")
+
+
+def test_the_command_line_trains_on_20newsgroups_and_names_the_sparse_backend(small_newsgroups, tmp_path, capsys):
+    import json
+
+    from softmax_fast import train
+
+    train.main(["--dataset", "20newsgroups", "--data-dir", str(small_newsgroups), "--epochs", "10", "--lr", "2",
+                "--shuffle", "--batch-size", "16", "--out", str(tmp_path / "run"), "--no-plot", "--json"])
+    captured = capsys.readouterr()
+    assert "features (sparse)" in captured.err and "backend numba" in captured.err
+    assert json.loads(captured.out)["test_accuracy"] > 0.9

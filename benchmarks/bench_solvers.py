@@ -50,7 +50,8 @@ QUICK_TEST_ROWS = 256
 
 def objective(X, y, scale, W, b, alpha):
     """``(1/n) sum_i CE_i + (alpha/2) ||W||^2`` in float64 at ``W (d, k)``, ``b (k,)`` of any float dtype, by the
-    reference kernels over chunks of rows: one yardstick for our weights and scikit-learn's."""
+    reference kernels over chunks of rows: one yardstick for our weights and scikit-learn's. ``X`` may be
+    scipy.sparse CSR (with sorted indices in each row, as the kernels take it)."""
     from softmax_fast import kernels
 
     reference, W, b = kernels.get_backend("numpy"), np.asarray(W, np.float64), np.asarray(b, np.float64)
@@ -58,7 +59,7 @@ def objective(X, y, scale, W, b, alpha):
     for start in range(0, len(y), 8192):
         rows = X[start:start + 8192]
         rows = rows if rows.dtype == np.uint8 else rows.astype(np.float64)
-        data_loss += len(rows) * reference.loss_and_grad(rows, y[start:start + 8192], W, b, scale)[0]
+        data_loss += rows.shape[0] * reference.loss_and_grad(rows, y[start:start + 8192], W, b, scale)[0]
     return data_loss / len(y) + alpha / 2 * float(np.sum(W * W))
 
 

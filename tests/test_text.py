@@ -138,3 +138,9 @@ def test_the_command_line_trains_on_20newsgroups_and_names_the_sparse_backend(sm
     captured = capsys.readouterr()
     assert "features (sparse)" in captured.err and "backend numba" in captured.err
     assert json.loads(captured.out)["test_accuracy"] > 0.9
+
+
+def test_the_features_come_with_sorted_indices_so_that_fits_need_no_copy(small_newsgroups):
+    for _ in range(2):  # made, then cached
+        (X, _), (X_test, _) = text.load_20newsgroups(small_newsgroups, report=lambda line: None)
+        assert X.has_sorted_indices and X_test.has_sorted_indices

@@ -38,7 +38,9 @@ _SMALLEST_SCALE = 1e-9
 _GRADIENT_BLOCK_ROWS = 4096
 
 
-@_kernel(inline=True)
+# _row_logits and _finish_row are not inlined: compiled once per type, not into each of their callers (which
+# took 12 to 24 s of Numba compiles per pair of dtypes); a call per row costs little against a row's work.
+@_kernel()
 def _row_logits(data, indices, indptr, i, V, c, b, scale, z):
     """``z (k,) = c * (x_i * scale) @ V + b`` for CSR row ``i``."""
     k = V.shape[1]
@@ -53,7 +55,7 @@ def _row_logits(data, indices, indptr, i, V, c, b, scale, z):
         z[cls] = c * z[cls] + b[cls]
 
 
-@_kernel(inline=True)
+@_kernel()
 def _finish_row(z, label, weight, inv_rows):
     """Turn a row's logits ``z (k,)`` into ``d loss / d z = s * (p - onehot) / m`` in place; returns the row's
     weighted loss ``s * CE`` (float64) and whether its argmax is ``label``."""
@@ -204,7 +206,8 @@ def sgd_step_csr(data, indices, indptr, y, W, b, lr, scale, alpha=0.0, momentum=
                  vb=None, sample_weight=None):
     """``sgd_step`` on the CSR rows ``(data, indices, indptr)``, one batch, ``W``, ``b`` (and ``VW``, ``vb``) in
     place; ``(loss, n_correct)``."""
-    loss, _, n_correct = _csr_train(data, indices, indptr, y, W, b, y.shape[0], scale, lr,
+    # The rate as train_epoch's array of rates: one compiled _csr_train serves both.
+    loss, _, n_correct = _csr_train(data, indices, indptr, y, W, b, y.shape[0], scale, np.full(1, lr, dtype=W.dtype),
                                     *_options(y, W, alpha, momentum, nesterov, VW, vb, sample_weight))
     return loss, n_correct
 

@@ -296,8 +296,14 @@ def test_ctrl_c_in_the_client_leaves_the_cluster_usable(client):
             timers.append(threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)))
             timers[0].start()
 
-    with pytest.raises(KeyboardInterrupt):
-        sfdask.SoftmaxRegression(epochs=10_000).fit(*on_cluster(X, y, chunks=2048), on_epoch=interrupt_soon)
+    # Python's own handler, whatever this process had (pytest-xdist's workers ignore SIGINT); epochs enough for
+    # a minute, so that a signal that went astray fails the test rather than hangs it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sfdask.SoftmaxRegression(epochs=500).fit(*on_cluster(X, y, chunks=2048), on_epoch=interrupt_soon)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 30
     while any(client.processing().values()) and time.monotonic() < deadline:
         time.sleep(0.1)

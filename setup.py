@@ -40,6 +40,14 @@ LOOP_TYPES = [
     ("f32", "float", [("f32_u8", "unsigned char", "uchar"), ("f32_f32", "float", "float")]),
     ("f64", "double", [("f64_u8", "unsigned char", "uchar"), ("f64_f64", "double", "double")]),
 ]
+# The CSR kernels' type pairs, of their loops and of the exported C API: (name suffix, weights' C type,
+# indices' C type).
+CSR_TYPES = [
+    ("f32_i32", "float", "int32_t"),
+    ("f32_i64", "float", "int64_t"),
+    ("f64_i32", "double", "int32_t"),
+    ("f64_i64", "double", "int64_t"),
+]
 TEMPLATES = ["cython_kernels.pxd.tp", "_c_api.pxi.tp", "_hot_loops.pxi.tp"]
 # The C headers of the loops: hot_loops.h, which the kernels include, and the
 # headers it includes, all in hot_loops/ (globbed, so that a new one is not
@@ -55,7 +63,7 @@ def render_templates():
         template = os.path.join(HERE, KERNELS, name)
         with open(template) as f:
             text = Tempita.Template(f.read(), name=template).substitute(
-                weight_types=WEIGHT_TYPES, kernel_types=KERNEL_TYPES, loop_types=LOOP_TYPES)
+                weight_types=WEIGHT_TYPES, kernel_types=KERNEL_TYPES, loop_types=LOOP_TYPES, csr_types=CSR_TYPES)
         target = template[: -len(".tp")]
         if os.path.exists(target):
             with open(target) as f:

@@ -463,7 +463,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if first_call:
             self._init_model(X.shape[1], model_classes)
         self._epoch_in_progress, self._fit_in_progress, self.best_epoch_ = None, None, None
-        backend, data = self._backend_for(X), _rows.Rows(X, y_indices, weights)
+        backend, data = kernels.get_backend(self.backend), _rows.Rows(X, y_indices, weights)
         epoch = self._new_epoch(len(y))
         self._train_batches(backend, data, epoch, None, None, None)
         self._end_epoch(len(y), epoch, None, None, None)
@@ -558,7 +558,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if held_out.weights is not None and not held_out.weights.any():
                 raise ValueError("the rows early stopping holds out all have a zero weight (sample_weight times "
                                  "class_weight): nothing to score them by; use another random_state")
-        backend = self._backend_for(X)
+        backend = kernels.get_backend(self.backend)
         # The data's SHA-256, which checkpoints and a stop record: hashed at most once a fit (X may be gigabytes
         # on disk), and not at all when resuming, whose check computed it.
         resumed_sha256 = getattr(self._epoch_in_progress, "data_sha256", None)
@@ -595,7 +595,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         iteration. See :mod:`softmax_fast._lbfgs`.
         """
         weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, self.coef_.dtype)
-        objective = _lbfgs.Objective.of_rows(self._backend_for(X), X, y, weights, _scale_of(X),
+        objective = _lbfgs.Objective.of_rows(kernels.get_backend(self.backend), X, y, weights, _scale_of(X),
                                              self.alpha, self.coef_.shape, self.coef_.dtype,
                                              _kernel_threads(self.n_jobs))
         return self._minimize(objective, validation_data, on_iteration, stop)
@@ -803,8 +803,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         rows) are gathered ``_SCORED_BYTES`` of features at a time, and the
         chunks' mean losses combined by their row counts.
         """
-        backend, n_threads, n, scale = self._backend_for(rows.X), _kernel_threads(self.n_jobs), len(rows.y), \
-            _scale_of(rows.X)
+        backend, n_threads, n = kernels.get_backend(self.backend), _kernel_threads(self.n_jobs), len(rows.y)
+        scale = _scale_of(rows.X)
         step = n if rows.index is None else max(1, _SCORED_BYTES // (rows.X.shape[1] * rows.X.dtype.itemsize))
         scratch, losses, predicted = rows.scratch(step), [], np.empty(n, dtype=np.intp)
         for start in range(0, n, step):
@@ -846,13 +846,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities ``(n, k)`` of ``coef_``'s dtype for ``X (n, d)``, columns in ``classes_``'s order."""
         X = self._prediction_features(X)
-        return self._backend_for(X).predict_proba(
+        return kernels.get_backend(self.backend).predict_proba(
             X, self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
 
     def predict(self, X):
         """The most probable class of each row of ``X (n, d)``: ``(n,)`` labels from ``classes_``."""
         X = self._prediction_features(X)
-        indices = self._backend_for(X).predict(
+        indices = kernels.get_backend(self.backend).predict(
             X, self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
         return self.classes_[indices]
 
@@ -870,11 +870,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """``X`` checked against the fitted model and ready for the kernels; ``NotFittedError`` before ``fit``."""
         self._check_is_fitted()
         return _validated(self, X, reset=False, dtype=self.coef_.dtype)
-
-    def _backend_for(self, X):
-        """The kernels' backend for the kernel-ready ``X``: ``backend``, whose ``"auto"`` picks the fastest one
-        with CSR kernels for sparse ``X``."""
-        return kernels.get_backend(self.backend, sparse=is_sparse(X))
 
     def __sklearn_tags__(self):  # only scikit-learn calls it: its base class has one
         tags = super().__sklearn_tags__()

@@ -350,7 +350,7 @@ def main(argv=None):
     progress = Progress(model.max_iter if lbfgs else model.epochs, sys.stderr if args.json else sys.stdout,
                         args.quiet, show_lr=model.learning_rate != "constant" and not lbfgs)
     (X, y), test = load_run_data(run, args.data_dir, progress.say)
-    backend_name = model._backend_for(X).name
+    backend_name = kernels.get_backend(model.backend).name
     progress.say(f"training on {X.shape[0]} rows x {X.shape[1]} features{' (sparse)' if is_sparse(X) else ''}, "
                  f"{'no test split' if test is None else f'{test[0].shape[0]} test rows'}; "
                  f"backend {backend_name}, {model.dtype}{', L-BFGS' if lbfgs else ''}")

@@ -46,6 +46,7 @@ def test_example_extension_builds_against_the_imported_package(tmp_path):
     output = build_and_check(tmp_path)
     assert f"from {softmax_fast.get_include()}" in output
     assert "matches the NumPy reference over 3 epochs" in output
+    assert "CSR training matches the NumPy reference over 3 epochs" in output
 
 
 def test_example_extension_builds_against_a_regular_install(tmp_path):

@@ -33,7 +33,7 @@ _MODULES = {
     "numba": "softmax_fast.kernels.numba_kernels",
     "cython": "softmax_fast.kernels.cython_kernels",
 }
-# "auto" takes the first available of these (for sparse X, the first with CSR kernels).
+# "auto" takes the first available of these.
 _PREFERENCE = ("cython", "numba", "numpy")
 
 # The CPUs this process may use: the default thread count and the most a kernel is run on.
@@ -69,11 +69,6 @@ class Backend:
     def __repr__(self):
         return f"<softmax_fast backend {self.name!r}>"
 
-    @property
-    def has_csr(self):
-        """Whether this backend's kernels take CSR ``X`` (else its methods raise ``TypeError`` for sparse ``X``)."""
-        return hasattr(self._kernels, "train_epoch_csr")
-
     def _threads(self, n_threads):
         """The extra arguments that run a kernel on ``n_threads`` threads (default: :func:`get_num_threads`)."""
         n_threads = _num_threads if n_threads is None else check.check_count("n_threads", n_threads)
@@ -84,11 +79,7 @@ class Backend:
         a :class:`~softmax_fast.kernels._validation.CSR` the kernel ``name + "_csr"`` and its three arrays."""
         if not isinstance(X, check.CSR):
             return getattr(self._kernels, name), (X,)
-        kernel = getattr(self._kernels, name + "_csr", None)
-        if kernel is None:
-            raise TypeError(f"the {self.name!r} backend takes dense X only; for sparse X use backend='numba' or "
-                            "'numpy'")
-        return kernel, (X.data, X.indices, X.indptr)
+        return getattr(self._kernels, name + "_csr"), (X.data, X.indices, X.indptr)
 
     @staticmethod
     def _model_inputs(X, W, b, scale, *, in_place):
@@ -257,16 +248,15 @@ def available_backends():
     return [name for name, reason in backend_status().items() if reason is None]
 
 
-def get_backend(name="auto", *, sparse=False):
+def get_backend(name="auto"):
     """The :class:`Backend` called ``name`` (``"numpy"``, ``"numba"``, ``"cython"``, or ``"auto"``).
 
-    ``"auto"`` is the first available of cython, numba and numpy, with
-    ``sparse=True`` the first of them that has CSR kernels. Raises
+    ``"auto"`` is the first available of cython, numba and numpy. Raises
     ``ValueError`` for an unknown name and :class:`BackendUnavailableError`
     (an ``ImportError``) with the reason when the backend cannot be used here.
     """
     if name == "auto":
-        name = next(n for n in _PREFERENCE if isinstance(_load(n), Backend) and (not sparse or _load(n).has_csr))
+        name = next(n for n in _PREFERENCE if isinstance(_load(n), Backend))
     if name not in _MODULES:
         raise ValueError(f"unknown backend {name!r}; expected 'auto' or one of {', '.join(BACKENDS)}")
     backend = _load(name)

@@ -34,7 +34,7 @@ the weights' own dtype through.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
 import numpy as np
@@ -43,6 +43,11 @@ ctypedef fused features_t:
     unsigned char
     float
     double
+
+# The type of a CSR matrix's indices and indptr (_sparse.pxi).
+ctypedef fused index_t:
+    int32_t
+    int64_t
 
 cdef extern from *:
     """
@@ -618,6 +623,8 @@ cdef object _raise_for(int status):
         raise ValueError("y holds a label outside 0..n_classes-1")
     if status == SF_ERROR_ARGUMENT:
         raise ValueError("an array is empty, batch_size or n_threads is below 1, or an option is out of range")
+    if status == SF_ERROR_SPARSE:
+        raise ValueError("X's indptr does not start at 0 or decreases, or one of its indices is outside 0..d-1")
 
 
 def softmax(const floating[:, ::1] Z, floating[:, ::1] out, int n_threads):
@@ -710,4 +717,5 @@ def predict(const features_t[:, ::1] X, const floating[:, ::1] W,
     return labels.base
 
 
+include "_sparse.pxi"
 include "_c_api.pxi"

@@ -52,6 +52,8 @@
  * templates of a pair: vectors_impl.h (the vector type and its loads),
  * narrow_impl.h and gemm_impl.h (the two families), exp_impl.h (the vector
  * exp) and rows_impl.h (the rows' finishing, softmax and cross-entropy rows).
+ * The CSR kernels' loops, csr_impl.h, are included once per (weight type,
+ * index type) pair after them.
  * What depends on the weight type alone is compiled in the pair whose
  * features have that type (SF_X_IS_T), named by SF_T_NAME.
  */
@@ -98,5 +100,32 @@
 #define SF_NAME(name) name##_f64_f64
 #define SF_T_NAME(name) name##_f64
 #include "hot_loops/pair_impl.h"
+
+/* The CSR loops' (weights, indices) type pairs, as setup.py's CSR_TYPES names them. */
+#define SF_T float
+#define SF_I int32_t
+#define SF_I_IS_32 1
+#define SF_CSR_NAME(name) name##_f32_i32
+#define SF_T_NAME(name) name##_f32
+#include "hot_loops/csr_impl.h"
+
+#define SF_T float
+#define SF_I int64_t
+#define SF_I_IS_32 0
+#define SF_CSR_NAME(name) name##_f32_i64
+#include "hot_loops/csr_impl.h"
+
+#define SF_T double
+#define SF_I int32_t
+#define SF_I_IS_32 1
+#define SF_CSR_NAME(name) name##_f64_i32
+#define SF_T_NAME(name) name##_f64
+#include "hot_loops/csr_impl.h"
+
+#define SF_T double
+#define SF_I int64_t
+#define SF_I_IS_32 0
+#define SF_CSR_NAME(name) name##_f64_i64
+#include "hot_loops/csr_impl.h"
 
 #endif

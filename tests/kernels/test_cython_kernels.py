@@ -59,8 +59,25 @@ def options_struct(weight_type):
     return Options
 
 
+def every_option(W):
+    """The every-option tests' ``(rates (5,), (VW, vb), sample_weight (300,))`` of ``W``'s dtype: falling rates,
+    random velocities and row weights."""
+    rng = np.random.default_rng(1)
+    sample_weight = rng.uniform(0, 2, 300).astype(W.dtype)
+    velocity = (0.01 * rng.standard_normal(W.shape)).astype(W.dtype), np.zeros(W.shape[1], W.dtype)
+    return np.linspace(0.3, 0.1, 5).astype(W.dtype), velocity, sample_weight
+
+
 def api_name(kernel, dtype, input_kind):
     return f"{kernel}_{'f32' if np.dtype(dtype) == np.float32 else 'f64'}{'_u8' if input_kind == 'uint8' else ''}"
+
+
+#: The index types of the CSR kernels of the C API.
+INDEX_TYPES = (np.int32, np.int64)
+
+
+def csr_api_name(kernel, dtype, index_dtype):
+    return f"{kernel}_{'f32' if np.dtype(dtype) == np.float32 else 'f64'}_{'i32' if index_dtype == np.int32 else 'i64'}"
 
 
 def test_every_c_api_function_is_exported():
@@ -69,7 +86,73 @@ def test_every_c_api_function_is_exported():
                  ("loss_and_grad", "sgd_step", "train_epoch", "predict_proba", "predict", "loss_and_grad_ex",
                   "sgd_step_ex", "train_epoch_ex")
                  for dtype in (np.float32, np.float64) for kind in ("float", "uint8")}
+    expected |= {csr_api_name(kernel, dtype, index_dtype) for kernel in
+                 ("loss_and_grad_csr", "sgd_step_csr", "train_epoch_csr", "predict_proba_csr", "predict_csr")
+                 for dtype in (np.float32, np.float64) for index_dtype in INDEX_TYPES}
     assert set(cython_kernels.__pyx_capi__) == expected
+
+
+def train_epoch_csr_prototype(weight_type):
+    """``train_epoch_csr_*``: (data, indices, indptr, y, n, d, k, W, b, lr (n_batches,), batch_size, scale,
+    options, n_threads, mean_loss, accuracy) -> status."""
+    pointer, size = ctypes.c_void_p, ctypes.c_ssize_t
+    return ctypes.CFUNCTYPE(ctypes.c_int, pointer, pointer, pointer, pointer, size, size, size, pointer, pointer,
+                            pointer, size, weight_type, pointer, ctypes.c_int, ctypes.POINTER(ctypes.c_double),
+                            ctypes.POINTER(ctypes.c_double))
+
+
+def train_epoch_csr_through_ctypes(X, y, W, b, rates, batch_size, options, n_threads):
+    """``train_epoch_csr_*`` for ``X``'s dtypes, by address, on ``W`` and ``b`` in place: ``(status, mean_loss,
+    accuracy)``."""
+    dtype = W.dtype.type
+    function = train_epoch_csr_prototype(C_TYPES[dtype])(get_cython_function_address(
+        "softmax_fast.kernels.cython_kernels", csr_api_name("train_epoch_csr", dtype, X.indices.dtype.type)))
+    mean_loss, accuracy = ctypes.c_double(), ctypes.c_double()
+    status = function(X.data.ctypes.data, X.indices.ctypes.data, X.indptr.ctypes.data, y.ctypes.data, X.shape[0],
+                      X.shape[1], W.shape[1], W.ctypes.data, b.ctypes.data, rates.ctypes.data, batch_size, 1.0,
+                      options, n_threads, ctypes.byref(mean_loss), ctypes.byref(accuracy))
+    return status, mean_loss.value, accuracy.value
+
+
+@pytest.mark.parametrize("index_dtype", INDEX_TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("k", [5, 19])
+def test_train_epoch_csr_with_every_option_through_ctypes_equals_the_python_api(dtype, index_dtype, k):
+    sparse = pytest.importorskip("scipy.sparse")
+    dense, y, W, b, _ = make_problem(300, 37, k, dtype, "float")
+    X = sparse.csr_array(dense)
+    X.indices, X.indptr = X.indices.astype(index_dtype), X.indptr.astype(index_dtype)
+    rates, (VW, vb), sample_weight = every_option(W)
+    W_c, b_c, VW_c, vb_c = W.copy(), b.copy(), VW.copy(), vb.copy()
+    options = options_struct(C_TYPES[dtype])(1e-3, 0.9, 1, VW_c.ctypes.data, vb_c.ctypes.data,
+                                             sample_weight.ctypes.data)
+    status, *result = train_epoch_csr_through_ctypes(X, y, W_c, b_c, rates, 64, ctypes.byref(options), 2)
+    assert status == 0
+    expected = kernels.get_backend("cython").train_epoch(
+        X, y, W, b, rates, 64, alpha=1e-3, momentum=0.9, nesterov=True, velocity=(VW, vb),
+        sample_weight=sample_weight, n_threads=2)
+    for actual, value in [(W_c, W), (b_c, b), (VW_c, VW), (vb_c, vb)]:
+        np.testing.assert_array_equal(actual, value)
+    assert tuple(result) == expected
+
+
+@pytest.mark.parametrize("change", ["index_too_large", "negative_index", "indptr_decreases", "indptr_starts_at_1"])
+def test_c_api_rejects_a_malformed_csr_matrix_before_writing(change):
+    sparse = pytest.importorskip("scipy.sparse")
+    dense, y, W, b, _ = make_problem(20, 8, 5, np.float64, "float")
+    X = sparse.csr_array(dense)
+    if change == "index_too_large":
+        X.indices[3] = 8
+    elif change == "negative_index":
+        X.indices[3] = -1
+    elif change == "indptr_decreases":
+        X.indptr[5] = X.indptr[6] + 1
+    else:
+        X.indptr[0] = 1
+    W_before, b_before = W.copy(), b.copy()
+    status, _, _ = train_epoch_csr_through_ctypes(X, y, W, b, np.full(2, 0.2), 10, None, 1)
+    assert status == -4
+    np.testing.assert_array_equal(W, W_before)
+    np.testing.assert_array_equal(b, b_before)
 
 
 def test_train_epoch_by_address_through_ctypes_equals_the_python_api(dtype, input_kind):
@@ -91,10 +174,7 @@ def test_train_epoch_by_address_through_ctypes_equals_the_python_api(dtype, inpu
 @pytest.mark.parametrize("k", [5, 19])  # the narrow loops and the GEMM loops
 def test_train_epoch_ex_with_every_option_through_ctypes_equals_the_python_api(dtype, input_kind, k):
     X, y, W, b, scale = make_problem(300, 37, k, dtype, input_kind)
-    rng = np.random.default_rng(1)
-    sample_weight = rng.uniform(0, 2, 300).astype(dtype)
-    rates = np.linspace(0.3, 0.1, 5).astype(dtype)
-    VW, vb = (0.01 * rng.standard_normal((37, k))).astype(dtype), np.zeros(k, dtype)
+    rates, (VW, vb), sample_weight = every_option(W)
     W_c, b_c, VW_c, vb_c = W.copy(), b.copy(), VW.copy(), vb.copy()
     options = options_struct(C_TYPES[dtype])(1e-3, 0.9, 1, VW_c.ctypes.data, vb_c.ctypes.data,
                                              sample_weight.ctypes.data)

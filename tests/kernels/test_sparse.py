@@ -9,9 +9,7 @@ from problems import assert_close, make_problem, training_options
 
 sparse = pytest.importorskip("scipy.sparse")
 
-#: The backends with CSR kernels, and those that take dense X only.
-CSR_BACKENDS = ("numpy", "numba")
-DENSE_ONLY_BACKENDS = ("cython",)
+COMPILED_BACKENDS = ("numba", "cython")
 INDEX_DTYPES = (np.int32, np.int64)
 CLASS_COUNTS = (2, 20, 40)
 BATCH_SIZE = 32
@@ -59,7 +57,7 @@ def assert_same_training(actual, expected, dtype):
             assert_close(got, want, dtype)
 
 
-@pytest.mark.parametrize("backend_name", CSR_BACKENDS)
+@pytest.mark.parametrize("backend_name", COMPILED_BACKENDS)
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=lambda t: t.__name__)
 @pytest.mark.parametrize("k", CLASS_COUNTS, ids=lambda k: f"k{k}")
 @pytest.mark.parametrize("with_options", [False, True], ids=["plain", "every option"])
@@ -83,7 +81,7 @@ def test_csr_kernels_match_the_reference(reference, backend_name, index_dtype, k
     np.testing.assert_array_equal(backend.predict(X, W, b), reference.predict(X, W, b))
 
 
-@pytest.mark.parametrize("backend_name", CSR_BACKENDS)
+@pytest.mark.parametrize("backend_name", COMPILED_BACKENDS)
 @pytest.mark.parametrize("k", CLASS_COUNTS, ids=lambda k: f"k{k}")
 def test_a_csr_matrix_that_stores_every_entry_trains_and_predicts_as_the_dense_array(reference, backend_name, k,
                                                                                      dtype):
@@ -98,42 +96,39 @@ def test_a_csr_matrix_that_stores_every_entry_trains_and_predicts_as_the_dense_a
     assert_close(backend.predict_proba(X, W, b), reference.predict_proba(dense, W, b), dtype)
 
 
+@pytest.mark.parametrize("backend_name", COMPILED_BACKENDS)
 @pytest.mark.parametrize("alpha", [1.5, 2.0, 3.0], ids=["scale folded when small", "shrink of 0", "negative shrink"])
-def test_a_penalty_that_shrinks_the_weights_fast_matches_the_reference(reference, alpha, dtype):
+def test_a_penalty_that_shrinks_the_weights_fast_matches_the_reference(reference, backend_name, alpha, dtype):
     # lr * alpha of 0.75 shrinks the scale below 1e-9 in 15 batches, which folds it back into W; 1 and 1.5 leave
     # no positive scale at all, and the step is taken on W itself.
-    numba = kernels.get_backend("numba")
+    backend = kernels.get_backend(backend_name)
     X, y, W, b = csr_problem(1000, 40, 5, dtype, np.int32)
     options = dict(lr=0.5, alpha=alpha)
-    assert_same_training(train(numba, X, y, W, b, options), train(reference, X, y, W, b, options), dtype)
+    assert_same_training(train(backend, X, y, W, b, options), train(reference, X, y, W, b, options), dtype)
 
 
-def test_csr_kernels_give_the_same_bits_on_any_thread_count(dtype):
-    numba = kernels.get_backend("numba")
-    X, y, W, b = csr_problem(300, 80, 20, dtype, np.int64)
+@pytest.mark.parametrize("backend_name", COMPILED_BACKENDS)
+@pytest.mark.parametrize("k", [2, 40], ids=lambda k: f"k{k}")
+def test_csr_kernels_give_the_same_bits_on_any_thread_count(backend_name, k, dtype):
+    backend = kernels.get_backend(backend_name)
+    X, y, W, b = csr_problem(300, 80, k, dtype, np.int64)
     options = training_options(X, W, b, BATCH_SIZE, nesterov=True)
 
     def results(threads):
-        loss, accuracy, trained_W, trained_b, velocity = train(numba, X, y, W, b, dict(options, n_threads=threads))
-        return [loss, accuracy, trained_W, trained_b, *velocity, *numba.loss_and_grad(X, y, W, b, n_threads=threads),
-                numba.predict_proba(X, W, b, n_threads=threads)]
+        loss, accuracy, trained_W, trained_b, velocity = train(backend, X, y, W, b, dict(options, n_threads=threads))
+        plain = train(backend, X, y, W, b, dict(lr=0.3, alpha=1e-3, n_threads=threads))
+        return [loss, accuracy, trained_W, trained_b, *velocity, *plain[:4],
+                *backend.loss_and_grad(X, y, W, b, alpha=1e-3, n_threads=threads),
+                backend.predict_proba(X, W, b, n_threads=threads)]
 
     for one, two in zip(results(1), results(2)):
         np.testing.assert_array_equal(one, two)
 
 
-def test_a_csr_matrix_class_and_array_give_the_same_result(dtype):
-    numba = kernels.get_backend("numba")
+def test_a_csr_matrix_class_and_array_give_the_same_result(backend, dtype):
     X, y, W, b = csr_problem(100, 20, 3, dtype, np.int32)
     as_matrix = sparse.csr_matrix(X)
-    np.testing.assert_array_equal(numba.predict_proba(as_matrix, W, b), numba.predict_proba(X, W, b))
-
-
-@pytest.mark.parametrize("backend_name", DENSE_ONLY_BACKENDS)
-def test_a_backend_without_csr_kernels_says_which_backends_have_them(backend_name):
-    X, y, W, b = csr_problem(20, 10, 3, np.float32, np.int32)
-    with pytest.raises(TypeError, match=f"the '{backend_name}' backend takes dense X only; for sparse X use"):
-        kernels.get_backend(backend_name).predict(X, W, b)
+    np.testing.assert_array_equal(backend.predict_proba(as_matrix, W, b), backend.predict_proba(X, W, b))
 
 
 def broken(attribute, change):

@@ -9,10 +9,13 @@
 #
 # The design is the Numba backend's (numba_kernels/_sparse.py), with the work shared among an OpenMP team:
 #
-# * a batch's rows are shared for the forward pass (the rows' products with W, then sf_finish_rows), the
-#   classes for the backward pass: each thread adds its block of classes of X.T @ G to the rows of W that the
-#   batch touches, the rows in order, and steps its classes of the bias. Every value is summed by one thread
-#   in an order fixed by the data, so results are bitwise independent of the thread count.
+# * a batch's rows are shared for the forward pass (the rows' products with W, then sf_finish_rows), W's rows
+#   for the backward pass: each thread adds X.T @ G to those of its rows of W that the batch touches, the
+#   batch's rows in order (each row's values in its range found by bisection, its indices being sorted), and
+#   thread 0 steps the bias. Every value is summed by one thread in an order fixed by the data, so results
+#   are bitwise independent of the thread count. Splitting W by rows rather than classes keeps each thread's
+#   writes on cache lines of its own: a 20-class row of W is 80 bytes, and two threads writing the two ends of
+#   every row the batch touches made 2 threads twice as slow as 1.
 # * The L2 penalty would make every step cost O(d * k): train_epoch keeps W as c * V (scikit-learn's scaled
 #   weight vector), the penalty's step W <- (1 - lr * alpha) * W being c <- (1 - lr * alpha) * c and the data's
 #   V[j] -= (lr / c) * g[j]. V becomes W again (V *= c) at the end of the call, or when c would fall below
@@ -22,6 +25,11 @@
 
 # Below this scale, V is folded back into W: V grows as 1 / c, and its rows must stay far from overflow.
 cdef double _SMALLEST_SCALE = 1e-9
+# A batch's multiply-adds (stored values times classes) below which its threads would cost more than they save:
+# the threads take turns writing and reading the rows of W the batches share, and on 2 cores 20 Newsgroups'
+# batches of 32 rows (83,000 multiply-adds) took 1.35 times as long on 2 threads as on 1, batches of 128 rows as
+# long, and batches of 512 rows 0.77 times as long.
+cdef Py_ssize_t _CSR_THREADED_WORK = 1 << 19
 # loss_and_grad's rows at a time: its scratch (rows, k) stays bounded whatever n.
 cdef Py_ssize_t _CSR_GRADIENT_BLOCK_ROWS = 4096
 
@@ -54,6 +62,15 @@ cdef inline int _check_csr_call(const index_t *indices, const index_t *indptr, c
     return status
 
 
+cdef inline int _csr_team(Py_ssize_t nnz, Py_ssize_t n, Py_ssize_t batch_size, Py_ssize_t k,
+                          int n_threads) noexcept nogil:
+    """The threads for batches of ``batch_size`` of ``n`` CSR rows storing ``nnz`` values, ``k`` classes: one when a
+    batch's multiply-adds are fewer than ``_CSR_THREADED_WORK``, else ``n_threads``."""
+    if nnz * k // ((n + batch_size - 1) // batch_size) < _CSR_THREADED_WORK:
+        return 1
+    return n_threads
+
+
 cdef void _csr_worker(const floating *data, const index_t *indices, const index_t *indptr, const Py_ssize_t *y,
                       Py_ssize_t n, Py_ssize_t d, Py_ssize_t k, floating *W, floating *VW, floating *bias,
                       floating *vb, const floating *rates, Py_ssize_t rate_step, Py_ssize_t batch_size,
@@ -76,17 +93,14 @@ cdef void _csr_worker(const floating *data, const index_t *indices, const index_
     """
     cdef int thread = sf_thread_number(), n_threads = sf_team_size()
     cdef bint update = _updates(step), moving = step == SF_MOMENTUM or step == SF_NESTEROV
-    cdef Py_ssize_t start = 0, batch_index = 0, rows, first, stop, c0, c1, i, j, c
+    cdef Py_ssize_t start = 0, batch_index = 0, rows, first, stop, j0, j1, i, j, c
     cdef floating inv_n, lr = 0, shrink, c_scale = 1, one = 1
     cdef double batch_loss
-    # Classes are shared in whole vectors, so that the loops over a thread's classes stay vectorised.
-    _share(k, thread, n_threads, sf_whole_vectors(1, sizeof(floating)), &c0, &c1)
+    # A thread owns the rows j0..j1 of W (and of the gradient and velocities): 16 rows of any k are whole cache
+    # lines, so no two threads write to one line.
+    _share(d, thread, n_threads, 16, &j0, &j1)
     if not update:
-        for j in range(d):
-            for c in range(c0, c1):
-                gradient[j * k + c] = 0
-        for c in range(c0, c1):
-            db[c] = 0
+        memset(gradient + j0 * k, 0, (j1 - j0) * k * sizeof(floating))
     while start < n:
         rows = min(batch_size, n - start)
         inv_n = one / (rows if update else n)
@@ -103,49 +117,42 @@ cdef void _csr_worker(const floating *data, const index_t *indices, const index_
             shrink = one - lr * alpha
             if not moving and c_scale * shrink >= _SMALLEST_SCALE:
                 c_scale = c_scale * shrink
-                _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, -lr * scale / c_scale, c0, c1, W,
-                             k)
+                _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, -lr * scale / c_scale, j0, j1, d,
+                             W, k)
             elif not moving:
-                # c_scale would underflow: W's classes become c_scale * shrink * V, and the data's step is added.
-                for j in range(d):
-                    for c in range(c0, c1):
-                        W[j * k + c] *= c_scale * shrink
+                # c_scale would underflow: W's rows become c_scale * shrink * V, and the data's step is added.
+                for j in range(j0 * k, j1 * k):
+                    W[j] *= c_scale * shrink
                 c_scale = 1
-                _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, -lr * scale, c0, c1, W, k)
+                _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, -lr * scale, j0, j1, d, W, k)
             else:
-                for j in range(d):
-                    for c in range(c0, c1):
-                        gradient[j * k + c] = 0
-                _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, scale, c0, c1, gradient, k)
-                _csr_step_columns(gradient, W, VW, d, k, c0, c1, step, lr, alpha, momentum)
-            for c in range(c0, c1):
-                db[c] = 0
+                memset(gradient + j0 * k, 0, (j1 - j0) * k * sizeof(floating))
+                _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, scale, j0, j1, d, gradient, k)
+                _csr_step(gradient, W, VW, j0 * k, j1 * k, step, lr, alpha, momentum)
         else:
-            _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, scale, c0, c1, gradient, k)
-        # db's classes of this thread: G.sum(0), each column summed over the rows in order (over all the blocks
-        # of a gradient).
-        for i in range(rows):
-            for c in range(c0, c1):
-                db[c] += G[i * ldg + c]
-        if update:
-            _step_bias(bias + c0, NULL if vb == NULL else vb + c0, db + c0, c1 - c0, step, lr, momentum)
+            _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, scale, j0, j1, d, gradient, k)
         if thread == 0:
             batch_loss = 0
             for i in range(rows):
                 batch_loss += row_loss[i]
                 n_correct[0] += row_correct[i]
             loss_sum[0] += batch_loss / rows if update else batch_loss
+            # db = G.sum(0), each column summed over the rows in order (over all the blocks of a gradient).
+            for c in range(k if update or batch_index == 0 else 0):
+                db[c] = 0
+            for i in range(rows):
+                for c in range(k):
+                    db[c] += G[i * ldg + c]
+            _step_bias(bias, vb, db, k, step, lr, momentum)
         sf_barrier()
         start += rows
         batch_index += 1
     if update and c_scale != 1:
-        for j in range(d):
-            for c in range(c0, c1):
-                W[j * k + c] *= c_scale
+        for j in range(j0 * k, j1 * k):
+            W[j] *= c_scale
     if not update and alpha != 0:
-        for j in range(d):
-            for c in range(c0, c1):
-                gradient[j * k + c] += alpha * W[j * k + c]
+        for j in range(j0 * k, j1 * k):
+            gradient[j] += alpha * W[j]
 
 
 cdef int _csr_sgd(const floating *data, const index_t *indices, const index_t *indptr, const Py_ssize_t *y,
@@ -182,7 +189,7 @@ cdef int _csr_sgd(const floating *data, const index_t *indices, const index_t *i
             bias[c] = b[c]
         loss_sum[0] = 0
         n_correct[0] = 0
-        with parallel(num_threads=n_threads):
+        with parallel(num_threads=_csr_team(indptr[n], n, batch_size, k, n_threads)):
             _csr_worker(data, indices, indptr, y, n, d, k, W, VW, bias, vb, rates, rate_step, batch_size, scale,
                         alpha, momentum, sample_weight, step, G, ldg, row_loss, row_correct, gradient, db_batch,
                         loss_sum, n_correct)

@@ -1095,3 +1095,17 @@ def test_a_sparse_fit_stopped_and_resumed_is_the_whole_fit(tmp_path, through_fil
         model.fit(X_sparse, y, stop=stop_after(2))
     with pytest.raises(ValueError, match="not the data of the interrupted fit"):
         model.resume(X_sparse * 2, y)
+
+
+def test_an_epoch_on_sparse_x_takes_calls_of_16_stored_values_per_feature(spy_backend):
+    # 2000 features, 10 values a row: a batch of 4 rows holds 40 values, so a call takes 16 * 2000 / 40 = 800
+    # batches, more than the epoch's 125; dense X takes 32 batches a call.
+    import scipy.sparse
+
+    X = scipy.sparse.random_array((500, 2000), density=10 / 2000, format="csr", random_state=0)
+    y = np.arange(500) % 3
+    SoftmaxRegression(epochs=2, batch_size=4, shuffle=True).fit(X, y)
+    assert [X_seen.shape[0] for _, X_seen, _ in spy_backend.calls] == [500, 500]
+    spy_backend.calls.clear()
+    SoftmaxRegression(epochs=2, batch_size=4, shuffle=True).fit(X.toarray(), y)
+    assert [X_seen.shape[0] for _, X_seen, _ in spy_backend.calls] == [128, 128, 128, 116] * 2

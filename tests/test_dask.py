@@ -250,8 +250,11 @@ def source_that_kills_its_worker_once(marker):
     test_process = os.getpid()
 
     def block(X):
-        if os.getpid() != test_process and not os.path.exists(marker):
-            open(marker, "w").close()
+        if os.getpid() != test_process:
+            try:  # created by one worker only: two running blocks at once must not both see no marker and die
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return X
             os.kill(os.getpid(), signal.SIGKILL)
         return X
     return block

@@ -210,15 +210,17 @@ def two_loop_direction(gradient, pairs):
 
 
 @pytest.mark.parametrize("n_pairs", [1, 3, 5, 12])  # 12: the oldest 7 dropped
-def test_the_compact_direction_is_the_two_loop_recursions(n_pairs):
+@pytest.mark.parametrize("appended_with", [True, False], ids=["gradient given to append", "another gradient"])
+def test_the_compact_direction_is_the_two_loop_recursions(n_pairs, appended_with):
     rng = np.random.default_rng(3)
     A = rng.standard_normal((8, 8))
     hessian = A @ A.T + np.eye(8)  # the pairs of a convex quadratic: y = H s, s'y > 0
     pairs = [(s, hessian @ s) for s in rng.standard_normal((n_pairs, 8))]
+    gradients = list(rng.standard_normal((n_pairs, 8)))  # the same objects below: append's products are reused
     kept = _lbfgs.CurvaturePairs(5, 8)
-    for s, y in pairs:
-        kept.append(s, y)
-    gradient = rng.standard_normal(8)
+    for (s, y), end_gradient in zip(pairs, gradients):
+        kept.append(s, y, end_gradient)
+    gradient = gradients[-1] if appended_with else rng.standard_normal(8)
     assert len(kept) == min(n_pairs, 5)
     np.testing.assert_allclose(kept.direction(gradient), two_loop_direction(gradient, pairs[-5:]), rtol=1e-10)
     kept.clear()

@@ -17,11 +17,11 @@ labels), each fit on the training documents as loaded, scored on the test ones:
   float64).
 
 The fits of a few seconds or less run as a warm-up and a median of
-``FIT_REPEAT`` (so Numba's first call is not timed); scikit-learn's
+``FIT_REPEAT`` (so a first call's compile or page faults are not timed); scikit-learn's
 ``LogisticRegression`` runs once. Our fits include what they do to the data as
 loaded (float32 for ``NewsSgd``).
 
-* ``SparsePass``: the kernels alone, one Numba ``loss_and_grad`` over
+* ``SparsePass``: the kernels alone, one ``loss_and_grad`` of each compiled backend over
   synthetic CSR rows (``PASS_SHAPE``: 100,000 rows, 100,000 features, 100
   nonzeros a row, 1000 classes, float32), in GFLOP/s of its two sparse
   products: 4·nnz·k FLOP (forward ``X @ W`` and backward ``X.T @ G``, 2 FLOP
@@ -137,7 +137,7 @@ def sklearn_logistic():
 
 class NewsSgd:
     """SGD, scikit-learn's ``SGDClassifier(loss="log_loss", alpha=1e-5, n_jobs=2)`` (float64) or our
-    ``solver="sgd"`` with ``SGD_OPTIONS`` (float32, backend "auto": Numba for sparse X): fit time, test accuracy."""
+    ``solver="sgd"`` with ``SGD_OPTIONS`` (float32, backend "auto"): fit time, test accuracy."""
 
     table = "text"
     params = [["scikit-learn", "softmax_fast"]]
@@ -254,23 +254,26 @@ def csr_problem(n, d, per_row, k, dtype, seed=0):
 
 
 class SparsePass:
-    """One ``loss_and_grad`` over every row of a synthetic CSR problem, Numba backend, float32, all threads."""
+    """One ``loss_and_grad`` over every row of a synthetic CSR problem, each compiled backend, float32, all
+    threads."""
 
     table = "text"
+    params = [common.COMPILED_BACKENDS]
+    param_names = ["backend"]
     repeat = FIT_REPEAT
     number = 0 if common.QUICK else 1
     timeout = 900
 
-    def setup(self):
-        self.backend = common.backend("numba")
+    def setup(self, backend):
+        self.backend = common.backend(backend)
         n, d, per_row, k = PASS_SHAPE
         self.X, self.y, self.W, self.b = csr_problem(n, d, per_row, k, "float32")
 
-    def time_loss_and_grad(self):
+    def time_loss_and_grad(self, backend):
         self.backend.loss_and_grad(self.X, self.y, self.W, self.b, n_threads=common.ALL_THREADS)
 
-    def describe(self, method):
+    def describe(self, method, backend):
         n, d, per_row, k = PASS_SHAPE
         nnz = self.X.nnz if hasattr(self, "X") else n * per_row
-        return {"label": f"loss_and_grad, CSR {n}×{d} ({nnz} nonzeros, ~{per_row} a row), k={k}, numba, float32",
-                "backend": "numba", "dtype": "float32", "threads": common.ALL_THREADS, "flops": 4 * nnz * k}
+        return {"label": f"loss_and_grad, CSR {n}×{d} ({nnz} nonzeros, ~{per_row} a row), k={k}, {backend}, float32",
+                "backend": backend, "dtype": "float32", "threads": common.ALL_THREADS, "flops": 4 * nnz * k}

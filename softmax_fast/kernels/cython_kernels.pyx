@@ -27,9 +27,15 @@ fused into that pass (the steps of ``hot_loops/steps.h``); sample weights
 scale the rows of the logits' gradient and their losses once the rows are
 finished. With every option at its default the step is the plain SGD update.
 
-Fused types: ``floating`` is the dtype of ``W`` and ``b`` (float32/float64) and
-``features_t`` the dtype of ``X``; the Python layer only lets ``X`` be uint8 or
-the weights' own dtype through.
+The kernels on CSR rows (``*_csr``, the three arrays of a scipy.sparse CSR
+matrix in place of ``X``) are in ``_sparse.pxi``, included below, over the
+C loops of ``hot_loops/csr_impl.h``; its opening comment says how they share
+the work.
+
+Fused types: ``floating`` is the dtype of ``W`` and ``b`` (float32/float64),
+``features_t`` the dtype of ``X`` (the Python layer only lets ``X`` be uint8 or
+the weights' own dtype through) and ``index_t`` that of a CSR matrix's indices
+(int32/int64).
 """
 
 from cython cimport floating

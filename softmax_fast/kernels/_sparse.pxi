@@ -93,9 +93,8 @@ cdef void _csr_worker(const floating *data, const index_t *indices, const index_
     """
     cdef int thread = sf_thread_number(), n_threads = sf_team_size()
     cdef bint update = _updates(step), moving = step == SF_MOMENTUM or step == SF_NESTEROV
-    cdef Py_ssize_t start = 0, batch_index = 0, rows, first, stop, j0, j1, i, j, c
+    cdef Py_ssize_t start = 0, batch_index = 0, rows, first, stop, j0, j1, j
     cdef floating inv_n, lr = 0, shrink, c_scale = 1, one = 1
-    cdef double batch_loss
     # A thread owns the rows j0..j1 of W (and of the gradient and velocities): 16 rows of any k are whole cache
     # lines, so no two threads write to one line.
     _share(d, thread, n_threads, 16, &j0, &j1)
@@ -132,18 +131,8 @@ cdef void _csr_worker(const floating *data, const index_t *indices, const index_
         else:
             _csr_scatter(data, indices, indptr, start, start + rows, G, ldg, scale, j0, j1, d, gradient, k)
         if thread == 0:
-            batch_loss = 0
-            for i in range(rows):
-                batch_loss += row_loss[i]
-                n_correct[0] += row_correct[i]
-            loss_sum[0] += batch_loss / rows if update else batch_loss
-            # db = G.sum(0), each column summed over the rows in order (over all the blocks of a gradient).
-            for c in range(k if update or batch_index == 0 else 0):
-                db[c] = 0
-            for i in range(rows):
-                for c in range(k):
-                    db[c] += G[i * ldg + c]
-            _step_bias(bias, vb, db, k, step, lr, momentum)
+            _end_batch(G, ldg, rows, k, row_loss, row_correct, batch_index, step, lr, momentum, bias, vb, db,
+                       loss_sum, n_correct)
         sf_barrier()
         start += rows
         batch_index += 1

@@ -199,6 +199,31 @@ cdef inline void _step_bias(floating *b, floating *vb, const floating *db, Py_ss
             b[c] -= lr * db[c]
 
 
+cdef inline void _end_batch(const floating *G, Py_ssize_t ldg, Py_ssize_t rows, Py_ssize_t k,
+                            const double *row_loss, const unsigned char *row_correct, Py_ssize_t batch_index,
+                            int step, floating lr, floating momentum, floating *b, floating *vb, floating *db,
+                            double *loss_sum, Py_ssize_t *n_correct) noexcept nogil:
+    """Thread 0's share of a batch's end, once its ``rows`` rows of ``G`` (``ldg`` apart, ``k`` classes), losses
+    and rights are finished: the right predictions added to ``n_correct``, the batch's mean loss (without an
+    update: its rows' losses) to ``loss_sum``, ``db = G.sum(0)`` (without an update, added to the earlier
+    batches' from ``batch_index`` 1 on) and the bias's ``step`` (``_step_bias``). Every sum runs over the rows in
+    order."""
+    cdef bint update = _updates(step)
+    cdef double batch_loss = 0
+    cdef Py_ssize_t i, c
+    for i in range(rows):
+        batch_loss += row_loss[i]
+        n_correct[0] += row_correct[i]
+    loss_sum[0] += batch_loss / rows if update else batch_loss
+    # Row by row, as G is laid out.
+    for c in range(k if update or batch_index == 0 else 0):
+        db[c] = 0
+    for i in range(rows):
+        for c in range(k):
+            db[c] += G[i * ldg + c]
+    _step_bias(b, vb, db, k, step, lr, momentum)
+
+
 cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py_ssize_t d,
                       Py_ssize_t k, floating *weights, floating *velocities, Py_ssize_t ldw, floating *b,
                       floating *vb, const floating *rates, Py_ssize_t rate_step, floating scale, floating alpha,
@@ -232,9 +257,8 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
     """
     cdef int thread = sf_thread_number(), n_threads = sf_team_size()
     cdef bint wide = k > SF_CLASS_BLOCK
-    cdef Py_ssize_t start = 0, batch_index = 0, rows, first, stop, i, j, c
+    cdef Py_ssize_t start = 0, batch_index = 0, rows, first, stop, j
     cdef floating inv_n, lr
-    cdef double batch_loss
     cdef const features_t *batch
     cdef floating *own_scratch = scratch + thread * thread_scratch
     # Rows are shared in whole GEMM tiles; the narrow loops take a row at a time, and even shares.
@@ -290,19 +314,8 @@ cdef void _sgd_worker(const features_t *X, const Py_ssize_t *y, Py_ssize_t n, Py
                 fetched = fetch_bytes * (tile_stop - first) // (stop - first)
             j = tile_stop
         if thread == 0:
-            batch_loss = 0
-            for i in range(rows):
-                batch_loss += row_loss[i]
-                n_correct[0] += row_correct[i]
-            loss_sum[0] += batch_loss / rows if update else batch_loss
-            # db = G.sum(0), each column summed over the rows in order (over all the blocks of a gradient); row by
-            # row, as G is laid out.
-            for c in range(k if update or batch_index == 0 else 0):
-                db[c] = 0
-            for i in range(rows):
-                for c in range(k):
-                    db[c] += G[i * ldg + c]
-            _step_bias(b, vb, db, k, step, lr, momentum)
+            _end_batch(G, ldg, rows, k, row_loss, row_correct, batch_index, step, lr, momentum, b, vb, db, loss_sum,
+                       n_correct)
         sf_barrier()
         start += rows
         batch_index += 1

@@ -298,7 +298,9 @@ class _Data:
         arrays = client.persist(arrays)
         blocks = [_block_futures(array) for array in arrays]
         futures.extend(future for array in blocks for future in array)
-        surveys = client.gather(client.map(_survey_block, *blocks, pure=False))
+        survey_futures = client.map(_survey_block, *blocks, pure=False)
+        futures.extend(survey_futures)  # a block that fails its survey must not keep its keys erred on the cluster
+        surveys = client.gather(survey_futures)
         self.lengths = np.array([length for length, _, _, _ in surveys], dtype=np.intp)
         self.n = int(self.lengths.sum())
         labels = np.unique(np.concatenate([block_labels for _, block_labels, _, _ in surveys]))

@@ -15,3 +15,13 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 def mnist_dir(request):
     """A directory in pytest's cache that keeps real MNIST across test sessions (fetched by the first)."""
     return request.config.cache.mkdir("mnist")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the benchmark smoke test's file last (with ``-n auto --dist loadfile``, the last file handed out).
+
+    Its ``python -m benchmarks --quick`` child calls most Numba kernels in every specialisation: started first,
+    on an empty cache (a clean clone), it compiled them all itself, 6 minutes on 2 cores, while the other tests
+    compiled the same ones. Last, it loads what they compiled from the package's on-disk cache.
+    """
+    items.sort(key=lambda item: item.path.name == "test_benchmarks.py")

@@ -18,10 +18,11 @@ def mnist_dir(request):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the benchmark smoke test's file last (with ``-n auto --dist loadfile``, the last file handed out).
+    """Collect the benchmark smoke test's file last: CI's ``-n auto --dist loadfile --no-loadscope-reorder``
+    then hands it out last (pytest-xdist's default order is by a file's count of tests).
 
-    Its ``python -m benchmarks --quick`` child calls most Numba kernels in every specialisation: started first,
-    on an empty cache (a clean clone), it compiled them all itself, 6 minutes on 2 cores, while the other tests
-    compiled the same ones. Last, it loads what they compiled from the package's on-disk cache.
+    Its ``python -m benchmarks --quick`` child calls most Numba kernels in every specialisation: on an empty
+    cache (a clean clone) it compiles them itself, 5 to 6 minutes on 2 cores, while the other tests compile
+    the same ones; a minute when it loads what they compiled from the package's on-disk cache.
     """
     items.sort(key=lambda item: item.path.name == "test_benchmarks.py")

@@ -14,7 +14,7 @@ import typing
 
 import numpy as np
 
-from .kernels._validation import check_sample_weight
+from .kernels._validation import CSR, check_sample_weight, is_sparse
 
 
 class Rows(typing.NamedTuple):
@@ -24,7 +24,9 @@ class Rows(typing.NamedTuple):
     Taking rows composes ``index`` and never copies ``X``, which may be a
     memory-mapped file larger than memory: :meth:`features` gathers the rows
     of one kernel call at a time. ``X`` may also be a CSR matrix
-    (``scipy.sparse``), whose rows it gathers into a new one.
+    (``scipy.sparse``) checked whole by
+    :func:`~softmax_fast.kernels._validation.checked_csr_rows` (the
+    estimator's ``_validated`` does), whose rows it gathers into a new one.
     """
 
     X: np.ndarray
@@ -39,12 +41,16 @@ class Rows(typing.NamedTuple):
 
     def features(self, rows, out):
         """The features of these rows at the slice ``rows``: a view of ``X`` when they are its rows in order,
-        else gathered into the start of ``out`` (from :meth:`scratch`; a new CSR matrix of them for a sparse
-        ``X``)."""
+        else gathered into the start of ``out`` (from :meth:`scratch`). For a sparse ``X``, a new CSR matrix of
+        them as a checked :class:`~softmax_fast.kernels._validation.CSR`: ``X`` was checked whole, and rows
+        keep their checked values in any order, so the kernels check only its shape and dtypes again."""
+        if is_sparse(self.X):
+            taken = self.X[rows if self.index is None else self.index[rows]]
+            return CSR(taken.data, taken.indices, taken.indptr, taken.shape)
         if self.index is None:
             return self.X[rows]
         index = self.index[rows]
-        return self.X[index] if out is None else np.take(self.X, index, axis=0, out=out[:len(index)])
+        return np.take(self.X, index, axis=0, out=out[:len(index)])
 
     def scratch(self, rows):
         """``out`` for :meth:`features` of up to ``rows`` rows: ``None`` when they are views of ``X``, or when

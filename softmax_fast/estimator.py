@@ -27,6 +27,7 @@ from .kernels._validation import (
     check_positive,
     check_positive_in,
     default_num_threads,
+    checked_csr_rows,
     is_sparse,
 )
 from .model_file import _EpochInProgress
@@ -939,7 +940,9 @@ def _validated(model, X, y=_NO_LABELS, *, reset, dtype):
     else becomes ``dtype``. Sparse ``X`` becomes CSR (scikit-learn converts
     other formats, once) of ``dtype`` with sorted, unique indices in each
     row: a copy, once, when they are not (``sum_duplicates`` adds repeated
-    entries up, as scipy's products would).
+    entries up, as scipy's products would). It is then checked whole, once,
+    as the kernels check CSR rows (:func:`checked_csr_rows`): so the rows of
+    each SGD call go to the kernels as checked rows (:meth:`_rows.Rows.features`).
     """
     labels = not (isinstance(y, str) and y == _NO_LABELS)
     checked = validate_data(model, X, y, reset=reset, dtype=_kernel_dtypes(dtype), order="C", accept_sparse="csr")
@@ -949,6 +952,7 @@ def _validated(model, X, y=_NO_LABELS, *, reset, dtype):
         if not X.has_canonical_format:
             X = X.copy()
             X.sum_duplicates()
+        checked_csr_rows(X)
     return (X, checked[1]) if labels else X
 
 

@@ -1055,6 +1055,19 @@ def test_other_sparse_formats_and_dtypes_are_converted_once(convert):
     np.testing.assert_array_equal(model.coef_, expected.coef_)
 
 
+@pytest.mark.parametrize("train", [
+    lambda X, y: SoftmaxRegression(epochs=1).fit(X, y),
+    lambda X, y: SoftmaxRegression(solver="lbfgs").fit(X, y),
+    lambda X, y: SoftmaxRegression().partial_fit(X, y, classes=np.unique(y)),
+], ids=["sgd", "lbfgs", "partial_fit"])
+def test_a_column_index_out_of_range_is_rejected_before_any_kernel_runs(train):
+    # The kernels get the rows of each SGD call checked only for their shape: the estimator checks X whole, once.
+    X_sparse, _, y = sparse_blobs(np.float32)
+    X_sparse.indices[-1] = X_sparse.shape[1] + 3
+    with pytest.raises(ValueError, match=rf"column indices must be in \[0, {X_sparse.shape[1]}\)"):
+        train(X_sparse, y)
+
+
 def test_unsorted_and_repeated_indices_are_summed_in_a_copy_leaving_the_callers_matrix_alone():
     import scipy.sparse
 

@@ -99,7 +99,10 @@ def is_sparse(X):
 
 def check_features(X, W):
     """Check ``X (n, d)`` against ``W (d, k)``: dtype uint8 or that of ``W``; returns it C-ordered, or a
-    :class:`CSR` for scipy.sparse CSR ``X`` (:func:`check_csr`)."""
+    :class:`CSR` for scipy.sparse CSR ``X`` (:func:`check_csr`). A :class:`CSR` is rows already checked (see
+    there): only its shape and dtypes are checked against ``W``."""
+    if isinstance(X, CSR):
+        return _csr_against(X, W)
     if is_sparse(X):
         return check_csr(X, W)
     X = _as_array("X", X)
@@ -118,6 +121,17 @@ def check_csr(X, W):
     """Check the scipy.sparse matrix ``X (n, d)`` against ``W (d, k)``: CSR, data of ``W``'s dtype and finite,
     int32 or int64 indices in ``[0, d)``, sorted and unique within each row, an ``indptr`` that starts at 0,
     never decreases and ends at the number of stored values; returns its :class:`CSR`."""
+    return _csr_against(checked_csr_rows(X), W)
+
+
+def checked_csr_rows(X):
+    """The scipy.sparse matrix ``X (n, d)`` as a :class:`CSR`, after the checks of :func:`check_csr` that do not
+    involve ``W``: those that read every stored value (O(nnz)).
+
+    The rows of its result stay checked when taken in any order (each keeps
+    its values), so the estimator checks its ``X`` once here and hands the
+    kernels the rows of each call as a :class:`CSR`.
+    """
     if X.format != "csr":
         raise TypeError(f"X is a scipy.sparse {X.format} matrix; the kernels take CSR rows: convert it once with "
                         "X.tocsr()")
@@ -126,11 +140,7 @@ def check_csr(X, W):
     n, d = X.shape
     if n == 0:
         raise ValueError("X must have at least one row, got 0")
-    if d != W.shape[0]:
-        raise ValueError(f"X has {d} features but W has {W.shape[0]} rows: {X.shape} vs {W.shape}")
     data, indices, indptr = (np.ascontiguousarray(a) for a in (X.data, X.indices, X.indptr))
-    if data.dtype != W.dtype:
-        raise TypeError(f"X's data must have the dtype of W ({W.dtype}), got {data.dtype}: X.astype(W.dtype)")
     if indices.dtype not in INDEX_DTYPES or indptr.dtype != indices.dtype:
         raise TypeError(f"X's indices and indptr must both be int32 or both int64, got {indices.dtype} and "
                         f"{indptr.dtype}")
@@ -151,6 +161,15 @@ def check_csr(X, W):
     if not np.isfinite(data).all():
         raise ValueError("X must be finite; its data holds NaN or inf")
     return CSR(data, indices, indptr, (n, d))
+
+
+def _csr_against(rows, W):
+    """The checked :class:`CSR` ``rows``, after checking their features' count and dtype against ``W (d, k)``."""
+    if rows.shape[1] != W.shape[0]:
+        raise ValueError(f"X has {rows.shape[1]} features but W has {W.shape[0]} rows: {rows.shape} vs {W.shape}")
+    if rows.data.dtype != W.dtype:
+        raise TypeError(f"X's data must have the dtype of W ({W.dtype}), got {rows.data.dtype}: X.astype(W.dtype)")
+    return rows
 
 
 def check_labels(y, n_samples, n_classes):

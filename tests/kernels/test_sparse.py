@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import softmax_fast.kernels as kernels
+from softmax_fast.kernels._validation import checked_csr_rows
 from problems import assert_close, make_problem, training_options
 
 sparse = pytest.importorskip("scipy.sparse")
@@ -182,6 +183,18 @@ def test_a_malformed_csr_matrix_is_rejected_saying_what_is_wrong(backend, make, 
     X, W, b = make()
     with pytest.raises(error, match=message):
         backend.predict(X, W, b)
+
+
+@pytest.mark.parametrize("W_rows, W_dtype, error, message", [
+    (11, np.float64, ValueError, r"X has 10 features but W has 11 rows"),
+    (10, np.float32, TypeError, r"data must have the dtype of W \(float32\)"),
+])
+def test_rows_checked_once_are_checked_again_against_w(backend, W_rows, W_dtype, error, message):
+    # The estimator checks a sparse X whole once and passes each call's rows as a checked CSR.
+    X, y, _, _ = csr_problem(20, 10, 3, np.float64, np.int32)
+    W, b = np.zeros((W_rows, 3), W_dtype), np.zeros(3, W_dtype)
+    with pytest.raises(error, match=message):
+        backend.loss_and_grad(checked_csr_rows(X), y, W, b)
 
 
 @pytest.mark.parametrize("convert", ["tocoo", "tocsc"])

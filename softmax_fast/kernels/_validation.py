@@ -97,24 +97,10 @@ def is_sparse(X):
     return sparse is not None and sparse.issparse(X)
 
 
-def _read_only(array):
-    """A read-only view of ``array``.
-
-    The kernels only read their inputs, and Numba compiles a kernel once for
-    each writeable flag of its arrays (a cold ``train_epoch`` takes 20 to 40
-    s): handing it only read-only features and labels compiles one copy,
-    whether the caller's arrays are writeable or not (an ``np.load`` with
-    ``mmap_mode="r"``, ``setflags(write=False)``).
-    """
-    view = array.view()
-    view.flags.writeable = False
-    return view
-
-
 def check_features(X, W):
-    """Check ``X (n, d)`` against ``W (d, k)``: dtype uint8 or that of ``W``; returns it C-ordered and read-only
-    (a view), or a :class:`CSR` of read-only views for scipy.sparse CSR ``X`` (:func:`check_csr`). A
-    :class:`CSR` is rows already checked (see there): only its shape and dtypes are checked against ``W``."""
+    """Check ``X (n, d)`` against ``W (d, k)``: dtype uint8 or that of ``W``; returns it C-ordered, or a
+    :class:`CSR` for scipy.sparse CSR ``X`` (:func:`check_csr`). A :class:`CSR` is rows already checked (see
+    there): only its shape and dtypes are checked against ``W``."""
     if isinstance(X, CSR):
         return _csr_against(X, W)
     if is_sparse(X):
@@ -128,7 +114,7 @@ def check_features(X, W):
         raise ValueError("X must have at least one row, got 0")
     if X.shape[1] != W.shape[0]:
         raise ValueError(f"X has {X.shape[1]} features but W has {W.shape[0]} rows: {X.shape} vs {W.shape}")
-    return _read_only(np.ascontiguousarray(X))
+    return np.ascontiguousarray(X)
 
 
 def check_csr(X, W):
@@ -178,18 +164,16 @@ def checked_csr_rows(X):
 
 
 def _csr_against(rows, W):
-    """The checked :class:`CSR` ``rows`` as read-only views, after checking their features' count and dtype
-    against ``W (d, k)``."""
+    """The checked :class:`CSR` ``rows``, after checking their features' count and dtype against ``W (d, k)``."""
     if rows.shape[1] != W.shape[0]:
         raise ValueError(f"X has {rows.shape[1]} features but W has {W.shape[0]} rows: {rows.shape} vs {W.shape}")
     if rows.data.dtype != W.dtype:
         raise TypeError(f"X's data must have the dtype of W ({W.dtype}), got {rows.data.dtype}: X.astype(W.dtype)")
-    return CSR(_read_only(rows.data), _read_only(rows.indices), _read_only(rows.indptr), rows.shape)
+    return rows
 
 
 def check_labels(y, n_samples, n_classes):
-    """Check integer labels ``y (n_samples,)`` in ``[0, n_classes)``; returns them as C-ordered ``np.intp``, read-only
-    (:func:`_read_only`)."""
+    """Check integer labels ``y (n_samples,)`` in ``[0, n_classes)``; returns them as C-ordered ``np.intp``."""
     y = _as_array("y", y)
     if y.dtype.kind not in "iu":
         raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
@@ -201,7 +185,7 @@ def check_labels(y, n_samples, n_classes):
     if low < 0 or high >= n_classes:
         bad = low if low < 0 else high
         raise ValueError(f"y must hold labels in [0, {n_classes}) for {n_classes} classes, got {bad}")
-    return _read_only(np.ascontiguousarray(y, dtype=np.intp))
+    return np.ascontiguousarray(y, dtype=np.intp)
 
 
 def check_logits(Z):

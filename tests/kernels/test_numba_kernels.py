@@ -51,21 +51,6 @@ def test_kernels_called_from_a_user_njit_function_match_the_reference(reference,
     assert_close(b, b_reference, dtype)
 
 
-def test_writeable_and_read_only_inputs_share_one_compiled_kernel():
-    # Backend hands the kernels read-only views of X and y: a cold train_epoch compiles for 20 to 40 s.
-    import softmax_fast.kernels as kernels
-
-    X, y, W, b, scale = make_problem(40, 6, 3, np.float32, "uint8")
-    backend = kernels.get_backend("numba")
-    backend.train_epoch(X, y, W, b, 0.1, 8, scale)
-    compiled = len(numba_kernels.train_epoch.signatures)
-    X, y = X.copy(), y.copy()
-    X.setflags(write=False)
-    y.setflags(write=False)
-    backend.train_epoch(X, y, W, b, 0.1, 8, scale)
-    assert len(numba_kernels.train_epoch.signatures) == compiled
-
-
 def test_a_new_process_calls_the_cached_kernels_from_njit_code():
     # Without Numba's threads started on import the kernels, loaded from the
     # cache, abort such a process (numba/numba#9938).

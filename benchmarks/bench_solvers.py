@@ -191,7 +191,6 @@ def probe_data():
     y = rng.integers(0, k, n).astype(np.intp)
     X = rng.standard_normal((n, d), dtype=np.float32)
     X += means[y]
-    X.setflags(write=False)
     return X, y
 
 

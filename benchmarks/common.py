@@ -99,7 +99,11 @@ def mnist_uint8():
 
     Real MNIST comes from ``softmax_fast.datasets.load_mnist`` (its cache or its
     source chain). Labels are returned as ``np.intp`` so that no benchmark times
-    the kernels' conversion of uint8 labels.
+    the kernels' conversion of uint8 labels. Shared, and never written, yet left
+    writeable (as here, ``mnist_scaled`` and ``probe_data``): Numba compiles a
+    kernel once for each writeable flag of its arrays, and the smoke run in the
+    test suite then loads the kernels the tests compiled instead of compiling
+    its own (5 minutes of CI).
     """
     if QUICK:
         rng = np.random.default_rng(0)
@@ -109,10 +113,7 @@ def mnist_uint8():
         from softmax_fast.datasets import load_mnist
 
         (X, y), _ = load_mnist(report=lambda line: print(line, file=sys.stderr))
-    X.setflags(write=False)
-    y = np.ascontiguousarray(y, dtype=np.intp)
-    y.setflags(write=False)
-    return X, y
+    return X, np.ascontiguousarray(y, dtype=np.intp)
 
 
 def epoch_rows():
@@ -131,9 +132,7 @@ def dataset_description():
 def mnist_scaled(dtype):
     """The pixels divided by 255, as a C-contiguous array of ``dtype`` (the seed's ``X / 255``)."""
     X, _ = mnist_uint8()
-    scaled = X.astype(dtype) / np.asarray(255, dtype=dtype)
-    scaled.setflags(write=False)
-    return scaled
+    return X.astype(dtype) / np.asarray(255, dtype=dtype)
 
 
 def to_categorical(y, n_classes=N_CLASSES, dtype="float64"):

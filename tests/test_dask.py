@@ -16,6 +16,7 @@ import pytest
 from softmax_fast import SoftmaxRegression, kernels
 from softmax_fast.estimator import TrainingDivergedError
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 sfdask = pytest.importorskip("softmax_fast.dask")
@@ -25,13 +26,18 @@ N_ROWS, N_FEATURES, N_CLASSES = 12_288, 20, 5
 #: in-memory fit's, and so are its kernel calls, whose mean losses the epoch's train_loss sums. (Blocks of any
 #: multiple of 128 rows give the same weights; the calls, and so train_loss's last bits, may differ.)
 CHUNK = 4096
+#: The clusters' Dask settings. A worker that needs a block from a worker just killed retries the connection
+#: until this timeout (30 s by default), which stalled a fault test by 30 s in about one run in five; on
+#: 127.0.0.1 a live worker answers at once.
+CLUSTER_CONFIG = {"distributed.comm.timeouts.connect": "5s"}
 
 
 @pytest.fixture
 def client():
     """A client of a new LocalCluster: 2 worker processes of 1 thread, on 127.0.0.1 only; closed after the test."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with dask.config.set(CLUSTER_CONFIG), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         yield client
 
 
@@ -272,10 +278,8 @@ def test_a_worker_dying_inside_a_task_is_survived_when_dask_can_retry(client, tm
 
 @pytest.mark.slow
 def test_a_worker_dying_more_often_than_dask_allows_fails_naming_the_loss(tmp_path):
-    import dask
-
     X, y = problem()
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+    with dask.config.set({**CLUSTER_CONFIG, "distributed.scheduler.allowed-failures": 0}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         X_blocks, y_blocks = on_cluster(X, y)

@@ -17,12 +17,27 @@ def mnist_dir(request):
     return request.config.cache.mkdir("mnist")
 
 
-def pytest_collection_modifyitems(config, items):
-    """Collect the benchmark smoke test's file last: CI's ``-n auto --dist loadfile --no-loadscope-reorder``
-    then hands it out last (pytest-xdist's default order is by a file's count of tests).
+# The files CI's two xdist workers start with (see pytest_collection_modifyitems): the first and third go to
+# one worker, the second and fourth to the other.
+FIRST_FILES = ("test_backends.py", "test_cython_kernels.py", "test_numba_kernels.py", "test_extending.py")
 
-    Its ``python -m benchmarks --quick`` child calls most Numba kernels in every specialisation: on an empty
-    cache (a clean clone) it compiles them itself, 5 to 6 minutes on 2 cores, while the other tests compile
-    the same ones; a minute when it loads what they compiled from the package's on-disk cache.
+
+def pytest_collection_modifyitems(config, items):
+    """Order the test files for CI's ``-n auto --dist loadfile --no-loadscope-reorder``, which hands them out in
+    collection order (pytest-xdist's default order is by a file's count of tests).
+
+    - First, ``FIRST_FILES``: one worker compiles the Numba kernels in every specialisation
+      (``test_backends.py``, a cold cache in a clean clone), while the other builds C (the extension's
+      rebuilds, the example extension) rather than compile the same kernels at the same time; the files after
+      them load what it compiled from the package's on-disk cache.
+    - Last, the benchmark smoke test: its ``python -m benchmarks --quick`` child calls most kernels in every
+      specialisation, 5 to 6 minutes on 2 cores on an empty cache, a minute when it loads what the tests
+      compiled.
     """
-    items.sort(key=lambda item: item.path.name == "test_benchmarks.py")
+    def position(item):
+        name = item.path.name
+        if name in FIRST_FILES:
+            return FIRST_FILES.index(name) - len(FIRST_FILES)
+        return 1 if name == "test_benchmarks.py" else 0
+
+    items.sort(key=position)

@@ -17,8 +17,8 @@ def mnist_dir(request):
     return request.config.cache.mkdir("mnist")
 
 
-# The files CI's two xdist workers start with (see pytest_collection_modifyitems): the first and third go to
-# one worker, the second and fourth to the other.
+# The files CI's two xdist workers start with (see pytest_collection_modifyitems), handed out in this order to
+# whichever worker is free: test_backends.py to one, the rest to the other while it runs (the measured CI run).
 FIRST_FILES = ("test_backends.py", "test_cython_kernels.py", "test_numba_kernels.py", "test_extending.py")
 
 
@@ -27,9 +27,10 @@ def pytest_collection_modifyitems(config, items):
     collection order (pytest-xdist's default order is by a file's count of tests).
 
     - First, ``FIRST_FILES``: one worker compiles the Numba kernels in every specialisation
-      (``test_backends.py``, a cold cache in a clean clone), while the other builds C (the extension's
-      rebuilds, the example extension) rather than compile the same kernels at the same time; the files after
-      them load what it compiled from the package's on-disk cache.
+      (``test_backends.py``, a cold cache in a clean clone) while the other takes the extension's rebuilds,
+      the kernels called from users' ``@njit`` code (their own specialisations) and the example extension,
+      rather than compile the same kernels at the same time; the files after them load what it compiled
+      from the package's on-disk cache.
     - Last, the benchmark smoke test: its ``python -m benchmarks --quick`` child calls most kernels in every
       specialisation, 5 to 6 minutes on 2 cores on an empty cache, a minute when it loads what the tests
       compiled.

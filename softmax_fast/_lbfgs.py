@@ -16,15 +16,17 @@ penalty is added here, in float64, on the solver's own float64 weights.
 
 The minimizer, :func:`minimize`, is L-BFGS over the flat float64 vector
 ``theta = [W.ravel(), b]``, written here in NumPy (Nocedal & Wright's
-algorithms). SciPy's L-BFGS-B, which scikit-learn uses, spent about 70 us of
-Python per iteration around its Fortran core, as long as a whole
-``loss_and_grad`` pass on ``load_digits``; this one keeps L-BFGS-B's stopping
-tests: it ends when the largest absolute component of the gradient is at most
-``gtol``, when an iteration lowers ``F`` by no more than ``_FTOL`` relative,
-after ``max_iter`` iterations, when a step that promises a decrease below
-``F``'s rounding does not lower ``F`` (where float32 models, whose ``F`` is
-rounded to float32, end: they reach ``gtol`` only as far as their rounding
-lets it show), or when the line search finds no lower ``F``.
+algorithms) but for its two passes over the curvature pairs, which
+:mod:`softmax_fast._lbfgs_passes` compiles and threads. SciPy's L-BFGS-B,
+which scikit-learn uses, spent about 70 us of Python per iteration around its
+Fortran core, as long as a whole ``loss_and_grad`` pass on ``load_digits``;
+this one keeps L-BFGS-B's stopping tests: it ends when the largest absolute
+component of the gradient is at most ``gtol``, when an iteration lowers ``F``
+by no more than ``_FTOL`` relative, after ``max_iter`` iterations, when a step
+that promises a decrease below ``F``'s rounding does not lower ``F`` (where
+float32 models, whose ``F`` is rounded to float32, end: they reach ``gtol``
+only as far as their rounding lets it show), or when the line search finds no
+lower ``F``.
 The estimator calls :func:`minimize`; this module knows nothing of the
 estimator.
 """
@@ -34,6 +36,8 @@ import functools
 import time
 
 import numpy as np
+
+from . import _lbfgs_passes
 
 # L-BFGS-B's relative decrease test, as scikit-learn sets it: near the float64 rounding of F, so that the
 # gradient test (gtol) is what ends a fit.
@@ -119,7 +123,7 @@ class Objective:
 Result = collections.namedtuple("Result", "x value gradient nit success message")
 
 
-def minimize(objective, theta, max_iter, gtol, on_iteration):
+def minimize(objective, theta, max_iter, gtol, on_iteration, n_threads):
     """Minimize ``objective`` from ``theta`` (float64, not modified) by L-BFGS; returns a :data:`Result`.
 
     Nocedal & Wright's L-BFGS (Algorithm 7.5): the inverse Hessian of the
@@ -133,7 +137,8 @@ def minimize(objective, theta, max_iter, gtol, on_iteration):
     relative; tried once, without a line search) does not lower ``F`` (a
     float32 fit's end), when the line search finds no lower ``F``, or
     when ``on_iteration(iteration, theta, value, gradient_norm, seconds)``,
-    called after each iteration, returns true.
+    called after each iteration, returns true. The passes over the curvature
+    pairs run on ``n_threads`` threads; the result does not depend on it.
     """
     # The solver's own work is vector operations of length d * k, which NumPy hands to BLAS between two kernel
     # calls. OpenBLAS threads then spin, waiting for more, on the cores where the kernels' threads meet at barriers:
@@ -142,7 +147,8 @@ def minimize(objective, theta, max_iter, gtol, on_iteration):
         value, gradient = objective(theta)
         if gradient_norm(gradient) <= gtol:
             return Result(theta, value, gradient, 0, True, "the gradient is within gtol")
-        pairs = CurvaturePairs(min(MAX_HISTORY, max(MIN_HISTORY, HISTORY_BYTES // (2 * theta.nbytes))), len(theta))
+        pairs = CurvaturePairs(min(MAX_HISTORY, max(MIN_HISTORY, HISTORY_BYTES // (2 * theta.nbytes))), len(theta),
+                               n_threads)
         for iteration in range(1, max_iter + 1):
             started = time.perf_counter()
             direction = pairs.direction(gradient)
@@ -181,21 +187,6 @@ def minimize(objective, theta, max_iter, gtol, on_iteration):
         return Result(theta, value, gradient, max_iter, False, "max_iter iterations done")
 
 
-# Columns of the pairs' matrices at a time in _products: the chunks of S or Y and of the vectors stay in cache.
-_CHUNK = 1 << 14
-
-
-def _products(matrix, vectors):
-    """``matrix (m, n) @ [v for v in vectors].T``, ``(m, len(vectors))``, in one pass over ``matrix``: ``_CHUNK``
-    of its columns at a time, each chunk multiplied by the same chunk of every vector while it is in cache (one
-    product a vector would read ``matrix`` from memory once for each)."""
-    out = np.zeros((len(matrix), len(vectors)))
-    for start in range(0, matrix.shape[1], _CHUNK):
-        part = slice(start, start + _CHUNK)
-        out += matrix[:, part] @ np.stack([vector[part] for vector in vectors], axis=1)
-    return out
-
-
 class CurvaturePairs:
     """The last ``size`` steps ``s`` and gradient changes ``y`` of L-BFGS (length ``n``), and ``-H g`` from them.
 
@@ -214,7 +205,7 @@ class CurvaturePairs:
     then what remains of ``R^-1`` without them (``R`` is triangular).
     """
 
-    def __init__(self, size, n):
+    def __init__(self, size, n, n_threads):
         # The pairs' vectors stay where they were written (the rows of S and Y, a ring): moving them as the
         # oldest is dropped would copy both matrices every iteration (at 1.5 million parameters, 10 pairs, 236 MB).
         # ``slots`` lists their rows oldest first; the small matrices below are kept in that order.
@@ -224,6 +215,7 @@ class CurvaturePairs:
         self.SY, self.YY, self.R_inverse = np.empty((size, size)), np.empty((size, size)), np.zeros((size, size))
         # (g, S g, Y g) by slot for the gradient g that append was last given, which direction is asked of next.
         self._products = None, None, None
+        self.n_threads = n_threads  # of the passes over the pairs (_lbfgs_passes)
 
     def __len__(self):
         return len(self.slots)
@@ -237,8 +229,8 @@ class CurvaturePairs:
         """Keep the pair ``(s, y)`` (``s'y > 0``) as the newest, dropping the oldest once ``size`` are held.
 
         ``gradient`` is the gradient where the step ``s`` ends, whose direction comes next: its products with
-        the pairs are made in the same passes over ``S`` and ``Y`` as the new pair's (at 1.5 million parameters
-        and 10 pairs each pass reads 118 MB, and the passes were most of an iteration's time).
+        the pairs are made in the same pass over ``S`` and ``Y`` as the new pair's (at 1.5 million parameters
+        and 10 pairs the pass reads 236 MB, and the two passes over the pairs are most of an iteration's time).
         """
         if len(self.slots) == len(self.S):
             for square in (self.SY, self.YY, self.R_inverse):
@@ -250,12 +242,12 @@ class CurvaturePairs:
         self.slots.append(slot)
         held, i, slots = len(self.slots), len(self.slots) - 1, self.slots
         # The products come in the rows' slot order: indexed by slots, in pair order.
-        S_products = _products(self.S[:held], (y, gradient))
-        Y_products = _products(self.Y[:held], (s, y, gradient))
-        self.SY[i, :held] = Y_products[slots, 0]
-        self.SY[:held, i] = S_products[slots, 0]
-        self.YY[i, :held] = self.YY[:held, i] = Y_products[slots, 1]
-        self._products = gradient, S_products[:, 1], Y_products[:, 2]
+        S_y, S_gradient, Y_s, Y_y, Y_gradient = _lbfgs_passes.pair_products(self.S[:held], self.Y[:held], s, y,
+                                                                             gradient, self.n_threads)
+        self.SY[i, :held] = Y_s[slots]
+        self.SY[:held, i] = S_y[slots]
+        self.YY[i, :held] = self.YY[:held, i] = Y_y[slots]
+        self._products = gradient, S_gradient, Y_gradient
         # R's new last column is (s_j'y, j < i; s'y): its inverse's is (-R_i^-1 column / s'y; 1 / s'y).
         self.R_inverse[i, :i] = 0
         self.R_inverse[:i, i] = -(self.R_inverse[:i, :i] @ self.SY[:i, i]) / self.SY[i, i]
@@ -268,13 +260,17 @@ class CurvaturePairs:
             return -gradient
         S, Y, R_inverse = self.S[:held], self.Y[:held], self.R_inverse[:held, :held]
         gamma = self.SY[held - 1, held - 1] / self.YY[held - 1, held - 1]
-        S_gradient, Y_gradient = self._products[1:] if self._products[0] is gradient else (S @ gradient, Y @ gradient)
+        if self._products[0] is gradient:
+            S_gradient, Y_gradient = self._products[1:]
+        else:  # a step whose pair was not kept: the products with the gradient alone (passed as s, y and gradient)
+            _, S_gradient, _, _, Y_gradient = _lbfgs_passes.pair_products(S, Y, gradient, gradient, gradient,
+                                                                          self.n_threads)
         v = R_inverse @ S_gradient[slots]
         u = (np.diagonal(self.SY)[:held] * v + gamma * (self.YY[:held, :held] @ v - Y_gradient[slots])) @ R_inverse
         # Back from pair order to the rows' slot order, for the products with S and Y.
         v_rows, u_rows = np.empty(held), np.empty(held)
         v_rows[slots], u_rows[slots] = v, u
-        return gamma * (v_rows @ Y - gradient) - u_rows @ S
+        return _lbfgs_passes.combine_pairs(S, Y, -u_rows, gamma * v_rows, -gamma, gradient, self.n_threads)
 
 
 def _wolfe_step(objective, theta, value, direction, slope, step):

@@ -628,7 +628,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return stop is not None and bool(stop())
 
         start = np.concatenate([self.coef_.astype(np.float64).ravel(), self.intercept_.astype(np.float64)])
-        result = _lbfgs.minimize(objective, start, self.max_iter, self.gtol, after_iteration)
+        result = _lbfgs.minimize(objective, start, self.max_iter, self.gtol, after_iteration,
+                                 _solver_threads(self.n_jobs))
         self.coef_, self.intercept_ = objective.weights(result.x)
         if not result.success:
             advice = (f" Raise max_iter (now {self.max_iter}), or fit again with warm_start=True to go on."
@@ -973,6 +974,12 @@ def _batches_per_call(X, batch_size):
 def _scale_of(X):
     """The kernels' feature scale for kernel-ready ``X``: 1/255 for ``uint8`` pixels, else 1."""
     return _PIXEL_SCALE if X.dtype == np.uint8 else 1.0
+
+
+def _solver_threads(n_jobs):
+    """The threads of the lbfgs solver's own passes for ``n_jobs``: the kernels' count, their default for None."""
+    n_threads = _kernel_threads(n_jobs)
+    return min(kernels.get_num_threads() if n_threads is None else n_threads, default_num_threads())
 
 
 def _kernel_threads(n_jobs):

@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from softmax_fast import SoftmaxRegression, _lbfgs, datasets, kernels
+from softmax_fast import SoftmaxRegression, _lbfgs, _lbfgs_passes, datasets, kernels
 from softmax_fast.kernels import Backend
 
 BACKENDS = kernels.available_backends()
@@ -217,7 +217,7 @@ def test_the_compact_direction_is_the_two_loop_recursions(n_pairs, appended_with
     hessian = A @ A.T + np.eye(8)  # the pairs of a convex quadratic: y = H s, s'y > 0
     pairs = [(s, hessian @ s) for s in rng.standard_normal((n_pairs, 8))]
     gradients = list(rng.standard_normal((n_pairs, 8)))  # the same objects below: append's products are reused
-    kept = _lbfgs.CurvaturePairs(5, 8)
+    kept = _lbfgs.CurvaturePairs(5, 8, n_threads=1)
     for (s, y), end_gradient in zip(pairs, gradients):
         kept.append(s, y, end_gradient)
     gradient = gradients[-1] if appended_with else rng.standard_normal(8)
@@ -225,3 +225,28 @@ def test_the_compact_direction_is_the_two_loop_recursions(n_pairs, appended_with
     np.testing.assert_allclose(kept.direction(gradient), two_loop_direction(gradient, pairs[-5:]), rtol=1e-10)
     kept.clear()
     np.testing.assert_array_equal(kept.direction(gradient), -gradient)
+
+
+@pytest.mark.parametrize("n", [0, 5, 3 * _lbfgs_passes.PIECE + 7], ids=["empty", "within a piece", "3 pieces and a part"])
+def test_the_passes_over_the_pairs_are_numpys_products_with_the_same_bits_on_any_thread_count(n):
+    rng = np.random.default_rng(4)
+    S, Y = rng.standard_normal((2, 6, n))
+    s, y, gradient = rng.standard_normal((3, n))
+    s_weights, y_weights = rng.standard_normal((2, 6))
+    products = [_lbfgs_passes.pair_products(S, Y, s, y, gradient, n_threads) for n_threads in (1, 2)]
+    combined = [_lbfgs_passes.combine_pairs(S, Y, s_weights, y_weights, -0.5, gradient, n_threads)
+                for n_threads in (1, 2)]
+    np.testing.assert_allclose(products[0], [S @ y, S @ gradient, Y @ s, Y @ y, Y @ gradient], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(combined[0], s_weights @ S + y_weights @ Y - 0.5 * gradient, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(products[1], products[0])
+    np.testing.assert_array_equal(combined[1], combined[0])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter ends the fits
+def test_an_lbfgs_fit_has_the_same_bits_on_any_thread_count():
+    rng = np.random.default_rng(5)
+    X, y = rng.random((300, 3000)), rng.integers(0, 4, 300)  # 12,004 parameters: the solver's passes cut 3 pieces
+    fits = [SoftmaxRegression(solver="lbfgs", alpha=1e-3, dtype="float64", max_iter=15, n_jobs=n_jobs).fit(X, y)
+            for n_jobs in (1, 2)]
+    np.testing.assert_array_equal(fits[1].coef_, fits[0].coef_)
+    np.testing.assert_array_equal(fits[1].intercept_, fits[0].intercept_)

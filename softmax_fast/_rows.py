@@ -45,8 +45,7 @@ class Rows(typing.NamedTuple):
         them as a checked :class:`~softmax_fast.kernels._validation.CSR`: ``X`` was checked whole, and rows
         keep their checked values in any order, so the kernels check only its shape and dtypes again."""
         if is_sparse(self.X):
-            taken = self.X[rows if self.index is None else self.index[rows]]
-            return CSR(taken.data, taken.indices, taken.indptr, taken.shape)
+            return CSR.of_checked(self.X[rows if self.index is None else self.index[rows]])
         if self.index is None:
             return self.X[rows]
         index = self.index[rows]

@@ -22,6 +22,7 @@ from ._sklearn_compat import (
     validate_data,
 )
 from .kernels._validation import (
+    CSR,
     check_count,
     check_nonnegative_in,
     check_positive,
@@ -602,7 +603,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         iteration. See :mod:`softmax_fast._lbfgs`.
         """
         weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, self.coef_.dtype)
-        objective = _lbfgs.Objective.of_rows(kernels.get_backend(self.backend), X, y, weights, _scale_of(X),
+        objective = _lbfgs.Objective.of_rows(kernels.get_backend(self.backend), _kernel_features(X), y, weights,
+                                             _scale_of(X),
                                              self.alpha, self.coef_.shape, self.coef_.dtype,
                                              _kernel_threads(self.n_jobs))
         return self._minimize(objective, validation_data, on_iteration, stop)
@@ -855,13 +857,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """Class probabilities ``(n, k)`` of ``coef_``'s dtype for ``X (n, d)``, columns in ``classes_``'s order."""
         X = self._prediction_features(X)
         return kernels.get_backend(self.backend).predict_proba(
-            X, self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
+            _kernel_features(X), self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
 
     def predict(self, X):
         """The most probable class of each row of ``X (n, d)``: ``(n,)`` labels from ``classes_``."""
         X = self._prediction_features(X)
         indices = kernels.get_backend(self.backend).predict(
-            X, self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
+            _kernel_features(X), self.coef_, self.intercept_, _scale_of(X), n_threads=_kernel_threads(self.n_jobs))
         return self.classes_[indices]
 
     def _logits(self, X):
@@ -969,6 +971,12 @@ def _batches_per_call(X, batch_size):
         return BATCHES_PER_CALL
     values_per_batch = X.nnz / X.shape[0] * batch_size
     return max(BATCHES_PER_CALL, math.ceil(SPARSE_VALUES_PER_FEATURE * X.shape[1] / values_per_batch))
+
+
+def _kernel_features(X):
+    """Kernel-ready ``X`` for a kernel call on all its rows: a sparse ``X``, checked whole by :func:`_validated`, as
+    its checked :class:`~softmax_fast.kernels._validation.CSR` (so the kernels do not read it again)."""
+    return CSR.of_checked(X) if is_sparse(X) else X
 
 
 def _scale_of(X):

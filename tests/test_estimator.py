@@ -1068,6 +1068,28 @@ def test_a_column_index_out_of_range_is_rejected_before_any_kernel_runs(train):
         train(X_sparse, y)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter ends the lbfgs fit
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_a_sparse_x_is_read_for_its_checks_once_a_call(monkeypatch, solver):
+    from softmax_fast import estimator
+    from softmax_fast.kernels import _validation
+
+    X_sparse, _, y = sparse_blobs()
+    checked, check = [], _validation.checked_csr_rows
+
+    def counted(X):
+        checked.append(X.shape)
+        return check(X)
+
+    for module in (estimator, _validation):  # the estimator's own check and the kernels' (check_csr)
+        monkeypatch.setattr(module, "checked_csr_rows", counted)
+    model = SoftmaxRegression(solver=solver, epochs=2, max_iter=5).fit(X_sparse, y)
+    for method in (model.predict, model.predict_proba, model.decision_function):
+        method(X_sparse)
+    model.score(X_sparse, y)
+    assert checked == [X_sparse.shape] * 5
+
+
 def test_unsorted_and_repeated_indices_are_summed_in_a_copy_leaving_the_callers_matrix_alone():
     import scipy.sparse
 

@@ -38,6 +38,12 @@ class CSR(typing.NamedTuple):
     indptr: np.ndarray
     shape: tuple
 
+    @classmethod
+    def of_checked(cls, X):
+        """The rows of the scipy.sparse CSR matrix ``X`` that :func:`checked_csr_rows` has checked (or of rows
+        taken from such a matrix: each keeps its checked values), without reading them again."""
+        return cls(X.data, X.indices, X.indptr, X.shape)
+
 
 def default_num_threads():
     """The number of CPUs this process may run on."""

@@ -4,6 +4,7 @@ estimator: SGD bitwise, L-BFGS to 1e-9, prediction, validation, and faults (a wo
 Every test starts its own cluster and closes it at its end.
 """
 
+import contextlib
 import os
 import signal
 import threading
@@ -32,12 +33,20 @@ CHUNK = 4096
 CLUSTER_CONFIG = {"distributed.comm.timeouts.connect": "5s"}
 
 
-@pytest.fixture
-def client():
-    """A client of a new LocalCluster: 2 worker processes of 1 thread, on 127.0.0.1 only; closed after the test."""
-    with dask.config.set(CLUSTER_CONFIG), \
+@contextlib.contextmanager
+def local_client(**config):
+    """A client of a new LocalCluster: 2 worker processes of 1 thread, on 127.0.0.1 only, with ``CLUSTER_CONFIG``
+    and the Dask settings ``config``; closed on leaving."""
+    with dask.config.set({**CLUSTER_CONFIG, **config}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture
+def client():
+    """A client of a new :func:`local_client`, closed after the test."""
+    with local_client() as client:
         yield client
 
 
@@ -279,9 +288,7 @@ def test_a_worker_dying_inside_a_task_is_survived_when_dask_can_retry(client, tm
 @pytest.mark.slow
 def test_a_worker_dying_more_often_than_dask_allows_fails_naming_the_loss(tmp_path):
     X, y = problem()
-    with dask.config.set({**CLUSTER_CONFIG, "distributed.scheduler.allowed-failures": 0}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with local_client(**{"distributed.scheduler.allowed-failures": 0}) as client:
         X_blocks, y_blocks = on_cluster(X, y)
         dying = X_blocks.map_blocks(source_that_kills_its_worker_once(str(tmp_path / "killed")), dtype=X.dtype)
         with pytest.raises(RuntimeError, match="the Dask fit lost its workers"):

@@ -209,35 +209,60 @@ def two_loop_direction(gradient, pairs):
     return -r
 
 
-@pytest.mark.parametrize("n_pairs", [1, 3, 5, 12])  # 12: the oldest 7 dropped
-@pytest.mark.parametrize("appended_with", [True, False], ids=["gradient given to append", "another gradient"])
-def test_the_compact_direction_is_the_two_loop_recursions(n_pairs, appended_with):
+def quadratic_steps(n_steps, rejected=()):
+    """``(thetas, gradients)``: ``n_steps + 1`` points of the convex quadratic ``x'Hx / 2`` in 8 dimensions and its
+    gradients there (so ``y = H s`` and ``s'y > 0``), but for the steps numbered in ``rejected``, whose gradient
+    change is made ``-s`` (``s'y < 0``)."""
     rng = np.random.default_rng(3)
     A = rng.standard_normal((8, 8))
-    hessian = A @ A.T + np.eye(8)  # the pairs of a convex quadratic: y = H s, s'y > 0
-    pairs = [(s, hessian @ s) for s in rng.standard_normal((n_pairs, 8))]
-    gradients = list(rng.standard_normal((n_pairs, 8)))  # the same objects below: append's products are reused
-    kept = _lbfgs.CurvaturePairs(5, 8, n_threads=1)
-    for (s, y), end_gradient in zip(pairs, gradients):
-        kept.append(s, y, end_gradient)
-    gradient = gradients[-1] if appended_with else rng.standard_normal(8)
-    assert len(kept) == min(n_pairs, 5)
-    np.testing.assert_allclose(kept.direction(gradient), two_loop_direction(gradient, pairs[-5:]), rtol=1e-10)
-    kept.clear()
-    np.testing.assert_array_equal(kept.direction(gradient), -gradient)
+    hessian = A @ A.T + np.eye(8)
+    thetas = list(rng.standard_normal((n_steps + 1, 8)))
+    gradients = [hessian @ thetas[0]]
+    for step in range(n_steps):
+        s = thetas[step + 1] - thetas[step]
+        gradients.append(gradients[-1] + (-s if step in rejected else hessian @ s))
+    return thetas, gradients
+
+
+def stored(vector):
+    """``vector`` as CurvaturePairs stores it, in float32."""
+    return vector.astype(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("n_steps, rejected", [(1, ()), (3, ()), (5, ()), (12, ()), (6, (5,)), (12, (2, 11))],
+                         ids=["1 pair", "3 pairs", "5 pairs", "12 steps: the oldest 7 dropped",
+                              "the last step's curvature negative", "two steps' curvature negative"])
+def test_the_compact_direction_is_the_two_loop_recursion_of_the_kept_float32_pairs(n_steps, rejected):
+    thetas, gradients = quadratic_steps(n_steps, rejected)
+    pairs = _lbfgs.CurvaturePairs(5, gradients[0], n_threads=1)
+    np.testing.assert_array_equal(pairs.direction(), -gradients[0])
+    for step in range(n_steps):
+        pairs.add_step(thetas[step], thetas[step + 1], gradients[step], gradients[step + 1])
+    kept = [(stored(thetas[step + 1] - thetas[step]), stored(gradients[step + 1] - gradients[step]))
+            for step in range(n_steps) if step not in rejected][-5:]
+    assert len(pairs) == len(kept)
+    np.testing.assert_allclose(pairs.direction(), two_loop_direction(gradients[-1], kept), rtol=1e-10)
+    pairs.clear()
+    np.testing.assert_array_equal(pairs.direction(), -gradients[-1])
 
 
 @pytest.mark.parametrize("n", [0, 5, 3 * _lbfgs_passes.PIECE + 7], ids=["empty", "within a piece", "3 pieces and a part"])
-def test_the_passes_over_the_pairs_are_numpys_products_with_the_same_bits_on_any_thread_count(n):
+def test_the_passes_over_the_pairs_are_numpys_float64_products_with_the_same_bits_on_any_thread_count(n):
     rng = np.random.default_rng(4)
-    S, Y = rng.standard_normal((2, 6, n))
-    s, y, gradient = rng.standard_normal((3, n))
+    S, Y = rng.standard_normal((2, 6, n), dtype=np.float32)  # float32 pairs, as CurvaturePairs keeps them
+    s, y, gradient = S[2], Y[2], rng.standard_normal(n)
     s_weights, y_weights = rng.standard_normal((2, 6))
+    s_weights[4] = y_weights[4] = 0
+    S[4] = np.nan  # combine_pairs does not read a row whose weights are 0
     products = [_lbfgs_passes.pair_products(S, Y, s, y, gradient, n_threads) for n_threads in (1, 2)]
     combined = [_lbfgs_passes.combine_pairs(S, Y, s_weights, y_weights, -0.5, gradient, n_threads)
                 for n_threads in (1, 2)]
+    # The products of the float32 values, summed in float64.
+    S, Y, s, y = (array.astype(np.float64) for array in (S, Y, s, y))
     np.testing.assert_allclose(products[0], [S @ y, S @ gradient, Y @ s, Y @ y, Y @ gradient], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(combined[0], s_weights @ S + y_weights @ Y - 0.5 * gradient, rtol=1e-12, atol=1e-12)
+    read = np.arange(6) != 4
+    np.testing.assert_allclose(combined[0], s_weights[read] @ S[read] + y_weights[read] @ Y[read] - 0.5 * gradient,
+                               rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(products[1], products[0])
     np.testing.assert_array_equal(combined[1], combined[0])
 

@@ -37,8 +37,6 @@ import time
 
 import numpy as np
 
-from . import _lbfgs_passes
-
 # L-BFGS-B's relative decrease test, as scikit-learn sets it: near the float64 rounding of F, so that the
 # gradient test (gtol) is what ends a fit.
 _FTOL = 64 * np.finfo(np.float64).eps
@@ -63,6 +61,15 @@ def history_size(n):
     :class:`CurvaturePairs`), from ``MIN_HISTORY`` to ``MAX_HISTORY`` (21 at the probe's 769,000 parameters, 11 at
     20 Newsgroups' 1.47 million)."""
     return min(MAX_HISTORY, max(MIN_HISTORY, HISTORY_BYTES // (2 * 4 * max(n, 1))))
+
+
+@functools.cache
+def _passes():
+    """:mod:`softmax_fast._lbfgs_passes`, imported at the first lbfgs fit: it imports Numba and its kernels'
+    package, which ``import softmax_fast`` and a Cython-only process do not otherwise load."""
+    from . import _lbfgs_passes
+
+    return _lbfgs_passes
 
 
 @functools.cache
@@ -254,7 +261,7 @@ class CurvaturePairs:
         np.subtract(new_gradient, gradient, out=self.Y[free])
         # The rows below max(slots, free) are the pairs' and the free one: slots are taken lowest first after clear.
         rows = max([*self.slots, free]) + 1
-        S_y, self._S_gradient, Y_s, Y_y, self._Y_gradient = _lbfgs_passes.pair_products(
+        S_y, self._S_gradient, Y_s, Y_y, self._Y_gradient = _passes().pair_products(
             self.S[:rows], self.Y[:rows], self.S[free], self.Y[free], new_gradient, self.n_threads)
         self.gradient = new_gradient
         if not S_y[free] > np.finfo(np.float64).eps * Y_y[free]:
@@ -288,7 +295,7 @@ class CurvaturePairs:
         rows = len(self._S_gradient)
         v_rows, u_rows = np.zeros(rows), np.zeros(rows)
         v_rows[slots], u_rows[slots] = v, u
-        return _lbfgs_passes.combine_pairs(self.S[:rows], self.Y[:rows], -u_rows, gamma * v_rows, -gamma, gradient,
+        return _passes().combine_pairs(self.S[:rows], self.Y[:rows], -u_rows, gamma * v_rows, -gamma, gradient,
                                            self.n_threads)
 
 

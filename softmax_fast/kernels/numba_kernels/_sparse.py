@@ -18,8 +18,11 @@ data's step is ``V[j] -= (lr / c) * g[j]``; ``V`` becomes ``W`` again
 ``_SMALLEST_SCALE``. Momentum has no such form: its velocity changes every
 weight every step, so with ``momentum > 0`` a step costs O(d * k).
 
-The rows of the forward pass run in parallel; the gradient's sums over rows
-run serially in row order: the results do not depend on the thread count.
+The rows of the forward pass run in parallel. An SGD batch's gradient is
+summed serially, in row order (a batch's rows are too few to share);
+``loss_and_grad_csr``'s, over blocks of thousands of rows, shares the rows of
+``W`` among the threads (``_csr_scatter_by_features``), each weight's sum
+still in row order: the results do not depend on the thread count.
 
 Calls :mod:`._jit`, :mod:`._update`, :mod:`._rows` and :mod:`._batch` (the options' defaults, the rates).
 """
@@ -28,7 +31,7 @@ import numpy as np
 from numba import prange
 
 from ._batch import _add_penalty_gradient, _options, _rate, _row_weights
-from ._jit import _kernel
+from ._jit import _kernel, _thread_count
 from ._rows import _argmax, _softmax_in_place
 from ._update import _update_weight
 
@@ -111,6 +114,41 @@ def _csr_scatter(data, indices, indptr, start, G, scale, factor, out):
             row = out[indices[p]]
             for cls in range(k):
                 row[cls] += x * g[cls]
+
+
+@_kernel()
+def _lower_bound(indices, lo, hi, j):
+    """The first stored value ``p`` of ``[lo, hi)`` whose index is ``>= j``, or ``hi``: ``indices[lo:hi]`` are
+    sorted."""
+    while lo < hi:
+        middle = lo + (hi - lo) // 2
+        if indices[middle] < j:
+            lo = middle + 1
+        else:
+            hi = middle
+    return lo
+
+
+@_kernel(parallel=True)
+def _csr_scatter_by_features(data, indices, indptr, start, G, scale, out):
+    """:func:`_csr_scatter` (``factor`` 1) with the rows of ``out`` shared among the threads: thread ``t`` of
+    ``T`` owns the features ``[t * d / T, (t + 1) * d / T)`` (in blocks of 16 rows of ``out``, whole cache lines
+    for any ``k``), finds its values in each row by bisection and adds their terms in row order, so that every
+    sum is still the serial one."""
+    d, k = out.shape
+    blocks = -(-d // 16)
+    shares = min(_thread_count(), blocks)
+    for share in prange(shares):
+        j0, j1 = min(d, share * blocks // shares * 16), min(d, (share + 1) * blocks // shares * 16)
+        for r in range(G.shape[0]):
+            i = start + r
+            g = G[r]
+            end = _lower_bound(indices, indptr[i], indptr[i + 1], j1)
+            for p in range(_lower_bound(indices, indptr[i], end, j0), end):
+                x = data[p] * scale
+                row = out[indices[p]]
+                for cls in range(k):
+                    row[cls] += x * g[cls]
 
 
 @_kernel()
@@ -231,7 +269,7 @@ def loss_and_grad_csr(data, indices, indptr, y, W, b, scale, alpha=0.0, sample_w
         _finish_rows(G[:m], y, start, weights, one / n, row_loss[:m], row_correct[:m])
         for r in range(m):
             loss_sum += row_loss[r]
-        _csr_scatter(data, indices, indptr, start, G[:m], scale, one, gradient)
+        _csr_scatter_by_features(data, indices, indptr, start, G[:m], scale, gradient)
         _bias_gradient(G[:m], block_db)
         db += block_db
     _add_penalty_gradient(gradient, W, alpha)

@@ -296,7 +296,7 @@ class CurvaturePairs:
         v_rows, u_rows = np.zeros(rows), np.zeros(rows)
         v_rows[slots], u_rows[slots] = v, u
         return _passes().combine_pairs(self.S[:rows], self.Y[:rows], -u_rows, gamma * v_rows, -gamma, gradient,
-                                           self.n_threads)
+                                       self.n_threads)
 
 
 def _wolfe_step(objective, theta, value, direction, slope, step):

@@ -17,10 +17,10 @@ a product is the sum of its pieces' partial sums, added in piece order after
 the loop. The arrays are C-contiguous; the callers make them so.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
+from .kernels import _numba_threads
 from .kernels.numba_kernels._jit import FASTMATH_FLAGS
 
 # Elements of a piece. A piece of the five vectors of pair_products (a row of S and of Y, s, y, g) is at most
@@ -38,7 +38,7 @@ def pair_products(S, Y, s, y, gradient, n_threads):
     modified. ``n_threads`` threads.
     """
     sums = np.empty((-(-S.shape[1] // PIECE), 5, len(S)))
-    _set_threads(n_threads)
+    _numba_threads(n_threads)
     _pair_products_by_piece(S, Y, s, y, gradient, sums)
     return tuple(sums.sum(axis=0))
 
@@ -52,14 +52,9 @@ def combine_pairs(S, Y, s_weights, y_weights, gradient_weight, gradient, n_threa
     read); ``gradient``: ``(n,)`` float64. ``n_threads`` threads.
     """
     out = np.empty(S.shape[1])
-    _set_threads(n_threads)
+    _numba_threads(n_threads)
     _combine_pairs_by_piece(S, Y, s_weights, y_weights, float(gradient_weight), gradient, out)
     return out
-
-
-def _set_threads(n_threads):
-    """Run the next loop on ``n_threads`` threads, at most the pool Numba started with (``NUMBA_NUM_THREADS``)."""
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
 
 
 # The loops below run over 1-d slices of a piece: indexed as S[row, i], the same loops did not vectorize (50 ms

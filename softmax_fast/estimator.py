@@ -604,8 +604,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         weights = _rows.row_weights(self.class_weight, self.classes_, y, sample_weight, self.coef_.dtype)
         objective = _lbfgs.Objective.of_rows(kernels.get_backend(self.backend), _kernel_features(X), y, weights,
-                                             _scale_of(X),
-                                             self.alpha, self.coef_.shape, self.coef_.dtype,
+                                             _scale_of(X), self.alpha, self.coef_.shape, self.coef_.dtype,
                                              _kernel_threads(self.n_jobs))
         return self._minimize(objective, validation_data, on_iteration, stop)
 
@@ -630,8 +629,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return stop is not None and bool(stop())
 
         start = np.concatenate([self.coef_.astype(np.float64).ravel(), self.intercept_.astype(np.float64)])
+        # The solver's passes run on the kernels' threads.
         result = _lbfgs.minimize(objective, start, self.max_iter, self.gtol, after_iteration,
-                                 _solver_threads(self.n_jobs))
+                                 kernels._call_threads(_kernel_threads(self.n_jobs)))
         self.coef_, self.intercept_ = objective.weights(result.x)
         if not result.success:
             advice = (f" Raise max_iter (now {self.max_iter}), or fit again with warm_start=True to go on."
@@ -982,12 +982,6 @@ def _kernel_features(X):
 def _scale_of(X):
     """The kernels' feature scale for kernel-ready ``X``: 1/255 for ``uint8`` pixels, else 1."""
     return _PIXEL_SCALE if X.dtype == np.uint8 else 1.0
-
-
-def _solver_threads(n_jobs):
-    """The threads of the lbfgs solver's own passes for ``n_jobs``: the kernels' count, their default for None."""
-    n_threads = _kernel_threads(n_jobs)
-    return min(kernels.get_num_threads() if n_threads is None else n_threads, default_num_threads())
 
 
 def _kernel_threads(n_jobs):

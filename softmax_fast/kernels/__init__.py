@@ -57,6 +57,12 @@ def get_num_threads():
     return _num_threads
 
 
+def _call_threads(n_threads):
+    """The threads a call given ``n_threads`` runs on: :func:`get_num_threads` for None, at most the CPUs."""
+    n_threads = _num_threads if n_threads is None else check.check_count("n_threads", n_threads)
+    return min(n_threads, _CPUS)
+
+
 class Backend:
     """The kernels of one backend behind the shared argument checks; see :func:`get_backend`."""
 
@@ -71,8 +77,7 @@ class Backend:
 
     def _threads(self, n_threads):
         """The extra arguments that run a kernel on ``n_threads`` threads (default: :func:`get_num_threads`)."""
-        n_threads = _num_threads if n_threads is None else check.check_count("n_threads", n_threads)
-        return self._thread_arguments(min(n_threads, _CPUS))
+        return self._thread_arguments(_call_threads(n_threads))
 
     def _on_rows(self, name, X):
         """``(kernel, leading arguments)`` for the checked features ``X``: the kernel ``name`` and ``(X,)``, or for

@@ -105,15 +105,20 @@ def _csr_scatter(data, indices, indptr, start, G, scale, factor, out):
     """``out[j] += factor * (x_ij * scale) * G[i - start]`` for every stored feature ``j`` of the rows ``start..start
     + m`` (``m`` the rows of ``G``), in row order: the rows of ``X.T @ G`` times ``factor``, added where the rows
     touch ``out`` and nowhere else."""
-    k = G.shape[1]
     for r in range(G.shape[0]):
         i = start + r
-        g = G[r]
-        for p in range(indptr[i], indptr[i + 1]):
-            x = data[p] * scale * factor
-            row = out[indices[p]]
-            for cls in range(k):
-                row[cls] += x * g[cls]
+        _scatter_values(data, indices, indptr[i], indptr[i + 1], scale, factor, G[r], out)
+
+
+@_kernel(inline=True)
+def _scatter_values(data, indices, first, stop, scale, factor, g, out):
+    """``out[indices[p]] += (data[p] * scale * factor) * g`` for the stored values ``first <= p < stop`` of one
+    row, in order (``g (k,)``, that row's row of ``G``)."""
+    for p in range(first, stop):
+        x = data[p] * scale * factor
+        row = out[indices[p]]
+        for cls in range(g.shape[0]):
+            row[cls] += x * g[cls]
 
 
 @_kernel()
@@ -131,24 +136,19 @@ def _lower_bound(indices, lo, hi, j):
 
 @_kernel(parallel=True)
 def _csr_scatter_by_features(data, indices, indptr, start, G, scale, out):
-    """:func:`_csr_scatter` (``factor`` 1) with the rows of ``out`` shared among the threads: thread ``t`` of
+    """:func:`_csr_scatter` with ``factor`` 1 and the rows of ``out`` shared among the threads: thread ``t`` of
     ``T`` owns the features ``[t * d / T, (t + 1) * d / T)`` (in blocks of 16 rows of ``out``, whole cache lines
     for any ``k``), finds its values in each row by bisection and adds their terms in row order, so that every
     sum is still the serial one."""
-    d, k = out.shape
+    d, one = out.shape[0], out.dtype.type(1)
     blocks = -(-d // 16)
     shares = min(_thread_count(), blocks)
     for share in prange(shares):
         j0, j1 = min(d, share * blocks // shares * 16), min(d, (share + 1) * blocks // shares * 16)
         for r in range(G.shape[0]):
             i = start + r
-            g = G[r]
             end = _lower_bound(indices, indptr[i], indptr[i + 1], j1)
-            for p in range(_lower_bound(indices, indptr[i], end, j0), end):
-                x = data[p] * scale
-                row = out[indices[p]]
-                for cls in range(k):
-                    row[cls] += x * g[cls]
+            _scatter_values(data, indices, _lower_bound(indices, indptr[i], end, j0), end, scale, one, G[r], out)
 
 
 @_kernel()

@@ -31,6 +31,7 @@ lineage, so the blocks of a worker that dies are recomputed from their source.
 All futures of a fit are released when it ends, also on Ctrl-C or an error.
 """
 
+import asyncio
 import copy
 import math
 import time
@@ -340,9 +341,18 @@ def _block_futures(array):
 
 def _release(futures):
     """Let the cluster forget ``futures`` (and stop those not yet run) now, rather than when the objects die: an
-    exception's traceback keeps them alive. Only this client's hold ends: data persisted elsewhere stays."""
+    exception's traceback keeps them alive. Only this client's hold ends: data persisted elsewhere stays.
+
+    Returns once the client has dropped them. ``Future.release`` only queues that on the client's event loop, and
+    a graph submitted before it runs binds its futures of the same keys to the released ones' states: a fit that
+    follows a failed one on the same arrays would get the old error (the keys of ``da.from_array`` come from the
+    data). The loop runs its callbacks in order, so one round trip through it is enough, and the scheduler then
+    receives the release before any later graph.
+    """
     for future in futures:
         future.release()
+    if futures and futures[0].client.status == "running":
+        futures[0].client.sync(asyncio.sleep, 0)
 
 
 def _survey_block(X, y, sample_weight=None):

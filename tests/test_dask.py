@@ -275,6 +275,35 @@ def source_that_kills_its_worker_once(marker):
     return block
 
 
+def source_that_fails_once(marker):
+    """A block function that raises OSError the first time a worker computes it (``marker``: a file created then),
+    as a read from a file share that is briefly away would."""
+    test_process = os.getpid()
+
+    def block(X):
+        if os.getpid() != test_process:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return X
+            raise OSError("the share is away")
+        return X
+    return block
+
+
+def test_a_fit_retried_on_the_array_whose_block_failed_computes_the_block_again(client, tmp_path):
+    # The retry's graph has the failed fit's keys. Three times: without the wait in _release it got the old
+    # error about two times in three.
+    X, y = problem()
+    X_blocks, y_blocks = on_cluster(X, y)
+    for attempt in range(3):
+        failing = X_blocks.map_blocks(source_that_fails_once(str(tmp_path / f"failed{attempt}")), dtype=X.dtype)
+        with pytest.raises(OSError, match="the share is away"):
+            sfdask.SoftmaxRegression(epochs=1).fit(failing, y_blocks)
+        assert_same_fit(sfdask.SoftmaxRegression(epochs=1).fit(failing, y_blocks),
+                        SoftmaxRegression(epochs=1).fit(X, y))
+
+
 @pytest.mark.slow
 def test_a_worker_dying_inside_a_task_is_survived_when_dask_can_retry(client, tmp_path):
     X, y = problem()

@@ -33,6 +33,7 @@ All futures of a fit are released when it ends, also on Ctrl-C or an error.
 
 import asyncio
 import copy
+import functools
 import math
 import time
 
@@ -199,8 +200,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _fit_lbfgs(self, client, model, data, validation_data, on_iteration):
         """L-BFGS on the client over the objective's sums from the blocks of ``data`` (:class:`_Data`)."""
+        def start_sums():
+            futures = client.map(_block_square_sums, data.blocks, pure=False)
+            try:
+                square_sums, weight_sum = functools.reduce(_add_sums, client.gather(futures))
+            finally:
+                _release(futures)
+            return square_sums / data.n, weight_sum / data.n
+
         objective = _lbfgs.Objective(_BlockSums(client, data, model.get_params()), model.alpha,
-                                     model.coef_.shape, model.coef_.dtype)
+                                     model.coef_.shape, model.coef_.dtype, start_sums)
         model._minimize(objective, validation_data, on_iteration, None)
 
     # -- prediction -----------------------------------------------------------------------------
@@ -469,14 +478,23 @@ def _block_sums(rows, weights, params):
     return loss * n, np.multiply(dW, n, dtype=np.float64), np.multiply(db, n, dtype=np.float64)
 
 
+def _block_square_sums(rows):
+    """``(sum_i s_i x_ij^2 (d,), sum_i s_i)`` over one block's kernel-ready ``rows``, in float64: the block's share
+    of the objective's curvature at the start (``_lbfgs.Objective.start_curvature``)."""
+    weights = rows.weights
+    weight_sum = float(len(rows.y)) if weights is None else float(np.sum(weights, dtype=np.float64))
+    return _lbfgs.feature_square_sums(rows.X, weights, _scale_of(rows.X)), weight_sum
+
+
 def _weights(W, b):
     """``(W, b)``: the weights of one evaluation, as the result of a task."""
     return W, b
 
 
 def _add_sums(left, right):
-    """The sum of two ``(loss, dW, db)``."""
-    return left[0] + right[0], left[1] + right[1], left[2] + right[2]
+    """The sum, part by part, of two tuples of sums (``(loss, dW, db)`` of :func:`_block_sums`, or those of
+    :func:`_block_square_sums`)."""
+    return tuple(left_part + right_part for left_part, right_part in zip(left, right))
 
 
 # -- prediction ----------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -92,6 +93,51 @@ def test_the_gradient_the_solver_uses_matches_central_differences(backend):
     differences = [(function(theta + step * e)[0] - function(theta - step * e)[0]) / (2 * step)
                    for e in np.eye(len(theta))]
     np.testing.assert_allclose(gradient, differences, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["float64", "uint8 pixels", "csr"])
+def test_the_start_curvature_is_the_hessians_diagonal_where_the_classes_are_equally_likely(kind):
+    rng = np.random.default_rng(6)
+    n, d, k, alpha = 50, 6, 3, 0.3
+    X = rng.integers(0, 256, (n, d)).astype(np.uint8) if kind == "uint8 pixels" else rng.standard_normal((n, d))
+    X[:, 2] = 0  # a feature never present: only the penalty curves it
+    scale = 1 / 255 if kind == "uint8 pixels" else 1.0
+    rows = kernels._validation.CSR.of_checked(sp.csr_matrix(X)) if kind == "csr" else X
+    y, weights = rng.integers(0, k, n), rng.uniform(0, 2, n)
+    function = _lbfgs.Objective.of_rows(kernels.get_backend("numpy"), rows, y, weights, scale, alpha, (d, k),
+                                        np.float64, None)
+    theta, step = np.zeros(d * k + k), 1e-5
+    second_differences = [(function(theta + step * e)[1] - function(theta - step * e)[1]) @ e / (2 * step)
+                          for e in np.eye(len(theta))]
+    np.testing.assert_allclose(function.start_curvature(), second_differences, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["float32", "uint8 pixels", "csr_matrix", "checked CSR"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_feature_square_sums_are_the_weighted_sums_of_squares_read_in_blocks(monkeypatch, kind, weighted):
+    monkeypatch.setattr(_lbfgs, "_SQUARES_BLOCK_BYTES", 3 * 8 * 7)  # blocks of 3 rows of 7 features: 4 and a part
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 256, (14, 7)).astype(np.uint8) if kind == "uint8 pixels" else \
+        (rng.standard_normal((14, 7)) * (rng.random((14, 7)) < 0.4)).astype(np.float32)
+    X[3] = 0  # an empty row
+    scale = 1 / 255 if kind == "uint8 pixels" else 1.0
+    weights = rng.uniform(0, 2, 14).astype(np.float32) if weighted else None
+    rows = {"csr_matrix": lambda: sp.csr_matrix(X),
+            "checked CSR": lambda: kernels._validation.CSR.of_checked(sp.csr_matrix(X))}.get(kind, lambda: X)()
+    expected = (np.ones(14) if weights is None else weights.astype(np.float64)) @ (X.astype(np.float64) * scale) ** 2
+    np.testing.assert_allclose(_lbfgs.feature_square_sums(rows, weights, scale), expected, rtol=1e-12)
+
+
+def test_a_feature_without_curvature_keeps_its_weights_and_the_fit_its_optimum(digits):
+    X, y = digits
+    X = np.hstack([X, np.zeros((len(y), 1))])  # without a penalty, F does not depend on this feature's weights
+    assert _lbfgs.start_metric(np.array([0.0, 4.0]))[0] == 0
+    model = SoftmaxRegression(solver="lbfgs", alpha=0.0, dtype="float64", max_iter=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    assert np.all(np.isfinite(model.coef_)) and not model.coef_[-1].any()
+    assert model.history_[-1]["objective"] < 0.01
 
 
 def test_max_iter_stops_with_a_convergence_warning_and_one_record_per_iteration(digits):
@@ -196,14 +242,15 @@ def test_a_fitted_lbfgs_model_saves_and_loads_with_its_parameters(digits, tmp_pa
     assert loaded.n_iter_ <= model.n_iter_ + 1
 
 
-def two_loop_direction(gradient, pairs):
-    """``-H g`` by Nocedal & Wright's two-loop recursion (Algorithm 7.4) over ``pairs`` ``(s, y)``, oldest first."""
+def two_loop_direction(gradient, pairs, metric):
+    """``-H g`` by Nocedal & Wright's two-loop recursion (Algorithm 7.4) over ``pairs`` ``(s, y)``, oldest first,
+    from ``H0 = gamma diag(metric)``, ``gamma = s'y / y'My`` of the last pair."""
     q, alphas = gradient.copy(), []
     for s, y in reversed(pairs):
         alphas.append(s @ q / (s @ y))
         q -= alphas[-1] * y
     s, y = pairs[-1]
-    r = (s @ y) / (y @ y) * q
+    r = (s @ y) / (y @ (metric * y)) * metric * q
     for (s, y), alpha in zip(pairs, reversed(alphas)):
         r += (alpha - y @ r / (s @ y)) * s
     return -r
@@ -234,36 +281,50 @@ def stored(vector):
                               "the last step's curvature negative", "two steps' curvature negative"])
 def test_the_compact_direction_is_the_two_loop_recursion_of_the_kept_float32_pairs(n_steps, rejected):
     thetas, gradients = quadratic_steps(n_steps, rejected)
-    pairs = _lbfgs.CurvaturePairs(5, gradients[0], n_threads=1)
-    np.testing.assert_array_equal(pairs.direction(), -gradients[0])
+    metric = np.random.default_rng(8).uniform(0.1, 10, 8)
+    pairs = _lbfgs.CurvaturePairs(5, gradients[0], metric, n_threads=1)
+    np.testing.assert_array_equal(pairs.direction(), -metric * gradients[0])
     for step in range(n_steps):
         pairs.add_step(thetas[step], thetas[step + 1], gradients[step], gradients[step + 1])
     kept = [(stored(thetas[step + 1] - thetas[step]), stored(gradients[step + 1] - gradients[step]))
             for step in range(n_steps) if step not in rejected][-5:]
     assert len(pairs) == len(kept)
-    np.testing.assert_allclose(pairs.direction(), two_loop_direction(gradients[-1], kept), rtol=1e-10)
+    np.testing.assert_allclose(pairs.direction(), two_loop_direction(gradients[-1], kept, metric), rtol=1e-10)
     pairs.clear()
-    np.testing.assert_array_equal(pairs.direction(), -gradients[-1])
+    np.testing.assert_array_equal(pairs.direction(), -metric * gradients[-1])
 
 
 @pytest.mark.parametrize("n", [0, 5, 3 * _lbfgs_passes.PIECE + 7], ids=["empty", "within a piece", "3 pieces and a part"])
 def test_the_passes_over_the_pairs_are_numpys_float64_products_with_the_same_bits_on_any_thread_count(n):
     rng = np.random.default_rng(4)
     S, Y = rng.standard_normal((2, 6, n), dtype=np.float32)  # float32 pairs, as CurvaturePairs keeps them
-    s, y, gradient = S[2], Y[2], rng.standard_normal(n)
+    theta, new_theta, gradient, new_gradient = rng.standard_normal((4, n))
+    metric = rng.uniform(0.1, 10, n)
     s_weights, y_weights = rng.standard_normal((2, 6))
-    s_weights[4] = y_weights[4] = 0
-    S[4] = np.nan  # combine_pairs does not read a row whose weights are 0
-    products = [_lbfgs_passes.pair_products(S, Y, s, y, gradient, n_threads) for n_threads in (1, 2)]
-    combined = [_lbfgs_passes.combine_pairs(S, Y, s_weights, y_weights, -0.5, gradient, n_threads)
+    s_weights[4] = y_weights[1] = 0
+    products, written = [], []
+    for n_threads in (1, 2):
+        S[2] = Y[2] = np.nan  # the free row: written before it is read
+        products.append(_lbfgs_passes.pair_products(S, Y, 2, theta, new_theta, gradient, new_gradient, metric,
+                                                    n_threads))
+        written.append((S[2].copy(), Y[2].copy()))
+    unread = S[4].copy(), Y[1].copy()
+    S[4] = Y[1] = np.nan  # combine_pairs does not read a row whose weight is 0
+    combined = [_lbfgs_passes.combine_pairs(S, Y, s_weights, y_weights, -0.5, new_gradient, metric, n_threads)
                 for n_threads in (1, 2)]
-    # The products of the float32 values, summed in float64.
-    S, Y, s, y = (array.astype(np.float64) for array in (S, Y, s, y))
-    np.testing.assert_allclose(products[0], [S @ y, S @ gradient, Y @ s, Y @ y, Y @ gradient], rtol=1e-12, atol=1e-12)
-    read = np.arange(6) != 4
-    np.testing.assert_allclose(combined[0], s_weights[read] @ S[read] + y_weights[read] @ Y[read] - 0.5 * gradient,
+    S[4], Y[1] = unread
+    # The step and gradient change rounded to float32, and the products of the float32 values summed in float64.
+    np.testing.assert_array_equal(S[2], (new_theta - theta).astype(np.float32))
+    np.testing.assert_array_equal(Y[2], (new_gradient - gradient).astype(np.float32))
+    S, Y = S.astype(np.float64), Y.astype(np.float64)
+    s, y = S[2], Y[2]
+    np.testing.assert_allclose(products[0][:2], [S @ y, S @ new_gradient], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(products[0][2:], [Y @ s, Y @ (metric * y), Y @ (metric * new_gradient)],
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(combined[0], s_weights @ S + metric * (y_weights @ Y - 0.5 * new_gradient),
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(products[1], products[0])
+    np.testing.assert_array_equal(written[1][0], written[0][0])
     np.testing.assert_array_equal(combined[1], combined[0])
 
 

@@ -62,10 +62,10 @@ MIN_HISTORY, MAX_HISTORY = 10, 50
 # The power of the start's curvature in H0 (see Objective.start_curvature and CurvaturePairs): 0 is the usual
 # H0 = gamma I, 1 Jacobi's preconditioner. The curvature is the Hessian's diagonal at the start only: as the model
 # grows confident, the data's share of it falls, and a strong penalty's uniform share takes over. The square root
-# goes half way. Iterations of our fits (float64, to gtol 1e-5), for the powers 0 and 0.5: 20 Newsgroups at
-# alpha = 1/n 65 and 28; MNIST at alpha 1e-5 358 and 240, at 1e-3 93 and 115; Fashion-MNIST at 1e-5 831 and 662,
-# at 1e-3 186 and 287; 3 noisy templates of 784 pixels at alpha 1e-2 15 and 25 (a power of 1 took 20 Newsgroups
-# 36 iterations, MNIST at 1e-3 135). On MNIST at 1e-4, to scikit-learn's objective, 58 and 48.
+# goes half way. Iterations of our fits (float64, to gtol 1e-5) for the powers 0, 0.5 and 1: 20 Newsgroups at
+# alpha = 1/n 65, 29 and 54; MNIST at alpha 1e-5 358, 251 and 256, at 1e-3 93, 113 and 156; Fashion-MNIST at 1e-5
+# 831, 725 and 744, at 1e-3 186, 265 and 357; 3 noisy templates of 784 pixels at alpha 1e-2 15, 14 and 17. A strong
+# penalty on pixels is the case it slows.
 CURVATURE_POWER = 0.5
 # Bytes of float64 rows that feature_square_sums converts at once: little next to X (a uint8 MNIST is 47 MB).
 _SQUARES_BLOCK_BYTES = 1 << 20
@@ -208,7 +208,8 @@ def minimize(objective, theta, max_iter, gtol, on_iteration, n_threads):
     ``H0 = gamma M``, the diagonal ``M`` of :func:`start_metric` scaled by
     ``gamma = s'y / y'My``, and a line search for
     the strong Wolfe conditions (:func:`_wolfe_step`), starting from the step
-    1 (from ``1 / ||g||`` on the first iteration, as L-BFGS-B does). It ends
+    1 (on the first iteration from ``min(1, 1 / ||M^(1/2) g||)``, L-BFGS-B's
+    ``1 / ||g||`` in the scaled variables). It ends
     when the largest absolute component of the gradient is at most ``gtol``,
     when an iteration lowers ``F`` by at most ``_FTOL`` relative (L-BFGS-B's
     tests, as scikit-learn sets them), after ``max_iter`` iterations, when a
@@ -239,7 +240,8 @@ def minimize(objective, theta, max_iter, gtol, on_iteration, n_threads):
                 pairs.clear()
                 direction = pairs.direction()
                 slope = float(np.dot(gradient, direction))
-            first_step = 1.0 if len(pairs) else min(1.0, 1.0 / float(np.linalg.norm(direction)))
+            # Without pairs, L-BFGS-B's first step, 1 / ||g||, in the scaled variables: ||M^(1/2) g||^2 = -slope.
+            first_step = 1.0 if len(pairs) else min(1.0, 1.0 / np.sqrt(-slope))
             if -slope <= _ROUNDINGS * objective.eps * max(abs(value), 1.0):
                 # The decrease the step promises, about -slope / 2, is below F's rounding in the model's dtype (where
                 # float32 models end): a line search would chase rounding. One try of the step decides.

@@ -191,7 +191,10 @@ def feature_square_sums(X, weights, scale):
     for start in range(0, n, block):
         squares = np.multiply(X[start:start + block], scale, dtype=np.float64)
         np.square(squares, out=squares)
-        sums += squares.sum(axis=0) if weights is None else np.asarray(weights[start:start + block], np.float64) @ squares
+        if weights is None:
+            sums += squares.sum(axis=0)
+        else:
+            sums += np.asarray(weights[start:start + block], np.float64) @ squares
     return sums
 
 
@@ -338,8 +341,8 @@ class CurvaturePairs:
 
     def add_step(self, theta, new_theta, gradient, new_gradient):
         """Keep the step from ``theta`` to ``new_theta`` (float64) and the gradients' change as the newest pair if
-        its curvature ``s'y`` is positive (beyond rounding: more than eps ``y'My``), dropping the oldest once ``size`` are held; ``new_gradient`` becomes the
-        gradient :meth:`direction` is of.
+        its curvature ``s'y`` is positive (beyond rounding: more than eps ``y'My``), dropping the oldest once
+        ``size`` are held; ``new_gradient`` becomes the gradient :meth:`direction` is of.
 
         The step is written into the free row, and the pair's products and the
         new gradient's with every pair are made, in one read of ``S`` and ``Y``

@@ -175,26 +175,31 @@ class Objective:
 def feature_square_sums(X, weights, scale):
     """``sum_i s_i (scale * X[i, j])^2`` for every feature ``j``: float64 ``(d,)``.
 
-    ``X (n, d)``: kernel-ready rows, dense of any dtype (read a block of rows
-    at a time, so a memory-mapped ``X`` is never converted whole) or CSR (an
-    object with ``data``, ``indices``, ``indptr`` and ``shape``);
+    ``X (n, d)``: kernel-ready rows, dense of any dtype or CSR (an object
+    with ``data``, ``indices``, ``indptr`` and ``shape``), read a block of
+    rows at a time: its float64 squares take about ``_SQUARES_BLOCK_BYTES``,
+    whatever ``n``, and a memory-mapped ``X`` is never converted whole.
     ``weights``: the row weights ``s (n,)``, or None for 1.
     """
     n, d = X.shape
-    if hasattr(X, "indptr"):
-        values = np.square(np.multiply(X.data, scale, dtype=np.float64))
-        if weights is not None:
-            values *= np.repeat(np.asarray(weights, np.float64), np.diff(X.indptr))
-        return np.bincount(X.indices, weights=values, minlength=d).astype(np.float64)
+    sparse = hasattr(X, "indptr")
+    values_per_row = len(X.data) / max(n, 1) if sparse else d
+    block = max(1, int(_SQUARES_BLOCK_BYTES // (8 * max(values_per_row, 1))))
     sums = np.zeros(d)
-    block = max(1, _SQUARES_BLOCK_BYTES // (8 * max(d, 1)))
     for start in range(0, n, block):
-        squares = np.multiply(X[start:start + block], scale, dtype=np.float64)
-        np.square(squares, out=squares)
-        if weights is None:
-            sums += squares.sum(axis=0)
+        stop = min(n, start + block)
+        block_weights = None if weights is None else np.asarray(weights[start:stop], np.float64)
+        if sparse:
+            first, last = X.indptr[start], X.indptr[stop]
+            squares = np.multiply(X.data[first:last], scale, dtype=np.float64)
+            np.square(squares, out=squares)
+            if block_weights is not None:
+                squares *= np.repeat(block_weights, np.diff(X.indptr[start:stop + 1]))
+            sums += np.bincount(X.indices[first:last], weights=squares, minlength=d)
         else:
-            sums += np.asarray(weights[start:start + block], np.float64) @ squares
+            squares = np.multiply(X[start:stop], scale, dtype=np.float64)
+            np.square(squares, out=squares)
+            sums += squares.sum(axis=0) if block_weights is None else block_weights @ squares
     return sums
 
 

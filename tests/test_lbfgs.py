@@ -115,7 +115,8 @@ def test_the_start_curvature_is_the_hessians_diagonal_where_the_classes_are_equa
 @pytest.mark.parametrize("kind", ["float32", "uint8 pixels", "csr_matrix", "checked CSR"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_the_feature_square_sums_are_the_weighted_sums_of_squares_read_in_blocks(monkeypatch, kind, weighted):
-    monkeypatch.setattr(_lbfgs, "_SQUARES_BLOCK_BYTES", 3 * 8 * 7)  # blocks of 3 rows of 7 features: 4 and a part
+    # Blocks of 3 dense rows of 7 features (4 and a part); of CSR rows, as many as hold about 21 values.
+    monkeypatch.setattr(_lbfgs, "_SQUARES_BLOCK_BYTES", 3 * 8 * 7)
     rng = np.random.default_rng(7)
     X = rng.integers(0, 256, (14, 7)).astype(np.uint8) if kind == "uint8 pixels" else \
         (rng.standard_normal((14, 7)) * (rng.random((14, 7)) < 0.4)).astype(np.float32)
@@ -126,6 +127,19 @@ def test_the_feature_square_sums_are_the_weighted_sums_of_squares_read_in_blocks
             "checked CSR": lambda: kernels._validation.CSR.of_checked(sp.csr_matrix(X))}.get(kind, lambda: X)()
     expected = (np.ones(14) if weights is None else weights.astype(np.float64)) @ (X.astype(np.float64) * scale) ** 2
     np.testing.assert_allclose(_lbfgs.feature_square_sums(rows, weights, scale), expected, rtol=1e-12)
+
+
+def test_the_feature_square_sums_of_csr_rows_take_memory_bounded_whatever_the_nonzeros():
+    rng = np.random.default_rng(9)
+    X = sp.random(100_000, 1000, density=0.02, format="csr", dtype=np.float32, random_state=rng)  # 2 million
+    weights = rng.uniform(0, 2, 100_000)
+    tracemalloc.start()
+    sums = _lbfgs.feature_square_sums(X, weights, 1.0)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < X.nnz * 8 / 4  # float64 squares of every nonzero would take 16 MB
+    X = X.astype(np.float64)
+    np.testing.assert_allclose(sums, weights @ X.multiply(X).toarray(), rtol=1e-10)
 
 
 def test_a_feature_without_curvature_keeps_its_weights_and_the_fit_its_optimum(digits):

@@ -107,8 +107,8 @@ class Objective:
     model's ``dtype``: :meth:`of_rows` for rows in this process, or the
     Dask estimator's sums over blocks on a cluster. The penalty is added
     here, in float64. ``start_sums()`` returns ``(square_means (d,),
-    weight_mean)``, ``(1/n) sum_i s_i x_ij^2`` (:func:`feature_square_sums`
-    over ``n``) and ``(1/n) sum_i s_i``, for :meth:`start_curvature`: a
+    weight_mean)``, ``(1/n) sum_i s_i x_ij^2`` and ``(1/n) sum_i s_i``
+    (:func:`curvature_sums` over ``n``), for :meth:`start_curvature`: a
     read of all the features, which only a fresh fit makes.
     """
 
@@ -127,8 +127,8 @@ class Objective:
 
         def start_sums():
             n = max(len(y), 1)
-            weight_sum = len(y) if weights is None else float(np.sum(weights, dtype=np.float64))
-            return feature_square_sums(X, weights, scale) / n, weight_sum / n
+            square_sums, weight_sum = curvature_sums(X, weights, scale)
+            return square_sums / n, weight_sum / n
 
         return cls(backend.loss_and_grad_on(X, y, W, b, scale, n_threads=n_threads, sample_weight=weights),
                    alpha, shape, dtype, start_sums)
@@ -170,6 +170,13 @@ class Objective:
         gradient[d * k:] = gb
         value += self.alpha / 2 * float(np.dot(weights, weights))
         return value, gradient
+
+
+def curvature_sums(X, weights, scale):
+    """``(sum_i s_i (scale * X[i, j])^2 (d,), sum_i s_i)``, float64: the sums over the kernel-ready rows ``X (n, d)``
+    that :meth:`Objective.start_curvature` takes the means of (see :func:`feature_square_sums`)."""
+    weight_sum = float(X.shape[0]) if weights is None else float(np.sum(weights, dtype=np.float64))
+    return feature_square_sums(X, weights, scale), weight_sum
 
 
 def feature_square_sums(X, weights, scale):

@@ -201,7 +201,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _fit_lbfgs(self, client, model, data, validation_data, on_iteration):
         """L-BFGS on the client over the objective's sums from the blocks of ``data`` (:class:`_Data`)."""
         def start_sums():
-            futures = client.map(_block_square_sums, data.blocks, pure=False)
+            futures = client.map(_block_curvature_sums, data.blocks, pure=False)
             try:
                 square_sums, weight_sum = functools.reduce(_add_sums, client.gather(futures))
             finally:
@@ -478,12 +478,10 @@ def _block_sums(rows, weights, params):
     return loss * n, np.multiply(dW, n, dtype=np.float64), np.multiply(db, n, dtype=np.float64)
 
 
-def _block_square_sums(rows):
-    """``(sum_i s_i x_ij^2 (d,), sum_i s_i)`` over one block's kernel-ready ``rows``, in float64: the block's share
-    of the objective's curvature at the start (``_lbfgs.Objective.start_curvature``)."""
-    weights = rows.weights
-    weight_sum = float(len(rows.y)) if weights is None else float(np.sum(weights, dtype=np.float64))
-    return _lbfgs.feature_square_sums(rows.X, weights, _scale_of(rows.X)), weight_sum
+def _block_curvature_sums(rows):
+    """:func:`softmax_fast._lbfgs.curvature_sums` of one block's kernel-ready ``rows``: the block's share of the
+    objective's curvature at the start (``_lbfgs.Objective.start_curvature``)."""
+    return _lbfgs.curvature_sums(rows.X, rows.weights, _scale_of(rows.X))
 
 
 def _weights(W, b):
@@ -493,7 +491,7 @@ def _weights(W, b):
 
 def _add_sums(left, right):
     """The sum, part by part, of two tuples of sums (``(loss, dW, db)`` of :func:`_block_sums`, or those of
-    :func:`_block_square_sums`)."""
+    :func:`_block_curvature_sums`)."""
     return tuple(left_part + right_part for left_part, right_part in zip(left, right))
 
 

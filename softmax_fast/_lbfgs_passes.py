@@ -27,9 +27,9 @@ from numba import njit, prange
 from .kernels import _numba_threads
 from .kernels.numba_kernels._jit import FASTMATH_FLAGS
 
-# Elements of a piece. A piece of the five vectors of pair_products (a row of S and of Y, s, y, g) is at most
-# 160 KB, within every L2 cache of the CPUs we run on: a row's piece is read from memory once, the vectors' from
-# cache.
+# Elements of a piece. A piece of what pair_products reads (a row of S and of Y, the new pair's rows, the two
+# points and gradients, the metric) is at most 224 KB, within every L2 cache of the CPUs we run on: a row's piece
+# is read from memory once, the vectors' from cache.
 PIECE = 4096
 
 

@@ -259,36 +259,36 @@ def test_a_worker_killed_between_epochs_is_replaced_and_its_blocks_recomputed(cl
         assert_same_fit(model, sfdask.SoftmaxRegression(**params).fit(*on_cluster(X, y)))
 
 
-def source_that_kills_its_worker_once(marker):
-    """A block function that SIGKILLs the worker process computing it, the first time a worker does (``marker``: a
-    file created then). Never this process: Dask may call it here on an empty block to learn its type."""
+def source_that_acts_once(marker, act):
+    """A block function that calls ``act()`` in the worker process computing it, the first time a worker does
+    (``marker``: a file created then), and otherwise returns the block. Never in this process: Dask may call it
+    here on an empty block to learn its type."""
     test_process = os.getpid()
 
     def block(X):
         if os.getpid() != test_process:
-            try:  # created by one worker only: two running blocks at once must not both see no marker and die
+            try:  # created by one worker only: two running blocks at once must not both see no marker and act
                 os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 return X
-            os.kill(os.getpid(), signal.SIGKILL)
+            act()
         return X
     return block
+
+
+def source_that_kills_its_worker_once(marker):
+    """A block function that SIGKILLs the worker process computing it, the first time a worker does."""
+    return source_that_acts_once(marker, lambda: os.kill(os.getpid(), signal.SIGKILL))
+
+
+def _share_away():
+    raise OSError("the share is away")
 
 
 def source_that_fails_once(marker):
-    """A block function that raises OSError the first time a worker computes it (``marker``: a file created then),
-    as a read from a file share that is briefly away would."""
-    test_process = os.getpid()
-
-    def block(X):
-        if os.getpid() != test_process:
-            try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                return X
-            raise OSError("the share is away")
-        return X
-    return block
+    """A block function that raises OSError the first time a worker computes it, as a read from a file share that
+    is briefly away would."""
+    return source_that_acts_once(marker, _share_away)
 
 
 def test_a_fit_retried_on_the_array_whose_block_failed_computes_the_block_again(client, tmp_path):
